@@ -1,0 +1,119 @@
+package serve
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// NewGRPCServer returns a gRPC server that logs, measures and recovers every
+// call, with the health and reflection services registered. The caller
+// registers its own services, then marks them serving on the health server.
+func NewGRPCServer(log *slog.Logger, metrics *Metrics, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	obs := &observer{log: log, metrics: metrics}
+	opts = append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(obs.unary),
+		grpc.ChainStreamInterceptor(obs.stream),
+		// Clients (the EventStoreDB client among them) ping idle connections;
+		// the default policy would answer with GOAWAY and drop streams.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}, opts...)
+	srv := grpc.NewServer(opts...)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	return srv, hs
+}
+
+type observer struct {
+	log     *slog.Logger
+	metrics *Metrics
+}
+
+func (o *observer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err = o.panicked(info.FullMethod, r)
+		}
+		o.done(ctx, info.FullMethod, start, err)
+	}()
+	return handler(ctx, req)
+}
+
+func (o *observer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err = o.panicked(info.FullMethod, r)
+		}
+		o.done(ss.Context(), info.FullMethod, start, err)
+	}()
+	return handler(srv, ss)
+}
+
+// panicked turns a handler panic into Internal: one bad request must not take
+// the process, and every other client, down with it.
+func (o *observer) panicked(method string, r any) error {
+	o.log.Error("handler panicked", "method", method, "panic", r, "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error")
+}
+
+func (o *observer) done(ctx context.Context, method string, start time.Time, err error) {
+	code := status.Code(err)
+	elapsed := time.Since(start)
+	o.metrics.observe(method, code, elapsed)
+	level := slog.LevelDebug
+	switch code {
+	case codes.OK, codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition:
+	default:
+		level = slog.LevelWarn
+	}
+	if method == healthpb.Health_Check_FullMethodName || method == healthpb.Health_Watch_FullMethodName {
+		level = slog.LevelDebug
+	}
+	o.log.Log(ctx, level, "rpc", "method", method, "code", code.String(), "ms", float64(elapsed.Microseconds())/1000, "err", errString(err))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return status.Convert(err).Message()
+}
+
+// Metrics holds a service's Prometheus registry and its RPC metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+	rpcs     *prometheus.HistogramVec
+}
+
+// NewMetrics returns a registry with Go runtime and process collectors and the
+// RPC histogram every service exports.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	rpcs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "orderly_grpc_server_handling_seconds",
+		Help:    "Time to handle a gRPC call, by method and status code.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"method", "code"})
+	reg.MustRegister(rpcs)
+	return &Metrics{Registry: reg, rpcs: rpcs}
+}
+
+func (m *Metrics) observe(method string, code codes.Code, d time.Duration) {
+	if m != nil {
+		m.rpcs.WithLabelValues(method, code.String()).Observe(d.Seconds())
+	}
+}
