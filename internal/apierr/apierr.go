@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,8 +27,10 @@ import (
 const Domain = "orderly.v1"
 
 // FromDomain converts err to a gRPC status error. A *domain.Error keeps its
-// kind, reason and field violations; context errors become DeadlineExceeded or
-// Canceled; anything else, being unexpected, becomes Internal with msg.
+// kind, reason and field violations; an event store that cannot be reached is
+// Unavailable (clients may retry: commands are idempotent); context errors
+// become DeadlineExceeded or Canceled; anything else, being unexpected,
+// becomes Internal with msg (log err first: it is not sent).
 func FromDomain(err error, msg string) error {
 	if err == nil {
 		return nil
@@ -36,15 +39,24 @@ func FromDomain(err error, msg string) error {
 		return err
 	}
 	var de *domain.Error
+	var se *esdb.Error
 	switch {
 	case errors.As(err, &de):
 		return fromDomainError(de)
+	case errors.As(err, &se) && storeDown(se.Code()):
+		return status.Error(codes.Unavailable, msg+": event store unavailable")
+	case errors.As(err, &se) && se.Code() == esdb.ErrorCodeDeadlineExceeded:
+		return status.Error(codes.DeadlineExceeded, msg+": event store deadline exceeded")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, msg+": deadline exceeded")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, msg+": canceled")
 	}
 	return status.Error(codes.Internal, msg)
+}
+
+func storeDown(c esdb.ErrorCode) bool {
+	return c == esdb.ErrorUnavailable || c == esdb.ErrorCodeConnectionClosed || c == esdb.ErrorCodeNotLeader
 }
 
 func fromDomainError(de *domain.Error) error {

@@ -1,0 +1,52 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/orderly/orderly/internal/eventcodec"
+)
+
+// ErrStreamNotFound reports a stream that has no events (or never existed).
+var ErrStreamNotFound = errors.New("stream not found")
+
+// Read returns up to max decoded events of stream, forwards from revision
+// from (max 0 means all of them). A missing stream is ErrStreamNotFound.
+func Read(ctx context.Context, c *esdb.Client, reg *eventcodec.Registry, stream string, from, max uint64) ([]Recorded, error) {
+	count := max
+	if count == 0 {
+		count = ^uint64(0)
+	}
+	rs, err := c.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(from)}, count)
+	if err != nil {
+		return nil, readErr(stream, err)
+	}
+	defer rs.Close()
+	var out []Recorded
+	for {
+		re, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, readErr(stream, err)
+		}
+		rec, err := Decode(reg, re.Event)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+}
+
+func readErr(stream string, err error) error {
+	var esErr *esdb.Error
+	if errors.As(err, &esErr) && esErr.Code() == esdb.ErrorCodeResourceNotFound {
+		return fmt.Errorf("read %s: %w", stream, ErrStreamNotFound)
+	}
+	return fmt.Errorf("read %s: %w", stream, err)
+}
