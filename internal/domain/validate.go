@@ -39,13 +39,21 @@ func (v violations) err(what string) error {
 // checkID requires a canonical lower-case UUID: IDs are minted by the write
 // side, so anything else is a client mistake worth naming early.
 func (v *violations) checkID(field, id string) {
-	if id == "" {
-		v.add(field, "is required")
-		return
+	if p := IDProblem(id); p != "" {
+		v.add(field, "%s", p)
 	}
-	if !ValidID(id) {
-		v.add(field, "must be a UUID like 0b6f1c9e-4d2a-5c8e-9f10-2a3b4c5d6e7f")
+}
+
+// IDProblem says what is wrong with id as an aggregate ID, or "" if nothing.
+// Read-side handlers use it so that a bad ID reads the same on both sides.
+func IDProblem(id string) string {
+	switch {
+	case id == "":
+		return "is required"
+	case !ValidID(id):
+		return "must be a UUID like 0b6f1c9e-4d2a-5c8e-9f10-2a3b4c5d6e7f"
 	}
+	return ""
 }
 
 // ValidID reports whether id is a canonical lower-case UUID.
