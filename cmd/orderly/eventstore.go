@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/orderly/orderly/internal/config"
+	"github.com/orderly/orderly/internal/eventstore"
+)
+
+// runEventStore serves the embedded event store on its own, for tools and for
+// services run separately: esdb://HOST:PORT?tls=false.
+func runEventStore(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("eventstore", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:2113", "address to serve the EventStoreDB gRPC protocol on (insecure)")
+	data := fs.String("data", "./.orderly/eventstore", `directory for the event store; "" or ":memory:" keeps it in memory`)
+	maxEvent := fs.Int("max-event-size", 0, "largest event in bytes (0 = default, 1 MiB)")
+	maxAppend := fs.Int("max-append-size", 0, "largest append request in bytes (0 = default, 4 MiB)")
+	if err := config.Parse(fs, "ORDERLY_EVENTSTORE", args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("eventstore: unexpected arguments %q", fs.Args())
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "eventstore")
+
+	dir := *data
+	if dir == ":memory:" {
+		dir = ""
+	}
+	srv, err := eventstore.Open(eventstore.Config{Dir: dir, MaxEventSize: *maxEvent, MaxAppendSize: *maxAppend, Logger: log})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return errors.Join(fmt.Errorf("eventstore: listen: %w", err), srv.Close())
+	}
+	log.Info("event store listening", "conn", fmt.Sprintf("esdb://%s?tls=false", lis.Addr()), "data", *data)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	select {
+	case err := <-served:
+		return errors.Join(err, srv.Close())
+	case <-ctx.Done():
+		log.Info("event store stopping", "reason", context.Cause(ctx))
+		return errors.Join(srv.Close(), <-served)
+	}
+}

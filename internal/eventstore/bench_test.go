@@ -1,0 +1,63 @@
+package eventstore_test
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/orderly/orderly/internal/eventstore/estest"
+)
+
+// BenchmarkAppend measures durable (fsync) appends of one event through the
+// official client. Group commit is what lets 64 writers share each sync.
+func BenchmarkAppend(b *testing.B) {
+	for _, writers := range []int{1, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			c := newClient(b, estest.OnDisk())
+			mustAppend(b, c, "warmup", esdb.Any{}, events(1, "e")...)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for w := range writers {
+				wg.Go(func() {
+					stream := fmt.Sprintf("bench-%d", w)
+					for next.Add(1) <= int64(b.N) {
+						if _, err := c.AppendToStream(testCtx(b), stream, esdb.AppendToStreamOptions{}, events(1, "e")...); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+		})
+	}
+}
+
+// BenchmarkSubscribeAll measures events per second delivered to a $all
+// subscriber catching up from disk.
+func BenchmarkSubscribeAll(b *testing.B) {
+	c := newClient(b, estest.OnDisk())
+	for n := 0; n < b.N; n += 500 {
+		mustAppend(b, c, fmt.Sprintf("sub-%d", n%16), esdb.Any{}, events(min(500, b.N-n), "e")...)
+	}
+	b.ResetTimer()
+	sub, err := c.SubscribeToAll(testCtx(b), esdb.SubscribeToAllOptions{From: esdb.Start{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Close()
+	for got := 0; got < b.N; {
+		ev := sub.Recv()
+		if ev.SubscriptionDropped != nil {
+			b.Fatal(ev.SubscriptionDropped.Error)
+		}
+		if ev.EventAppeared != nil {
+			got++
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -1,0 +1,39 @@
+// Package eventstore is Orderly's embedded event store: a gRPC server that speaks
+// the subset of the EventStoreDB protocol the official Go client
+// (EventStore-Client-Go v4) uses for streams, so services talk to it exactly as
+// they would to a real node. It implements appends with optimistic concurrency
+// and idempotence, stream and $all reads in both directions, catch-up and live
+// subscriptions with server-side filters and checkpoints, soft delete and
+// tombstone, and the server-features handshake. Everything else (persistent
+// subscriptions, projections, users, system streams such as "$$stream"
+// metadata) answers UNIMPLEMENTED.
+//
+// # Storage
+//
+// Events live in Pebble (github.com/cockroachdb/pebble/v2). An event store is an
+// append-only log plus per-stream indexes that must change together, durably,
+// and never half-way; Pebble gives exactly that in-process and in pure Go:
+// atomic write batches, a synced write-ahead log that recovers after a crash
+// without exposing a partial batch, ordered iteration both ways for range
+// reads, consistent snapshots for readers, and an in-memory filesystem for
+// tests. A hand-rolled segment log would need its own recovery and indexing;
+// SQLite would serialize writers behind one lock and add a cgo-free but much
+// heavier SQL layer for what are only point and range lookups.
+//
+// Keys (see keys.go):
+//
+//	l <pos:be64>              -> the event, in its wire form (RecordedEvent)
+//	s <stream> 0x00 <rev:be64> -> pos      per-stream index
+//	m <stream>                 -> stream state (next revision, truncate-before, tombstone)
+//
+// # Writes
+//
+// One sequencer goroutine owns positions, revisions and stream state. It drains
+// every append waiting in its queue, checks each against the state, writes all
+// of them in one Pebble batch committed with fsync, then acknowledges them all
+// and hands the batch to live subscribers. Concurrent writers thus share one
+// sync (group commit), positions are assigned in commit order, and nothing is
+// acknowledged before it is on disk. Pebble publishes a synced batch to
+// readers only once its WAL sync is done, so no reader sees an event that a
+// crash could take back.
+package eventstore

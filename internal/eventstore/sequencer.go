@@ -1,0 +1,370 @@
+package eventstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+)
+
+type opKind int
+
+const (
+	opAppend opKind = iota
+	opDelete
+	opTombstone
+)
+
+// op is one write waiting for the sequencer.
+type op struct {
+	kind   opKind
+	stream string
+	expect expectation
+	events []*record // appends: id, metadata and data set; the sequencer fills in the rest
+	done   chan result
+}
+
+// result answers an op once its group is durable.
+type result struct {
+	err      error       // errStreamDeleted or a storage failure
+	verdict  verdictKind // verdictWrite on success, verdictWrong on a conflict
+	current  uint64      // the stream's last revision (after the write on success)
+	noStream bool        // the stream has no last revision
+	pos      uint64      // position of the last event written (or matched, on a retry)
+}
+
+var errClosed = errors.New("event store is shutting down")
+
+// maxGroupBytes bounds one group commit so a burst of large appends cannot
+// build an unbounded batch (and an unbounded fan-out to subscribers).
+const maxGroupBytes = 16 << 20
+
+// streamState is the sequencer's view of a stream. lastIDs/lastPos remember the
+// newest append so a retried expected-revision-Any append is recognised
+// (EventStoreDB also treats Any idempotence as best effort).
+type streamState struct {
+	meta    streamMeta
+	lastIDs [][]byte
+	lastPos uint64
+}
+
+// sequencer is the single writer: it owns positions, revisions and stream
+// state, and commits waiting ops together with one fsync.
+type sequencer struct {
+	db      *pebble.DB
+	log     *slog.Logger
+	publish func(entries []*entry, head uint64)
+	now     func() time.Time
+
+	ops     chan *op
+	quit    chan struct{}
+	stopped chan struct{}
+
+	head    uint64
+	streams map[string]*streamState
+
+	// The group being built.
+	batch    *pebble.Batch
+	acks     []ack
+	entries  []*entry
+	undo     map[string]*streamState // state of touched streams before the group; nil = absent
+	undoHead uint64
+}
+
+type ack struct {
+	op  *op
+	res result
+}
+
+func newSequencer(db *pebble.DB, log *slog.Logger, publish func([]*entry, uint64)) (*sequencer, error) {
+	head, metas, err := loadState(db)
+	if err != nil {
+		return nil, err
+	}
+	q := &sequencer{
+		db: db, log: log, publish: publish, now: time.Now,
+		ops:     make(chan *op, 1024),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		head:    head,
+		streams: make(map[string]*streamState, len(metas)),
+		undo:    map[string]*streamState{},
+	}
+	for name, m := range metas {
+		q.streams[name] = &streamState{meta: m}
+	}
+	q.batch = db.NewBatch()
+	q.undoHead = head
+	return q, nil
+}
+
+// submit queues o and waits for its durable result.
+func (q *sequencer) submit(ctx context.Context, o *op) (result, error) {
+	o.done = make(chan result, 1)
+	select {
+	case q.ops <- o:
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	case <-q.quit:
+		return result{}, errClosed
+	}
+	select {
+	case r := <-o.done:
+		return r, nil
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	case <-q.stopped:
+		return result{}, errClosed
+	}
+}
+
+func (q *sequencer) run() {
+	defer close(q.stopped)
+	defer q.batch.Close()
+	for {
+		select {
+		case <-q.quit:
+			return
+		case o := <-q.ops:
+			q.apply(o)
+		drain:
+			for q.batch.Len() < maxGroupBytes {
+				select {
+				case o := <-q.ops:
+					q.apply(o)
+				default:
+					break drain
+				}
+			}
+			q.flush()
+		}
+	}
+}
+
+func (q *sequencer) stop() {
+	close(q.quit)
+	<-q.stopped
+}
+
+func (q *sequencer) apply(o *op) {
+	st := q.streams[o.stream]
+	var meta streamMeta
+	if st != nil {
+		meta = st.meta
+	}
+	verdict, retryFrom := judge(meta, o.expect)
+	if verdict == verdictRetry && o.kind == opAppend {
+		if _, dirty := q.undo[o.stream]; dirty {
+			// The retry check reads committed events; make this stream's pending ones committed.
+			q.flush()
+		}
+		q.ack(o, q.retry(o, meta, retryFrom))
+		return
+	}
+	switch verdict {
+	case verdictDeleted:
+		q.ack(o, result{err: errStreamDeleted})
+		return
+	case verdictWrong, verdictRetry:
+		q.ack(o, conflict(meta))
+		return
+	}
+	if o.kind == opAppend && o.expect.kind == expectAny && st != nil && len(o.events) > 0 && sameIDs(st.lastIDs, o.events) {
+		q.ack(o, result{current: meta.lastRevision(), pos: st.lastPos})
+		return
+	}
+	st = q.touch(o.stream)
+	switch o.kind {
+	case opAppend:
+		q.ack(o, q.writeEvents(o, st))
+	case opDelete:
+		// Soft delete is EventStoreDB's "truncate before" at the end of the stream.
+		st.meta.truncateBefore = st.meta.next
+		q.batch.Set(metaKey(o.stream), st.meta.encode(), nil)
+		q.ack(o, result{pos: q.head})
+	case opTombstone:
+		q.ack(o, q.writeTombstone(o, st))
+	}
+}
+
+func conflict(m streamMeta) result {
+	if !m.exists() {
+		return result{verdict: verdictWrong, noStream: true}
+	}
+	return result{verdict: verdictWrong, current: m.lastRevision()}
+}
+
+// touch returns the stream's state for writing, remembering its prior value so
+// a failed commit can be undone.
+func (q *sequencer) touch(stream string) *streamState {
+	st := q.streams[stream]
+	if _, seen := q.undo[stream]; !seen {
+		if st == nil {
+			q.undo[stream] = nil
+		} else {
+			prior := *st
+			q.undo[stream] = &prior
+		}
+	}
+	if st == nil {
+		st = &streamState{}
+		q.streams[stream] = st
+	}
+	return st
+}
+
+func (q *sequencer) writeEvents(o *op, st *streamState) result {
+	created := strconv.FormatInt(q.now().UnixNano()/100, 10)
+	for i, rec := range o.events {
+		rec.StreamRevision = st.meta.next + uint64(i)
+		rec.Metadata[metaCreated] = created
+	}
+	if err := q.appendLog(o.events); err != nil {
+		return result{err: err}
+	}
+	ids := make([][]byte, len(o.events))
+	for i, rec := range o.events {
+		ids[i] = eventID(rec)
+		q.batch.Set(indexKey(o.stream, rec.StreamRevision), binary.BigEndian.AppendUint64(nil, rec.CommitPosition), nil)
+	}
+	st.meta.next += uint64(len(o.events))
+	q.batch.Set(metaKey(o.stream), st.meta.encode(), nil)
+	if len(o.events) > 0 {
+		st.lastIDs, st.lastPos = ids, q.head
+	}
+	if !st.meta.exists() {
+		return result{noStream: true, pos: q.head}
+	}
+	return result{current: st.meta.lastRevision(), pos: q.head}
+}
+
+func (q *sequencer) writeTombstone(o *op, st *streamState) result {
+	rec := newRecord(o.stream, newEventID(), eventTypeStreamDeleted, contentTypeBinary, nil, nil)
+	rec.StreamRevision = tombstoneRevision
+	rec.Metadata[metaCreated] = strconv.FormatInt(q.now().UnixNano()/100, 10)
+	if err := q.appendLog([]*record{rec}); err != nil {
+		return result{err: err}
+	}
+	st.meta.tombstoned = true
+	q.batch.Set(metaKey(o.stream), st.meta.encode(), nil)
+	return result{pos: q.head}
+}
+
+// appendLog gives recs the next positions and adds them to the log. Every
+// record is encoded before any is added, so a failure leaves nothing behind.
+func (q *sequencer) appendLog(recs []*record) error {
+	entries := make([]*entry, len(recs))
+	for i, rec := range recs {
+		pos := q.head + 1 + uint64(i)
+		rec.CommitPosition, rec.PreparePosition = pos, pos
+		b, err := proto.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode event for stream %q: %w", rec.StreamIdentifier.GetStreamName(), err)
+		}
+		entries[i] = &entry{pos: pos, raw: b, rec: rec}
+	}
+	for _, e := range entries {
+		q.batch.Set(logKey(e.pos), e.raw, nil)
+	}
+	q.head += uint64(len(recs))
+	q.entries = append(q.entries, entries...)
+	return nil
+}
+
+// retry applies EventStoreDB's idempotence rule to an append whose expected
+// revision is behind the stream: if every event is already committed, in
+// order, from retryFrom on, the append succeeded before and is answered again
+// without writing; anything else is a conflict.
+func (q *sequencer) retry(o *op, m streamMeta, retryFrom uint64) result {
+	n := uint64(len(o.events))
+	if n == 0 || retryFrom+n > m.next {
+		return conflict(m)
+	}
+	it, err := q.db.NewIter(&pebble.IterOptions{
+		LowerBound: indexKey(o.stream, retryFrom),
+		UpperBound: indexKey(o.stream, retryFrom+n),
+	})
+	if err != nil {
+		return result{err: fmt.Errorf("check retried append to %q: %w", o.stream, err)}
+	}
+	defer it.Close()
+	var i int
+	var pos uint64
+	for it.First(); it.Valid(); it.Next() {
+		pos = binary.BigEndian.Uint64(it.Value())
+		e, err := readEntry(q.db, pos)
+		if err != nil {
+			return result{err: err}
+		}
+		rec, err := e.record()
+		if err != nil {
+			return result{err: err}
+		}
+		if !bytes.Equal(eventID(rec), eventID(o.events[i])) {
+			return conflict(m)
+		}
+		i++
+	}
+	if uint64(i) != n {
+		return conflict(m)
+	}
+	return result{current: retryFrom + n - 1, pos: pos}
+}
+
+func sameIDs(ids [][]byte, events []*record) bool {
+	if len(ids) != len(events) {
+		return false
+	}
+	for i, rec := range events {
+		if !bytes.Equal(ids[i], eventID(rec)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (q *sequencer) ack(o *op, r result) {
+	q.acks = append(q.acks, ack{op: o, res: r})
+}
+
+// flush makes the group durable, publishes its events, then answers its ops.
+func (q *sequencer) flush() {
+	if !q.batch.Empty() {
+		if err := q.batch.Commit(pebble.Sync); err != nil {
+			q.log.Error("group commit failed", "err", err, "ops", len(q.acks))
+			q.rollback()
+			err = fmt.Errorf("commit events: %w", err)
+			for i := range q.acks {
+				q.acks[i].res = result{err: err}
+			}
+		} else {
+			q.publish(q.entries, q.head)
+		}
+		q.batch.Close()
+		q.batch = q.db.NewBatch()
+	}
+	for _, a := range q.acks {
+		a.op.done <- a.res
+	}
+	q.acks, q.entries = q.acks[:0], nil
+	clear(q.undo)
+	q.undoHead = q.head
+}
+
+func (q *sequencer) rollback() {
+	for name, prior := range q.undo {
+		if prior == nil {
+			delete(q.streams, name)
+		} else {
+			q.streams[name] = prior
+		}
+	}
+	q.head = q.undoHead
+}

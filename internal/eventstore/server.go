@@ -1,0 +1,121 @@
+package eventstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/serverfeatures"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+)
+
+// Server is the embedded event store: storage plus the gRPC services the
+// official client calls.
+type Server struct {
+	streams.UnimplementedStreamsServer
+
+	cfg    Config
+	log    *slog.Logger
+	db     *pebble.DB
+	seq    *sequencer
+	broker *broker
+	grpc   *grpc.Server
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// shutdownGrace bounds how long Close waits for in-flight calls.
+const shutdownGrace = 5 * time.Second
+
+// Open opens (or creates) the store and prepares its gRPC server.
+func Open(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	db, err := openPebble(cfg.Dir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, db: db}
+	s.seq, err = newSequencer(db, cfg.Logger, func(entries []*entry, head uint64) { s.broker.publish(entries, head) })
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("recover event store state: %w", err)
+	}
+	s.broker = newBroker(s.seq.head)
+	go s.seq.run()
+
+	s.grpc = grpc.NewServer(
+		// The client pings every 10 s, idle or not; grpc-go's default policy
+		// would answer with GOAWAY and drop idle subscriptions.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Leave room above MaxEventSize so an oversized event gets our
+		// message, not gRPC's generic one.
+		grpc.MaxRecvMsgSize(cfg.MaxEventSize+(1<<20)),
+		grpc.UnknownServiceHandler(unimplemented),
+		// Close must not close storage under a handler still reading it.
+		grpc.WaitForHandlers(true),
+		grpc.ForceServerCodecV2(newWireCodec()),
+	)
+	streams.RegisterStreamsServer(s.grpc, s)
+	serverfeatures.RegisterServerFeaturesServer(s.grpc, features{})
+	cfg.Logger.Info("event store opened", "dir", cfg.Dir, "head", s.seq.head)
+	return s, nil
+}
+
+// Serve accepts connections on lis until Close; it returns nil after Close.
+func (s *Server) Serve(lis net.Listener) error {
+	s.log.Info("event store serving", "addr", lis.Addr().String())
+	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("event store serve: %w", err)
+	}
+	return nil
+}
+
+// Close ends subscriptions, lets in-flight calls finish (for a bounded
+// time), stops the writer and closes storage. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.broker.close()
+		stopped := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(shutdownGrace):
+			s.log.Warn("event store: calls still running after grace period; stopping them")
+			s.grpc.Stop()
+			<-stopped
+		}
+		s.seq.stop()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close event store storage: %w", err)
+		}
+		s.log.Info("event store closed")
+	})
+	return s.closeErr
+}
+
+// BatchAppend is never called by the v4 client; say so plainly.
+func (s *Server) BatchAppend(streams.Streams_BatchAppendServer) error {
+	return status.Error(codes.Unimplemented, "BatchAppend is not supported by the embedded event store; use Append")
+}
+
+// unimplemented answers every service outside the subset (persistent
+// subscriptions, projections, users, operations, gossip, ...).
+func unimplemented(_ any, stream grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(stream)
+	return status.Errorf(codes.Unimplemented, "%s is not supported by the embedded event store (it implements streams and server features only)", method)
+}

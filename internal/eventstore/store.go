@@ -1,0 +1,123 @@
+package eventstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/protobuf/proto"
+)
+
+// record is a committed event in the form readers receive.
+type record = streams.ReadResp_ReadEvent_RecordedEvent
+
+// entry is a committed event: its position, its wire encoding (stored, and
+// sent to readers as is) and, once needed, its decoded form. Entries shared
+// with live subscribers are always decoded, so record never writes to them.
+type entry struct {
+	pos uint64
+	raw []byte
+	rec *record
+}
+
+func (e *entry) record() (*record, error) {
+	if e.rec == nil {
+		rec := &record{}
+		if err := proto.Unmarshal(e.raw, rec); err != nil {
+			return nil, fmt.Errorf("decode event at position %d: %w", e.pos, err)
+		}
+		e.rec = rec
+	}
+	return e.rec, nil
+}
+
+func openPebble(dir string, logger *slog.Logger) (*pebble.DB, error) {
+	opts := &pebble.Options{Logger: pebbleLogger{logger}}
+	if dir == "" {
+		opts.FS = vfs.NewMem()
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open pebble at %q: %w", dir, err)
+	}
+	return db, nil
+}
+
+// loadState recovers what the sequencer keeps in memory: the last position and
+// every stream's state. Pebble has already replayed its WAL, so only whole
+// batches are visible here.
+func loadState(db *pebble.DB) (head uint64, metas map[string]streamMeta, err error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLog}, UpperBound: []byte{prefixLog + 1}})
+	if err != nil {
+		return 0, nil, fmt.Errorf("scan log: %w", err)
+	}
+	if it.Last() {
+		head = binary.BigEndian.Uint64(it.Key()[1:])
+	}
+	if err := it.Close(); err != nil {
+		return 0, nil, fmt.Errorf("scan log: %w", err)
+	}
+
+	metas = map[string]streamMeta{}
+	it, err = db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMeta}, UpperBound: []byte{prefixMeta + 1}})
+	if err != nil {
+		return 0, nil, fmt.Errorf("scan streams: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		m, err := decodeStreamMeta(it.Value())
+		if err != nil {
+			_ = it.Close()
+			return 0, nil, fmt.Errorf("stream %q: %w", it.Key()[1:], err)
+		}
+		metas[string(it.Key()[1:])] = m
+	}
+	if err := it.Close(); err != nil {
+		return 0, nil, fmt.Errorf("scan streams: %w", err)
+	}
+	return head, metas, nil
+}
+
+// readMeta returns a stream's committed state; an unknown stream is the zero state.
+func readMeta(r pebble.Reader, stream string) (streamMeta, error) {
+	v, closer, err := r.Get(metaKey(stream))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return streamMeta{}, nil
+	}
+	if err != nil {
+		return streamMeta{}, fmt.Errorf("read state of stream %q: %w", stream, err)
+	}
+	defer closer.Close()
+	return decodeStreamMeta(v)
+}
+
+func readEntry(r pebble.Reader, pos uint64) (*entry, error) {
+	v, closer, err := r.Get(logKey(pos))
+	if err != nil {
+		return nil, fmt.Errorf("read event at position %d: %w", pos, err)
+	}
+	defer closer.Close()
+	return &entry{pos: pos, raw: bytes.Clone(v)}, nil
+}
+
+// pebbleLogger sends Pebble's own logs to slog instead of stderr.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is only called by Pebble on unrecoverable corruption; Pebble expects
+// it not to return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}
