@@ -1,10 +1,14 @@
 package serve
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/orderly/orderly/gen/openapi"
@@ -12,7 +16,8 @@ import (
 
 // NewGatewayMux returns a grpc-gateway mux that speaks lowerCamel JSON, always
 // emits zero values (a client reading `position: 0` should not have to guess),
-// and refuses unknown request fields rather than silently dropping them.
+// refuses unknown request fields rather than silently dropping them, and
+// names the offending field of every request it cannot decode.
 func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
@@ -20,6 +25,7 @@ func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 	}}
 	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
+		runtime.WithErrorHandler(errorHandler),
 	}, opts...)...)
 }
 
@@ -37,4 +43,26 @@ func NewHTTPHandler(api http.Handler, metrics *Metrics) http.Handler {
 		_, _ = w.Write(openapi.Spec)
 	})
 	return mux
+}
+
+// GatewayRegistrar registers a service's REST routes on a mux, forwarding
+// to conn (the generated Register<Service>HandlerClient, adapted).
+type GatewayRegistrar func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error
+
+// NewGateway returns the REST handler for services served at grpcAddr. Calls
+// go through a loopback gRPC connection, so REST and gRPC share interceptors,
+// metrics and status mapping exactly. Close the connection when done.
+func NewGateway(ctx context.Context, grpcAddr string, metrics *Metrics, register ...GatewayRegistrar) (http.Handler, *grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("gateway: dial %s: %w", grpcAddr, err)
+	}
+	mux := NewGatewayMux()
+	for _, r := range register {
+		if err := r(ctx, mux, conn); err != nil {
+			_ = conn.Close()
+			return nil, nil, fmt.Errorf("gateway: register: %w", err)
+		}
+	}
+	return NewHTTPHandler(mux, metrics), conn, nil
 }
