@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -49,20 +50,36 @@ func NewHTTPHandler(api http.Handler, metrics *Metrics) http.Handler {
 // to conn (the generated Register<Service>HandlerClient, adapted).
 type GatewayRegistrar func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error
 
-// NewGateway returns the REST handler for services served at grpcAddr. Calls
-// go through a loopback gRPC connection, so REST and gRPC share interceptors,
-// metrics and status mapping exactly. Close the connection when done.
-func NewGateway(ctx context.Context, grpcAddr string, metrics *Metrics, register ...GatewayRegistrar) (http.Handler, *grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, nil, fmt.Errorf("gateway: dial %s: %w", grpcAddr, err)
+// Upstream is a gRPC server address and the REST routes it serves.
+type Upstream struct {
+	Addr     string
+	Register GatewayRegistrar
+}
+
+// NewGateway returns the REST handler for the upstream gRPC services. Calls
+// go through loopback gRPC connections, so REST and gRPC share interceptors,
+// metrics and status mapping exactly. closeConns closes those connections.
+func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h http.Handler, closeConns func() error, err error) {
+	var conns []*grpc.ClientConn
+	closeConns = func() error {
+		var errs []error
+		for _, c := range conns {
+			errs = append(errs, c.Close())
+		}
+		return errors.Join(errs...)
 	}
 	mux := NewGatewayMux()
-	for _, r := range register {
-		if err := r(ctx, mux, conn); err != nil {
-			_ = conn.Close()
-			return nil, nil, fmt.Errorf("gateway: register: %w", err)
+	for _, u := range upstreams {
+		conn, err := grpc.NewClient(u.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			_ = closeConns()
+			return nil, nil, fmt.Errorf("gateway: dial %s: %w", u.Addr, err)
+		}
+		conns = append(conns, conn)
+		if err := u.Register(ctx, mux, conn); err != nil {
+			_ = closeConns()
+			return nil, nil, fmt.Errorf("gateway: register %s: %w", u.Addr, err)
 		}
 	}
-	return NewHTTPHandler(mux, metrics), conn, nil
+	return NewHTTPHandler(mux, metrics), closeConns, nil
 }

@@ -94,3 +94,33 @@ func Run(ctx context.Context, log *slog.Logger, grace time.Duration, servers map
 	}
 	return first
 }
+
+// Background wraps work that runs until its context ends (a subscription, a
+// saga, a projection) as a Server, so Run starts and stops it together with
+// the listeners.
+func Background(work func(ctx context.Context) error) Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &background{work: work, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+type background struct {
+	work   func(ctx context.Context) error
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (b *background) Serve() error {
+	defer close(b.done)
+	return b.work(b.ctx)
+}
+
+func (b *background) Shutdown(ctx context.Context) error {
+	b.cancel()
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -51,9 +51,15 @@ func TestRun(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	workStopped := make(chan struct{})
+	work := serve.Background(func(ctx context.Context) error {
+		<-ctx.Done()
+		close(workStopped)
+		return nil
+	})
 	go func() {
 		done <- serve.Run(ctx, log, 5*time.Second, map[string]serve.Server{
-			"grpc": serve.GRPC(gs, glis), "http": serve.HTTP(hsrv, hlis),
+			"grpc": serve.GRPC(gs, glis), "http": serve.HTTP(hsrv, hlis), "work": work,
 		})
 	}()
 
@@ -87,6 +93,11 @@ func TestRun(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not stop after cancel")
+	}
+	select {
+	case <-workStopped:
+	default:
+		t.Fatal("Run returned before stopping its background work")
 	}
 }
 

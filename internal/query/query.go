@@ -1,0 +1,118 @@
+// Package query is the read side: orderly.v1.QueryService over the views the
+// projector keeps, plus audit history, temporal reads and watches served
+// straight from the event store.
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/apierr"
+	"github.com/orderly/orderly/internal/eventcodec"
+	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/pagetoken"
+	"github.com/orderly/orderly/internal/views"
+)
+
+// Options tunes a Service; the zero value works.
+type Options struct {
+	// PageTokenKey seals page tokens; replicas that share it accept each
+	// other's tokens. Empty: a random key, so tokens die with the process.
+	PageTokenKey []byte
+	// Notifier wakes read-your-writes waits at once when the projector runs
+	// in this process; nil makes them poll the view store with backoff.
+	Notifier *views.Notifier
+	// MaxWait bounds a min_position wait when the call has no deadline.
+	MaxWait time.Duration
+	Log     *slog.Logger
+}
+
+// Service implements orderlyv1.QueryServiceServer.
+type Service struct {
+	orderlyv1.UnimplementedQueryServiceServer
+	store    *eventlog.Conn
+	reg      *eventcodec.Registry
+	views    views.Reader
+	tokens   *pagetoken.Codec
+	notifier *views.Notifier
+	maxWait  time.Duration
+	log      *slog.Logger
+	hub      *hub
+}
+
+// New returns a query service reading views from r and history from store.
+// Call Run to feed WatchOrder.
+func New(store *eventlog.Conn, r views.Reader, opts Options) *Service {
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = 10 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	return &Service{
+		store:    store,
+		reg:      eventcodec.Default(),
+		views:    r,
+		tokens:   pagetoken.New(opts.PageTokenKey),
+		notifier: opts.Notifier,
+		maxWait:  opts.MaxWait,
+		log:      opts.Log,
+		hub:      newHub(store, opts.Log),
+	}
+}
+
+// Register adds the service to a gRPC server.
+func (s *Service) Register(g *grpc.Server) { orderlyv1.RegisterQueryServiceServer(g, s) }
+
+// Run follows the order streams for WatchOrder until ctx ends; watches end
+// with it.
+func (s *Service) Run(ctx context.Context) error { return s.hub.run(ctx) }
+
+// await holds a read until the views reflect position pos (read-your-writes),
+// bounded by the call's deadline or MaxWait.
+func (s *Service) await(ctx context.Context, pos uint64) error {
+	if pos == 0 {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.maxWait)
+		defer cancel()
+	}
+	seen, err := views.WaitCheckpoint(ctx, s.views, s.notifier, pos)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.DeadlineExceeded,
+			"views have not reached min_position %d yet (they are at %d); retry later", pos, seen)
+	}
+	return s.viewErr(err, "wait for min_position")
+}
+
+// viewErr maps a view store failure; ErrNotFound is the caller's to handle.
+func (s *Service) viewErr(err error, op string) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return apierr.FromDomain(err, op)
+	}
+	s.log.Error(op, "err", err)
+	return status.Error(codes.Unavailable, fmt.Sprintf("%s: view store unavailable", op))
+}
+
+// RegisterGateway routes the query REST endpoints of mux to the gRPC service
+// behind conn; it is a serve.GatewayRegistrar.
+func RegisterGateway(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
+	if err := orderlyv1.RegisterQueryServiceHandlerClient(ctx, mux, orderlyv1.NewQueryServiceClient(conn)); err != nil {
+		return fmt.Errorf("query gateway: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+// Command query-svc serves orderly.v1.QueryService over gRPC and REST: the
+// views the projector keeps, plus history, as-of reads and watches from the
+// event store.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/config"
+	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/query"
+	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/views/viewstore"
+)
+
+// grace is how long in-flight calls get to finish on shutdown.
+const grace = 10 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "query-svc:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("query-svc", flag.ContinueOnError)
+	grpcListen := fs.String("grpc-listen", "127.0.0.1:50052", "gRPC listen address")
+	httpListen := fs.String("http-listen", "127.0.0.1:8082", `REST gateway listen address ("" disables it)`)
+	eventstore := fs.String("eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
+	tokenKey := fs.String("page-token-key", "", "secret sealing page tokens; replicas must share it (empty: random per process)")
+	maxWait := fs.Duration("max-wait", 10*time.Second, "longest min_position wait for a call without a deadline")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	var vc viewstore.Config
+	vc.RegisterFlags(fs)
+	if err := config.Parse(fs, "ORDERLY", args); err != nil {
+		return err
+	}
+	log, err := serve.NewLogger(os.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+
+	store, err := eventlog.Connect(*eventstore, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	vs, err := viewstore.Open(ctx, vc)
+	if err != nil {
+		return err
+	}
+	defer vs.Close()
+
+	svc := query.New(store, vs, query.Options{PageTokenKey: []byte(*tokenKey), MaxWait: *maxWait, Log: log})
+	metrics := serve.NewMetrics()
+	gs, health := serve.NewGRPCServer(log, metrics)
+	svc.Register(gs)
+	health.SetServingStatus(orderlyv1.QueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	glis, err := net.Listen("tcp", *grpcListen)
+	if err != nil {
+		return err
+	}
+	servers := map[string]serve.Server{"grpc": serve.GRPC(gs, glis), "watch": serve.Background(svc.Run)}
+	if *httpListen != "" {
+		handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Addr: glis.Addr().String(), Register: query.RegisterGateway})
+		if err != nil {
+			return err
+		}
+		defer closeConns()
+		hlis, err := net.Listen("tcp", *httpListen)
+		if err != nil {
+			return err
+		}
+		servers["http"] = serve.HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, hlis)
+	}
+	log.Info("query-svc serving", "grpc", glis.Addr().String(), "http", *httpListen, "views", vc.Kind)
+	return serve.Run(ctx, log, grace, servers)
+}
