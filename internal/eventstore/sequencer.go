@@ -127,7 +127,6 @@ func (q *sequencer) submit(ctx context.Context, o *op) (result, error) {
 
 func (q *sequencer) run() {
 	defer close(q.stopped)
-	defer q.batch.Close()
 	for {
 		select {
 		case <-q.quit:
@@ -347,7 +346,11 @@ func (q *sequencer) flush() {
 		} else {
 			q.publish(q.entries, q.head)
 		}
-		q.batch.Close()
+		// The committed batch is left to the garbage collector, never Closed:
+		// Close recycles it through pebble's process-wide pool, and with
+		// several stores in one process (tests, tools) a recycled batch was
+		// seen handed back while still in use — a nil-DB panic on commit
+		// and lost acknowledged writes. One allocation per group is cheap.
 		q.batch = q.db.NewBatch()
 	}
 	for _, a := range q.acks {
