@@ -4,7 +4,7 @@
 //	malformed input      → InvalidArgument + google.rpc.BadRequest field violations
 //	business rule        → FailedPrecondition + google.rpc.ErrorInfo reason
 //	unknown aggregate    → NotFound, duplicate create → AlreadyExists
-//	conflict after retry → Aborted, dependency down → Unavailable
+//	event store down     → Unavailable, anything unexpected → Internal
 //
 // grpc-gateway renders the same details in REST error bodies, so an HTTP client
 // sees the offending field names too.
@@ -13,53 +13,50 @@ package apierr
 import (
 	"context"
 	"errors"
+	"log/slog"
 
-	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventlog"
 )
 
-// Domain is the ErrorInfo domain of every reason Orderly reports.
-const Domain = "orderly.v1"
+// ErrorDomain is the ErrorInfo domain of every reason Orderly reports.
+const ErrorDomain = "orderly.v1"
 
-// FromDomain converts err to a gRPC status error. A *domain.Error keeps its
-// kind, reason and field violations; an event store that cannot be reached is
-// Unavailable (clients may retry: commands are idempotent); context errors
-// become DeadlineExceeded or Canceled; anything else, being unexpected,
-// becomes Internal with msg (log err first: it is not sent).
-func FromDomain(err error, msg string) error {
+// From converts a failure of operation op to a gRPC status error and logs
+// what a client is not told. A *domain.Error keeps its kind, reason and field
+// violations; when the caller's ctx is done, its deadline or cancellation is
+// the answer; an event store that cannot be reached is Unavailable (clients
+// may retry: commands are idempotent); anything else, being unexpected, is
+// Internal, and its details stay in the log.
+func From(ctx context.Context, log *slog.Logger, err error, op string) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
 	var de *domain.Error
-	var se *esdb.Error
 	switch {
 	case errors.As(err, &de):
-		return fromDomainError(de)
-	case errors.As(err, &se) && storeDown(se.Code()):
-		return status.Error(codes.Unavailable, msg+": event store unavailable")
-	case errors.As(err, &se) && se.Code() == esdb.ErrorCodeDeadlineExceeded:
-		return status.Error(codes.DeadlineExceeded, msg+": event store deadline exceeded")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, msg+": deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, msg+": canceled")
+		return Domain(de)
+	case ctx.Err() != nil:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return status.Error(codes.DeadlineExceeded, op+": deadline exceeded")
+		}
+		return status.Error(codes.Canceled, op+": canceled")
+	case eventlog.Unavailable(err):
+		log.WarnContext(ctx, "event store unavailable", "op", op, "err", err)
+		return status.Error(codes.Unavailable, op+": event store unavailable; retry")
 	}
-	return status.Error(codes.Internal, msg)
+	log.ErrorContext(ctx, "operation failed", "op", op, "err", err)
+	return status.Error(codes.Internal, op+": internal error")
 }
 
-func storeDown(c esdb.ErrorCode) bool {
-	return c == esdb.ErrorUnavailable || c == esdb.ErrorCodeConnectionClosed || c == esdb.ErrorCodeNotLeader
-}
-
-func fromDomainError(de *domain.Error) error {
+// Domain converts a domain refusal: its kind picks the code, its reason
+// becomes an ErrorInfo and its field violations a BadRequest.
+func Domain(de *domain.Error) error {
 	code := codes.FailedPrecondition
 	switch de.Kind {
 	case domain.KindInvalid:
@@ -73,7 +70,7 @@ func fromDomainError(de *domain.Error) error {
 	case domain.KindAlreadyExists:
 		code = codes.AlreadyExists
 	}
-	return withDetails(status.New(code, de.Message), &errdetails.ErrorInfo{Reason: de.Reason, Domain: Domain})
+	return withDetails(status.New(code, de.Message), &errdetails.ErrorInfo{Reason: de.Reason, Domain: ErrorDomain})
 }
 
 // FieldViolation names a malformed request field and says why.
@@ -90,7 +87,7 @@ func Invalid(msg string, fields ...FieldViolation) error {
 			Field: f.Field, Description: f.Description,
 		})
 	}
-	return withDetails(status.New(codes.InvalidArgument, msg), br, &errdetails.ErrorInfo{Reason: domain.ReasonInvalidArgument, Domain: Domain})
+	return withDetails(status.New(codes.InvalidArgument, msg), br, &errdetails.ErrorInfo{Reason: domain.ReasonInvalidArgument, Domain: ErrorDomain})
 }
 
 // InvalidField is Invalid for a single field.

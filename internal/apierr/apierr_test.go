@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/orderly/orderly/internal/apierr"
 	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventlog"
 )
 
 func TestFromDomain(t *testing.T) {
@@ -33,14 +36,15 @@ func TestFromDomain(t *testing.T) {
 		{"wrapped not found", fmt.Errorf("approve: %w", missing), codes.NotFound, domain.ReasonOrderNotFound, nil},
 		{"already exists", exists, codes.AlreadyExists, domain.ReasonCustomerExists, nil},
 		{"rule", rule, codes.FailedPrecondition, domain.ReasonOrderNotPending, nil},
-		{"deadline", fmt.Errorf("load: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "", nil},
-		{"canceled", context.Canceled, codes.Canceled, "", nil},
+		{"store unreachable", fmt.Errorf("read: %w", status.Error(codes.Unavailable, "dial tcp 10.0.0.1: refused")), codes.Unavailable, "", nil},
+		{"store timeout", fmt.Errorf("append: %w", eventlog.ErrTimeout), codes.Unavailable, "", nil},
+		{"connection closed", eventlog.ErrClosed, codes.Unavailable, "", nil},
 		{"unexpected", errors.New("disk on fire"), codes.Internal, "", nil},
-		{"already a status", status.Error(codes.Unavailable, "store down"), codes.Unavailable, "", nil},
+		{"unexpected status", status.Error(codes.PermissionDenied, "internal detail"), codes.Internal, "", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := status.Convert(apierr.FromDomain(tt.err, "op failed"))
+			st := status.Convert(apierr.From(context.Background(), log, tt.err, "op"))
 			if st.Code() != tt.code {
 				t.Fatalf("code = %v, want %v (%v)", st.Code(), tt.code, st.Message())
 			}
@@ -50,7 +54,7 @@ func TestFromDomain(t *testing.T) {
 				switch d := d.(type) {
 				case *errdetails.ErrorInfo:
 					reason = d.Reason
-					if d.Domain != apierr.Domain {
+					if d.Domain != apierr.ErrorDomain {
 						t.Errorf("domain = %q", d.Domain)
 					}
 				case *errdetails.BadRequest:
@@ -68,12 +72,30 @@ func TestFromDomain(t *testing.T) {
 			if fmt.Sprint(fields) != fmt.Sprint(tt.fields) {
 				t.Errorf("fields = %v, want %v", fields, tt.fields)
 			}
-			if tt.code == codes.Internal && st.Message() != "op failed" {
+			if (tt.code == codes.Internal || tt.code == codes.Unavailable) && strings.Contains(st.Message(), "detail") || strings.Contains(st.Message(), "10.0.0.1") {
 				t.Errorf("internal error leaks %q", st.Message())
 			}
 		})
 	}
-	if apierr.FromDomain(nil, "x") != nil {
+	if apierr.From(context.Background(), log, nil, "x") != nil {
 		t.Error("nil error became a status")
 	}
 }
+
+// The caller's own deadline or cancellation wins over whatever the failure
+// looks like: the client gave up, the store did not fail.
+func TestFromCallerContext(t *testing.T) {
+	storeErr := status.Error(codes.Unavailable, "dial")
+	ctx, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	if got := status.Code(apierr.From(ctx, log, storeErr, "op")); got != codes.DeadlineExceeded {
+		t.Errorf("expired caller: %v", got)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	if got := status.Code(apierr.From(ctx, log, storeErr, "op")); got != codes.Canceled {
+		t.Errorf("canceled caller: %v", got)
+	}
+}
+
+var log = slog.New(slog.DiscardHandler)

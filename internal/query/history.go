@@ -53,14 +53,13 @@ func (s *Service) GetOrderHistory(ctx context.Context, req *orderlyv1.GetOrderHi
 	if len(recs) > size {
 		recs = recs[:size]
 		if resp.NextPageToken, err = s.tokens.Encode(scope, historyCursor{From: recs[size-1].Revision + 1}); err != nil {
-			return nil, apierr.FromDomain(err, "get order history")
+			return nil, apierr.From(ctx, s.log, err, "get order history")
 		}
 	}
 	for _, r := range recs {
 		he, err := s.historyEvent(r)
 		if err != nil {
-			s.log.Error("history event", "err", err)
-			return nil, apierr.FromDomain(err, "get order history")
+			return nil, apierr.From(ctx, s.log, err, "get order history")
 		}
 		resp.Events = append(resp.Events, he)
 	}
@@ -150,8 +149,7 @@ func (s *Service) readOrder(ctx context.Context, orderID string, from, max uint6
 	case errors.Is(err, eventlog.ErrStreamNotFound) || (err == nil && len(recs) == 0 && from == 0):
 		return nil, status.Errorf(codes.NotFound, "order %s not found", orderID)
 	case err != nil:
-		s.log.Error("read order stream", "order_id", orderID, "err", err)
-		return nil, apierr.FromDomain(err, fmt.Sprintf("read order %s", orderID))
+		return nil, apierr.From(ctx, s.log, err, fmt.Sprintf("read order %s", orderID))
 	}
 	return recs, nil
 }

@@ -71,7 +71,7 @@ func New(store *eventlog.Conn, r views.Reader, opts Options) *Service {
 }
 
 // Register adds the service to a gRPC server.
-func (s *Service) Register(g *grpc.Server) { orderlyv1.RegisterQueryServiceServer(g, s) }
+func (s *Service) Register(g grpc.ServiceRegistrar) { orderlyv1.RegisterQueryServiceServer(g, s) }
 
 // Run follows the order streams for WatchOrder until ctx ends; watches end
 // with it.
@@ -96,16 +96,17 @@ func (s *Service) await(ctx context.Context, pos uint64) error {
 		return status.Errorf(codes.DeadlineExceeded,
 			"views have not reached min_position %d yet (they are at %d); retry later", pos, seen)
 	}
-	return s.viewErr(err, "wait for min_position")
+	return s.viewErr(ctx, err, "wait for min_position")
 }
 
-// viewErr maps a view store failure; ErrNotFound is the caller's to handle.
-func (s *Service) viewErr(err error, op string) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return apierr.FromDomain(err, op)
+// viewErr maps a view store failure (ErrNotFound is the caller's to handle):
+// the caller's own deadline, or a view store that is down.
+func (s *Service) viewErr(ctx context.Context, err error, op string) error {
+	if ctx.Err() != nil {
+		return apierr.From(ctx, s.log, err, op)
 	}
-	s.log.Error(op, "err", err)
-	return status.Error(codes.Unavailable, fmt.Sprintf("%s: view store unavailable", op))
+	s.log.ErrorContext(ctx, op, "err", err)
+	return status.Error(codes.Unavailable, op+": view store unavailable; retry")
 }
 
 // RegisterGateway routes the query REST endpoints of mux to the gRPC service

@@ -33,7 +33,7 @@ func (s *Service) GetOrder(ctx context.Context, req *orderlyv1.GetOrderRequest) 
 		return nil, status.Errorf(codes.NotFound, "order %s not found", req.GetOrderId())
 	}
 	if err != nil {
-		return nil, s.viewErr(err, "get order")
+		return nil, s.viewErr(ctx, err, "get order")
 	}
 	return &orderlyv1.GetOrderResponse{Order: orderPB(doc)}, nil
 }
@@ -78,14 +78,14 @@ func (s *Service) ListOrders(ctx context.Context, req *orderlyv1.ListOrdersReque
 	q.Limit = size + 1
 	docs, err := s.views.ListOrders(ctx, q)
 	if err != nil {
-		return nil, s.viewErr(err, "list orders")
+		return nil, s.viewErr(ctx, err, "list orders")
 	}
 	resp := &orderlyv1.ListOrdersResponse{}
 	if len(docs) > size {
 		docs = docs[:size]
 		last := docs[size-1].Cursor()
 		if resp.NextPageToken, err = s.tokens.Encode(scope, orderCursor{CreatedAt: last.CreatedAt.UnixNano(), OrderID: last.OrderID}); err != nil {
-			return nil, apierr.FromDomain(err, "list orders")
+			return nil, apierr.From(ctx, s.log, err, "list orders")
 		}
 	}
 	for _, d := range docs {
@@ -107,7 +107,7 @@ func (s *Service) GetCustomer(ctx context.Context, req *orderlyv1.GetCustomerReq
 		return nil, status.Errorf(codes.NotFound, "customer %s not found", req.GetCustomerId())
 	}
 	if err != nil {
-		return nil, s.viewErr(err, "get customer")
+		return nil, s.viewErr(ctx, err, "get customer")
 	}
 	return &orderlyv1.GetCustomerResponse{Customer: customerPB(doc)}, nil
 }
@@ -135,13 +135,13 @@ func (s *Service) ListCustomers(ctx context.Context, req *orderlyv1.ListCustomer
 	}
 	docs, err := s.views.ListCustomers(ctx, views.CustomerQuery{Limit: size + 1, After: c.RegisteredPosition})
 	if err != nil {
-		return nil, s.viewErr(err, "list customers")
+		return nil, s.viewErr(ctx, err, "list customers")
 	}
 	resp := &orderlyv1.ListCustomersResponse{}
 	if len(docs) > size {
 		docs = docs[:size]
 		if resp.NextPageToken, err = s.tokens.Encode(scope, customerCursor{docs[size-1].RegisteredPosition}); err != nil {
-			return nil, apierr.FromDomain(err, "list customers")
+			return nil, apierr.From(ctx, s.log, err, "list customers")
 		}
 	}
 	for _, d := range docs {

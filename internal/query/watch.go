@@ -152,7 +152,7 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 	case <-s.hub.done:
 		return status.Error(codes.Unavailable, "server is shutting down; watch again")
 	case <-ctx.Done(): // the store is unreachable and the client gave up
-		return apierr.FromDomain(ctx.Err(), "watch order: waiting for the event store")
+		return apierr.From(ctx, s.log, ctx.Err(), "watch order: waiting for the event store")
 	}
 	w := s.hub.add(id)
 	defer s.hub.remove(id, w)
@@ -164,7 +164,7 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 			return nil // placed but not projected yet: its event will wake us
 		}
 		if err != nil {
-			return s.viewErr(err, "watch order")
+			return s.viewErr(ctx, err, "watch order")
 		}
 		if sent != nil && doc.Revision <= *sent {
 			return nil
@@ -192,7 +192,7 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 				if ctx.Err() != nil {
 					return nil
 				}
-				return s.viewErr(err, "watch order")
+				return s.viewErr(ctx, err, "watch order")
 			}
 			if err := send(); err != nil {
 				return err

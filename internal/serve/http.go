@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -14,6 +15,19 @@ import (
 
 	"github.com/orderly/orderly/gen/openapi"
 )
+
+// CorrelationHeader carries a client's correlation ID: gRPC metadata, or an
+// HTTP header of the same name that the gateway passes on.
+const CorrelationHeader = "x-correlation-id"
+
+// incomingHeaders passes the correlation header to the gRPC call besides the
+// gateway's defaults (grpc-gateway v2 forwards no custom header by itself).
+func incomingHeaders(key string) (string, bool) {
+	if strings.EqualFold(key, CorrelationHeader) {
+		return CorrelationHeader, true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
 
 // NewGatewayMux returns a grpc-gateway mux that speaks lowerCamel JSON, always
 // emits zero values (a client reading `position: 0` should not have to guess),
@@ -27,6 +41,7 @@ func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithIncomingHeaderMatcher(incomingHeaders),
 	}, opts...)...)
 }
 

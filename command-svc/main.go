@@ -1,0 +1,100 @@
+// Command command-svc serves orderly.v1.CommandService over gRPC and REST and
+// runs the credit saga.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/command"
+	"github.com/orderly/orderly/internal/config"
+	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/saga"
+	"github.com/orderly/orderly/internal/serve"
+)
+
+// grace is how long in-flight calls get to finish on shutdown.
+const grace = 10 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "command-svc:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("command-svc", flag.ContinueOnError)
+	grpcListen := fs.String("grpc-listen", "127.0.0.1:50051", "gRPC listen address")
+	httpListen := fs.String("http-listen", "127.0.0.1:8081", `REST gateway listen address for the command routes ("" disables it)`)
+	eventstore := fs.String("eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
+	runSaga := fs.Bool("saga", true, "run the credit saga in this process")
+	storeTimeout := fs.Duration("store-timeout", 5*time.Second, "deadline of each event store call")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := config.Parse(fs, "ORDERLY", args); err != nil {
+		return err
+	}
+	log, err := serve.NewLogger(os.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+
+	conn, err := eventlog.Connect(*eventstore, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	metrics := serve.NewMetrics()
+	commands, err := command.New(conn, log, command.Options{StoreTimeout: *storeTimeout, Registerer: metrics.Registry})
+	if err != nil {
+		return err
+	}
+
+	gs, health := serve.NewGRPCServer(log, metrics)
+	commands.Register(gs)
+	health.SetServingStatus(orderlyv1.CommandService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	glis, err := net.Listen("tcp", *grpcListen)
+	if err != nil {
+		return err
+	}
+	servers := map[string]serve.Server{"grpc": serve.GRPC(gs, glis)}
+
+	if *httpListen != "" {
+		handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Addr: glis.Addr().String(), Register: command.RegisterGateway})
+		if err != nil {
+			return err
+		}
+		defer closeConns()
+		hlis, err := net.Listen("tcp", *httpListen)
+		if err != nil {
+			return err
+		}
+		servers["http"] = serve.HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, hlis)
+	}
+	if *runSaga {
+		credit, err := saga.New(conn, commands, log.With("component", "saga"), saga.Options{StoreTimeout: *storeTimeout, Registerer: metrics.Registry})
+		if err != nil {
+			return err
+		}
+		servers["saga"] = serve.Background(credit.Run)
+	}
+
+	log.Info("command-svc serving", "grpc", glis.Addr().String(), "http", *httpListen, "saga", *runSaga)
+	return serve.Run(ctx, log, grace, servers)
+}

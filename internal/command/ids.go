@@ -1,0 +1,49 @@
+package command
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/orderly/orderly/internal/domain"
+)
+
+// namespace is the UUIDv5 namespace of every ID the write side derives.
+// Changing it would give a retried command new IDs, that is, apply it twice.
+var namespace = uuid.MustParse("d9303a9e-bf92-4a3c-83ff-d9c55bb8238c")
+
+// derive names a UUIDv5 after parts. Command IDs may not contain control
+// characters (see checkCommandID), so NUL-separated parts cannot collide.
+func derive(parts ...string) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte(strings.Join(parts, "\x00")))
+}
+
+// customerIDFor and orderIDFor name the aggregate a creating command makes,
+// so that its retry names the same one and meets it already there.
+func customerIDFor(commandID string) string { return derive("customer", commandID).String() }
+func orderIDFor(commandID string) string    { return derive("order", commandID).String() }
+
+// eventID names the index-th event a command writes to stream. The store
+// de-duplicates appends by event ID, so even two copies of one command
+// racing each other cannot both write.
+func eventID(commandID, stream string, index int) uuid.UUID {
+	return derive("event", commandID, stream, strconv.Itoa(index))
+}
+
+// checkKey validates a client-chosen key (a command or correlation ID): at
+// most MaxCommandIDLen characters of printable UTF-8. Empty is allowed: the
+// caller mints one.
+func checkKey(field, s string) []domain.FieldViolation {
+	switch {
+	case !utf8.ValidString(s):
+		return []domain.FieldViolation{{Field: field, Description: "must be valid UTF-8"}}
+	case utf8.RuneCountInString(s) > domain.MaxCommandIDLen:
+		return []domain.FieldViolation{{Field: field, Description: fmt.Sprintf("must be at most %d characters", domain.MaxCommandIDLen)}}
+	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return []domain.FieldViolation{{Field: field, Description: "must not contain control characters"}}
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Conn is a service's connection to the event store: the official client,
+// kept usable across outages, with every call bounded by its context.
+//
+// Holding an *esdb.Client directly is not enough, for two reasons (v4.2.0):
+//   - after a call fails because the server is unreachable, the client
+//     rediscovers the node on its next call, and when that fails (about a
+//     second of retries against a refused port) it closes itself for good:
+//     every later call answers ErrorCodeConnectionClosed, so a service would
+//     never recover from a store restart;
+//   - while it (re)discovers, it ignores the caller's context, for up to
+//     MaxDiscoverAttempts × GossipTimeout (50 s by default against a store
+//     that accepts connections but does not answer).
+//
+// Conn replaces a client that closed itself or lost its connection, and Call
+// returns by the context's deadline whatever the client is doing.
+type Conn struct {
+	cfg *esdb.Configuration
+
+	mu     sync.Mutex
+	cur    *handle
+	closed bool
+}
+
+// handle is one official client and the number of calls running on it. A
+// client is closed only once it is retired and idle: closing it under a call
+// that is starting makes it send on a closed channel, and panic.
+type handle struct {
+	client  *esdb.Client
+	calls   int
+	retired bool
+}
+
+// Connect returns a connection to the store at connString (an esdb:// URL).
+// It does not dial: the first call does. The client's own log lines go to log
+// at debug level (nil discards them): it logs every failure it also returns,
+// which callers report with more context.
+func Connect(connString string, log *slog.Logger) (*Conn, error) {
+	cfg, err := esdb.ParseConnectionString(connString)
+	if err != nil {
+		return nil, fmt.Errorf("event store connection string: %w", err)
+	}
+	cfg.Logger = clientLogger(log)
+	c := &Conn{cfg: cfg}
+	if c.cur, err = c.newHandle(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Conn) newHandle() (*handle, error) {
+	cfg := *c.cfg // NewClient keeps the pointer; give each client its own copy
+	client, err := esdb.NewClient(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("event store client: %w", err)
+	}
+	return &handle{client: client}, nil
+}
+
+func clientLogger(log *slog.Logger) esdb.LoggingFunc {
+	if log == nil {
+		return esdb.NoopLogging()
+	}
+	return func(level esdb.LogLevel, format string, args ...any) {
+		if log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug(fmt.Sprintf(format, args...), "component", "esdb", "esdb_level", level)
+		}
+	}
+}
+
+// ErrClosed is returned by calls on a closed Conn.
+var ErrClosed = errors.New("event store connection closed")
+
+// Close closes the connection: new calls fail with ErrClosed, and the client
+// closes once the calls in flight have returned.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		c.retire(c.cur)
+	}
+	return nil
+}
+
+func (c *Conn) acquire() (*handle, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	c.cur.calls++
+	return c.cur, nil
+}
+
+func (c *Conn) release(h *handle) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h.calls--
+	c.closeIfDone(h)
+}
+
+// retire and closeIfDone run with c.mu held.
+func (c *Conn) retire(h *handle) {
+	h.retired = true
+	c.closeIfDone(h)
+}
+
+func (c *Conn) closeIfDone(h *handle) {
+	if h.retired && h.calls == 0 {
+		// Its subscriptions end with it; their owners resubscribe.
+		_ = h.client.Close()
+	}
+}
+
+// renew replaces h's client when err says it can no longer reach the store:
+// either it closed itself, or its connection failed. The official client
+// redials only on some paths, and grpc's own reconnection backoff grows to
+// two minutes, far longer than a store restart; a new client dials at once.
+// A concurrent caller may have renewed it already. renew reports whether
+// the failed call may be tried again on the new client: only when the old
+// one had closed itself, because then the call never left the process.
+func (c *Conn) renew(h *handle, err error) bool {
+	var esErr *esdb.Error
+	closed := errors.As(err, &esErr) && esErr.Code() == esdb.ErrorCodeConnectionClosed
+	unreachable := status.Code(err) == codes.Unavailable || errors.As(err, &esErr) && esErr.Code() == esdb.ErrorUnavailable
+	if !closed && !unreachable {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	if c.cur == h {
+		fresh, nerr := c.newHandle()
+		if nerr != nil {
+			return false
+		}
+		c.cur = fresh
+		c.retire(h)
+	}
+	return closed
+}
+
+// Call runs op with the current client and returns its result, or ctx's
+// error as soon as ctx is done even if op is still blocked inside the client
+// (op then finishes on its own; ctx, which op must use, cancels its RPC). A
+// client that cannot reach the store is replaced (see renew), and op tried
+// once more on the new one if it never left.
+//
+// op must communicate only through its results: after an early return
+// nothing reads what it does.
+func Call[T any](ctx context.Context, c *Conn, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
+	for retried := false; ; retried = true {
+		h, err := c.acquire()
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		v, err := bounded(ctx, c, h, op)
+		if !retried && c.renew(h, err) {
+			continue
+		}
+		return v, err
+	}
+}
+
+// bounded runs op on h's client, releasing h when op returns, which may be
+// after bounded itself has returned.
+func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer c.release(h)
+		v, err := op(ctx, h.client)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("event store call: %w", context.Cause(ctx))
+	}
+}

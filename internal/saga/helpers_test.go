@@ -1,0 +1,195 @@
+package saga_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/command/commandtest"
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/saga"
+)
+
+// running is a saga started by a test, with its own metrics.
+type running struct {
+	*saga.Saga
+	metrics *prometheus.Registry
+	stop    func()
+}
+
+// startSaga runs a saga on env until stop or the end of the test.
+func startSaga(t *testing.T, env *commandtest.Env, opts saga.Options) *running {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	if opts.MinBackoff == 0 {
+		opts.MinBackoff = 20 * time.Millisecond
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := saga.New(env.Conn, env.Service, log, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("saga Run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("saga did not stop within 15s of its context ending")
+		}
+	}
+	t.Cleanup(stop)
+	return &running{Saga: s, metrics: reg, stop: stop}
+}
+
+// counter sums a counter's values over all its labels.
+func (r *running) counter(t *testing.T, name string) float64 {
+	t.Helper()
+	families, err := r.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// eventually polls cond until it holds or timeout passes; cond explains
+// what it is still waiting for.
+func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", timeout, why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func ctx(t *testing.T) context.Context { return commandtest.Ctx(t, 30*time.Second) }
+
+// placed is an order a test placed, with what it expects of it.
+type placed struct {
+	id, customer string
+	total        int64
+	cancelled    bool // the test cancelled it successfully
+}
+
+// place places a one-line order of total cents.
+func place(t *testing.T, env *commandtest.Env, customer string, total int64) placed {
+	t.Helper()
+	return placed{id: env.PlaceOrder(t, customer, total), customer: customer, total: total}
+}
+
+// cancel cancels o; an order the saga already rejected cannot be cancelled,
+// which is fine too.
+func cancel(t *testing.T, env *commandtest.Env, o *placed) {
+	t.Helper()
+	_, err := env.API.CancelOrder(ctx(t), &orderlyv1.CancelOrderRequest{OrderId: o.id, Reason: "test"})
+	if err == nil {
+		o.cancelled = true
+		return
+	}
+	if env.Order(t, o.id).Status != domain.StatusRejected {
+		t.Fatalf("cancel %s: %v", o.id, err)
+	}
+}
+
+// settled checks the saga's promise over orders once it has caught up: no
+// order is PENDING, cancelled orders are CANCELLED, and every customer holds
+// exactly the credit of its approved orders, each reserved once, and none
+// for orders in any other state.
+func settled(t *testing.T, env *commandtest.Env, orders []placed) (bool, string) {
+	t.Helper()
+	held := map[string]int64{}
+	customers := map[string]*domain.Customer{}
+	for _, o := range orders {
+		c, ok := customers[o.customer]
+		if !ok {
+			c = env.Customer(t, o.customer)
+			customers[o.customer] = c
+		}
+		st := env.Order(t, o.id).Status
+		switch {
+		case st == domain.StatusPending:
+			return false, fmt.Sprintf("order %s still PENDING", o.id)
+		case o.cancelled && st != domain.StatusCancelled:
+			return false, fmt.Sprintf("cancelled order %s is %v", o.id, st)
+		case st == domain.StatusApproved:
+			held[o.customer] += o.total
+			if !c.HasReservation(o.id) {
+				return false, fmt.Sprintf("approved order %s holds no credit", o.id)
+			}
+		case c.HasReservation(o.id):
+			return false, fmt.Sprintf("order %s is %v but still holds credit", o.id, st)
+		}
+	}
+	for id, c := range customers {
+		if c.Reserved.Minor != held[id] {
+			return false, fmt.Sprintf("customer %s holds %d; its approved orders total %d", id, c.Reserved.Minor, held[id])
+		}
+		if c.Reserved.Minor > c.CreditLimit.Minor {
+			return false, fmt.Sprintf("customer %s holds %d over its limit %d", id, c.Reserved.Minor, c.CreditLimit.Minor)
+		}
+	}
+	return true, ""
+}
+
+// streamEvents counts the events of the orders' and their customers' streams.
+func streamEvents(t *testing.T, env *commandtest.Env, orders []placed) int {
+	return len(aggregateEvents(t, env, orders))
+}
+
+// sagaEvents counts the events among them that the saga reacts to.
+func sagaEvents(t *testing.T, env *commandtest.Env, orders []placed) int {
+	n := 0
+	for _, r := range aggregateEvents(t, env, orders) {
+		switch r.Event.(type) {
+		case domain.OrderPlaced, domain.OrderCancelled, domain.CreditReserved, domain.CreditLimitExceeded:
+			n++
+		}
+	}
+	return n
+}
+
+func aggregateEvents(t *testing.T, env *commandtest.Env, orders []placed) []eventlog.Recorded {
+	t.Helper()
+	var all []eventlog.Recorded
+	seen := map[string]bool{}
+	for _, o := range orders {
+		all = append(all, env.History(t, eventlog.OrderStream(o.id))...)
+		if !seen[o.customer] {
+			seen[o.customer] = true
+			all = append(all, env.History(t, eventlog.CustomerStream(o.customer))...)
+		}
+	}
+	return all
+}
