@@ -1,0 +1,152 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/orderly/orderly/internal/views"
+)
+
+// lane is one view's share of a follower: the version it writes, the
+// checkpoint it has reached, and the pipeline that folds its documents.
+type lane interface {
+	target() views.Target
+	checkpoint() uint64
+	// decode decodes the lane's share of a batch: its views' events past
+	// floor. It reads nothing but the events.
+	decode(events []*esdb.RecordedEvent, floor uint64) decoded
+	// apply folds and writes a decoded batch with its checkpoint: the
+	// last event's position, or the subscription's checkpoint if later.
+	// A failing view store is retried with backoff, never skipped; a stale
+	// version is returned at once.
+	apply(ctx context.Context, d decoded, checkpoint uint64) error
+	// observe updates the lag metrics (and a rebuild's progress) after a
+	// batch, with backlog items received but not yet applied.
+	observe(ctx context.Context, caughtUp bool, backlog int)
+	// report sends a rebuild's progress to Options.Progress.
+	report(ctx context.Context, done bool)
+	// read is how many events of $all the lane has been through.
+	read() uint64
+}
+
+// viewLane is the lane of a view whose documents are of type D.
+type viewLane[D any] struct {
+	f    *follower
+	pipe pipeline[D]
+	t    views.Target
+	cp   uint64
+	log  *slog.Logger
+	// lastEventAt is when the last applied event was recorded.
+	lastEventAt time.Time
+	// events counts the events of $all applied, for a rebuild's progress.
+	events uint64
+}
+
+// newLane returns the lane writing t from checkpoint cp, having been
+// through events of $all already (a rebuild that resubscribes).
+func (f *follower) newLane(t views.Target, cp, events uint64) lane {
+	switch t.View {
+	case views.Orders:
+		return newViewLane(f, orders, t, cp, events)
+	case views.Customers:
+		return newViewLane(f, customers, t, cp, events)
+	}
+	panic("projection: no lane for view " + string(t.View)) // views.Valid is checked by the callers
+}
+
+func newViewLane[D any](f *follower, k kind[D], t views.Target, cp, events uint64) *viewLane[D] {
+	return &viewLane[D]{
+		f:      f,
+		pipe:   pipeline[D]{kind: k, codec: f.p.opts.Codec, store: f.p.store, partitions: f.p.opts.Partitions},
+		t:      t,
+		cp:     cp,
+		log:    f.log.With("view", string(t.View), "version", t.Version),
+		events: events,
+	}
+}
+
+func (l *viewLane[D]) target() views.Target { return l.t }
+func (l *viewLane[D]) checkpoint() uint64   { return l.cp }
+func (l *viewLane[D]) read() uint64         { return l.events }
+
+func (l *viewLane[D]) decode(events []*esdb.RecordedEvent, floor uint64) decoded {
+	for len(events) > 0 && events[0].Position.Commit <= floor {
+		events = events[1:]
+	}
+	return l.pipe.decode(events)
+}
+
+func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) error {
+	next := max(l.cp, d.last, checkpoint)
+	if next == l.cp {
+		return nil
+	}
+	view, run := string(l.t.View), l.f.run
+	m := l.f.p.metrics
+	for failures := 0; ; {
+		start := time.Now()
+		sctx, cancel := context.WithTimeout(ctx, l.f.p.opts.StoreTimeout)
+		batch, err := l.pipe.fold(sctx, l.t, d)
+		if err == nil {
+			batch.Checkpoint = next
+			err = l.f.p.store.Apply(sctx, l.t, batch)
+		}
+		cancel()
+		if err == nil {
+			m.events.WithLabelValues(view, run).Add(float64(d.own))
+			m.documents.WithLabelValues(view, run).Add(float64(len(batch.Orders) + len(batch.Customers)))
+			m.batchEvents.WithLabelValues(view, run).Observe(float64(d.own))
+			m.applyTime.WithLabelValues(view, run).Observe(time.Since(start).Seconds())
+			m.checkpoint.WithLabelValues(view, run).Set(float64(next))
+			if n := len(batch.DeadLetters); n > 0 {
+				m.deadLetters.WithLabelValues(view, run).Add(float64(n))
+				m.errors.WithLabelValues(view, run, errDecode).Add(float64(n))
+				for _, dl := range batch.DeadLetters {
+					l.log.Error("event parked in the dead-letter view", "stream", dl.Stream, "revision", dl.Revision,
+						"position", dl.Position, "type", dl.Type, "event_id", dl.EventID, "err", dl.Error)
+				}
+			}
+			l.cp = next
+			if !l.f.rebuild {
+				l.f.p.publish(l.t.View, next)
+			}
+			l.events += uint64(d.events)
+			if d.events > 0 {
+				l.lastEventAt = d.lastAt
+			}
+			return nil
+		}
+		if errors.Is(err, views.ErrStale) || ctx.Err() != nil {
+			return err
+		}
+		failures++
+		m.errors.WithLabelValues(view, run, errStore).Inc()
+		wait := backoff(failures)
+		l.log.Warn("view store failed; retrying the batch", "err", err, "events", d.events,
+			"checkpoint", l.cp, "attempt", failures, "retry_in", wait.String())
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+func (l *viewLane[D]) observe(ctx context.Context, caughtUp bool, backlog int) {
+	view, run := string(l.t.View), l.f.run
+	m := l.f.p.metrics
+	if caughtUp && backlog == 0 {
+		m.lagEvents.WithLabelValues(view, run).Set(0)
+		m.lagSeconds.WithLabelValues(view, run).Set(0)
+	} else if head, ok := l.f.head.get(ctx, l.f.p.conn, l.f.p.opts.EventStoreTimeout); ok {
+		m.lagEvents.WithLabelValues(view, run).Set(float64(head - min(head, l.cp)))
+		if !l.lastEventAt.IsZero() {
+			m.lagSeconds.WithLabelValues(view, run).Set(time.Since(l.lastEventAt).Seconds())
+		}
+	}
+	if l.f.rebuild {
+		l.report(ctx, false)
+	}
+}

@@ -1,0 +1,463 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/views"
+)
+
+// follower runs one subscription to $all for several views at once — every
+// view reads every event, and the event store's delivery is the costliest
+// part of projecting, so the views share it. Each view is a lane with its
+// own target version and checkpoint: the subscription starts at the lowest
+// checkpoint and each lane skips what it has already applied.
+type follower struct {
+	p *Projector
+	// rebuild is set for a rebuild's follower: its lanes are shadows, each
+	// switched live once caught up; it stops when all are.
+	rebuild bool
+	run     string // metric label: "live" or "rebuild"
+	log     *slog.Logger
+
+	head    headCache
+	started time.Time
+}
+
+func newFollower(p *Projector, rebuild bool) *follower {
+	run := "live"
+	if rebuild {
+		run = "rebuild"
+	}
+	return &follower{p: p, rebuild: rebuild, run: run, log: p.log.With("run", run), started: time.Now()}
+}
+
+// errSwitched ends a rebuild: every shadow is live.
+var errSwitched = errors.New("switched")
+
+// errResubscribe asks for a fresh subscription from the checkpoints.
+var errResubscribe = errors.New("resubscribe")
+
+// runLive follows the live versions of every view until ctx ends. Whatever
+// fails — the subscription, the event store, the view store, a switch to a
+// rebuilt version — it starts again from the live checkpoints, after a
+// backoff unless a version merely changed.
+func (f *follower) runLive(ctx context.Context) error {
+	var failures int
+	for {
+		kind := errStore
+		lanes, err := f.liveLanes(ctx)
+		if err == nil {
+			kind, err = errSubscription, f.follow(ctx, lanes)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, views.ErrStale) {
+			f.log.Info("view version switched; following the new live version", "reason", err)
+			failures = 0
+			continue
+		}
+		failures++
+		f.countError(views.All(), kind)
+		wait := backoff(failures)
+		f.log.Warn("projection interrupted; resubscribing from the checkpoints", "err", err, "retry_in", wait.String())
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+func (f *follower) liveLanes(ctx context.Context) ([]lane, error) {
+	var lanes []lane
+	for _, v := range views.All() {
+		st, err := f.state(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		f.p.publish(v, st.LiveCheckpoint)
+		lanes = append(lanes, f.newLane(views.Target{View: v, Version: st.Live}, st.LiveCheckpoint, 0))
+	}
+	return lanes, nil
+}
+
+// runRebuild fills the shadow versions targets from the start of the log,
+// switching each live once it has caught up. It resubscribes after failures
+// like runLive, but gives up if a target stops being its view's building
+// version (another rebuild replaced it).
+func (f *follower) runRebuild(ctx context.Context, targets []views.Target) error {
+	var failures int
+	read := map[views.View]uint64{} // events each lane has been through, across resubscriptions
+	for {
+		var lanes []lane
+		var err error
+		kind := errStore
+		for _, t := range targets {
+			var st views.State
+			if st, err = f.state(ctx, t.View); err != nil {
+				break
+			}
+			if t.Version == st.Live {
+				continue // switched already
+			}
+			cp, ok := st.Checkpoint(t.Version)
+			if !ok {
+				return fmt.Errorf("rebuild of %s v%d was replaced: %w", t.View, t.Version, views.ErrStale)
+			}
+			lanes = append(lanes, f.newLane(t, cp, read[t.View]))
+		}
+		if err == nil && len(lanes) == 0 {
+			return nil
+		}
+		if err == nil {
+			kind, err = errSubscription, f.follow(ctx, lanes)
+			for _, l := range lanes {
+				read[l.target().View] = l.read()
+			}
+		}
+		switch {
+		case errors.Is(err, errSwitched):
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, views.ErrStale):
+			return fmt.Errorf("rebuild was replaced: %w", err)
+		case errors.Is(err, errResubscribe):
+			continue
+		}
+		failures++
+		var vs []views.View
+		for _, t := range targets {
+			vs = append(vs, t.View)
+		}
+		f.countError(vs, kind)
+		wait := backoff(failures)
+		f.log.Warn("rebuild interrupted; resubscribing from its checkpoints", "err", err, "retry_in", wait.String())
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// item is what the subscription delivered: an event, a checkpoint (every
+// event up to it was seen), the end of catch-up, or the drop.
+type item struct {
+	event      *esdb.RecordedEvent
+	checkpoint uint64
+	caughtUp   bool
+	err        error
+}
+
+// pending is what one batch collected.
+type pending struct {
+	events     []*esdb.RecordedEvent
+	checkpoint uint64
+	caughtUp   bool
+	err        error
+}
+
+func (b *pending) add(it item) {
+	switch {
+	case it.event != nil:
+		b.events = append(b.events, it.event)
+	case it.err != nil:
+		b.err = it.err
+	case it.caughtUp:
+		b.caughtUp = true
+	default:
+		b.checkpoint = max(b.checkpoint, it.checkpoint)
+	}
+}
+
+// decodedBatch is a batch with each lane's share decoded.
+type decodedBatch struct {
+	pending
+	lanes map[views.View]decoded
+}
+
+// follow subscribes from the lowest checkpoint of lanes and applies batches
+// to every lane until the subscription fails, a lane's version goes stale,
+// a rebuild has switched all its lanes, or ctx ends.
+//
+// Three stages overlap: receiving (the subscription's goroutine), batching
+// and decoding (decodeLoop), and folding and writing (here). Decoding needs
+// no stored state, so the next batch decodes while this one is written;
+// folding reads what the previous batch wrote, so it waits for it.
+func (f *follower) follow(ctx context.Context, lanes []lane) error {
+	from := lanes[0].checkpoint()
+	for _, l := range lanes {
+		from = min(from, l.checkpoint())
+	}
+	subCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := esdb.AllPosition(esdb.Start{})
+	if from > 0 {
+		start = esdb.Position{Commit: from, Prepare: from}
+	}
+	opts := esdb.SubscribeToAllOptions{
+		From:   start,
+		Filter: &esdb.SubscriptionFilter{Type: esdb.EventFilterType, Prefixes: f.p.opts.Codec.Types()},
+	}
+	// The subscription lives as long as subCtx, so subscribing cannot have a
+	// deadline of its own: a timer cancels it instead if the client hangs.
+	hung := time.AfterFunc(f.p.opts.EventStoreTimeout, cancel)
+	sub, err := eventlog.Call(subCtx, f.p.conn, func(ctx context.Context, c *esdb.Client) (*esdb.Subscription, error) {
+		return c.SubscribeToAll(ctx, opts)
+	})
+	if !hung.Stop() && err == nil {
+		_ = sub.Close()
+		err = errors.New("subscribing took too long")
+	}
+	if err != nil {
+		return fmt.Errorf("subscribe to $all from %d: %w", from, err)
+	}
+	items := make(chan item, 2*f.p.opts.BatchSize)
+	batches := make(chan decodedBatch, 1)
+	var stages sync.WaitGroup
+	stages.Go(func() { receive(subCtx, sub, items) })
+	stages.Go(func() { f.decodeLoop(subCtx, items, lanes, batches) })
+	defer func() {
+		cancel()
+		_ = sub.Close()
+		stages.Wait()
+	}()
+	f.log.Debug("subscribed", "from", from, "lanes", len(lanes))
+	caughtUp := false
+
+	for {
+		var b decodedBatch
+		select {
+		case b = <-batches:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := f.applyAll(ctx, lanes, b); err != nil {
+			return err
+		}
+		caughtUp = caughtUp || b.caughtUp
+		for _, l := range lanes {
+			l.observe(ctx, caughtUp, len(items)+len(batches))
+		}
+		if b.err != nil {
+			return fmt.Errorf("subscription dropped: %w", b.err)
+		}
+		if f.rebuild && caughtUp {
+			idle := len(b.events) == 0 && b.checkpoint == 0 && !b.caughtUp
+			if lanes, err = f.switchCaughtUp(ctx, lanes, idle); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// decodeLoop cuts the subscription's items into batches and decodes each
+// lane's share, until the subscription drops or ctx ends. A lane skips the
+// events up to its checkpoint when the subscription started, which it has
+// applied already.
+func (f *follower) decodeLoop(ctx context.Context, in <-chan item, lanes []lane, out chan<- decodedBatch) {
+	floors := make([]uint64, len(lanes))
+	for i, l := range lanes {
+		floors[i] = l.checkpoint()
+	}
+	caughtUp := false
+	for {
+		b, err := f.collect(ctx, in, f.rebuild && caughtUp)
+		if err != nil {
+			return
+		}
+		caughtUp = caughtUp || b.caughtUp
+		select {
+		case out <- decodeBatch(b, lanes, floors):
+		case <-ctx.Done():
+			return
+		}
+		if b.err != nil {
+			return
+		}
+	}
+}
+
+// decodeBatch decodes every lane's share of b in parallel; floors are the
+// lanes' starting checkpoints.
+func decodeBatch(b pending, lanes []lane, floors []uint64) decodedBatch {
+	shares := make([]decoded, len(lanes))
+	var wg sync.WaitGroup
+	for i, l := range lanes {
+		wg.Go(func() { shares[i] = l.decode(b.events, floors[i]) })
+	}
+	wg.Wait()
+	db := decodedBatch{pending: b, lanes: make(map[views.View]decoded, len(lanes))}
+	for i, l := range lanes {
+		db.lanes[l.target().View] = shares[i]
+	}
+	return db
+}
+
+// applyAll applies a batch to every lane, in parallel: lanes write different
+// views. It returns the first lane failure (a stale version, or ctx).
+func (f *follower) applyAll(ctx context.Context, lanes []lane, b decodedBatch) error {
+	if len(b.events) == 0 && b.checkpoint == 0 {
+		return nil
+	}
+	errs := make([]error, len(lanes))
+	var wg sync.WaitGroup
+	for i, l := range lanes {
+		wg.Go(func() { errs[i] = l.apply(ctx, b.lanes[l.target().View], b.checkpoint) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// switchCaughtUp tries to switch every lane of a caught-up rebuild live and
+// returns the lanes still to switch. ErrBehind means the live version has a
+// later checkpoint: the shadow goes on and tries again after the next batch.
+// When the subscription is idle and a shadow is still behind, the live
+// checkpoint came from a server checkpoint this subscription was not sent,
+// so it resubscribes: a catch-up ends with a checkpoint at the head.
+func (f *follower) switchCaughtUp(ctx context.Context, lanes []lane, idle bool) ([]lane, error) {
+	var left []lane
+	var behind bool
+	for _, l := range lanes {
+		t := l.target()
+		sctx, cancel := context.WithTimeout(ctx, f.p.opts.StoreTimeout)
+		err := f.p.store.Switch(sctx, t)
+		cancel()
+		switch {
+		case err == nil:
+			f.log.Info("rebuilt view is live", "view", string(t.View), "version", t.Version)
+			l.report(ctx, true)
+			continue
+		case errors.Is(err, views.ErrStale):
+			return nil, err
+		case errors.Is(err, views.ErrBehind):
+			behind = true
+		default:
+			f.log.Warn("switch failed; retrying", "view", string(t.View), "err", err)
+		}
+		left = append(left, l)
+	}
+	switch {
+	case len(left) == 0:
+		return nil, errSwitched
+	case behind && idle:
+		return left, errResubscribe
+	}
+	return left, nil
+}
+
+// receive forwards the subscription's messages until it drops or ctx ends.
+func receive(ctx context.Context, sub *esdb.Subscription, out chan<- item) {
+	for {
+		ev := sub.Recv()
+		var it item
+		switch {
+		case ev.EventAppeared != nil:
+			it.event = ev.EventAppeared.OriginalEvent()
+		case ev.CheckPointReached != nil:
+			it.checkpoint = ev.CheckPointReached.Commit
+		case ev.CaughtUp != nil:
+			it.caughtUp = true
+		case ev.SubscriptionDropped != nil:
+			it.err = ev.SubscriptionDropped.Error
+		default:
+			continue
+		}
+		select {
+		case out <- it:
+		case <-ctx.Done():
+			return
+		}
+		if it.err != nil {
+			return
+		}
+	}
+}
+
+// idleTick bounds how long a caught-up rebuild waits for events before it
+// tries its switches again: nothing may arrive for a long time.
+const idleTick = 250 * time.Millisecond
+
+// collect gathers one batch: it waits for a first item, then takes more
+// until the batch is full or BatchWait has passed since the first. With a
+// BatchWait of 0 it takes only what has already arrived. When idle is set
+// it gives up waiting for a first item after idleTick, with an empty batch.
+func (f *follower) collect(ctx context.Context, in <-chan item, idle bool) (pending, error) {
+	var b pending
+	var tick <-chan time.Time
+	if idle {
+		timer := time.NewTimer(idleTick)
+		defer timer.Stop()
+		tick = timer.C
+	}
+	select {
+	case it := <-in:
+		b.add(it)
+	case <-tick:
+		return b, nil
+	case <-ctx.Done():
+		return b, ctx.Err()
+	}
+	var wait <-chan time.Time
+	if f.p.opts.BatchWait > 0 {
+		timer := time.NewTimer(f.p.opts.BatchWait)
+		defer timer.Stop()
+		wait = timer.C
+	}
+	for b.err == nil && len(b.events) < f.p.opts.BatchSize {
+		if wait == nil {
+			select {
+			case it := <-in:
+				b.add(it)
+				continue
+			default:
+				return b, nil
+			}
+		}
+		select {
+		case it := <-in:
+			b.add(it)
+		case <-wait:
+			return b, nil
+		case <-ctx.Done():
+			return b, ctx.Err()
+		}
+	}
+	return b, nil
+}
+
+// countError counts a failure of the shared subscription, or of reading
+// the views' state before it, against every view it feeds.
+func (f *follower) countError(vs []views.View, kind string) {
+	for _, v := range vs {
+		f.p.metrics.errors.WithLabelValues(string(v), f.run, kind).Inc()
+	}
+}
+
+func (f *follower) state(ctx context.Context, v views.View) (views.State, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.p.opts.StoreTimeout)
+	defer cancel()
+	return f.p.store.State(ctx, v)
+}
+
+func backoff(failures int) time.Duration {
+	d := 100 * time.Millisecond << min(failures-1, 7)
+	return min(d, 10*time.Second)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,703 @@
+// Package sqlite keeps the views in an embedded SQLite database
+// (modernc.org/sqlite, pure Go): the all-in-one default.
+//
+// Each version of a view is a table holding the document as JSON (package
+// stored) beside indexed copies of the fields it is looked up, filtered and
+// sorted by. The version pointer and checkpoints live in views_state. Every
+// write is one transaction — a batch's documents with its checkpoint, a
+// switch with the drop of the old version — and every read is one read
+// transaction, which in WAL mode is a snapshot: a reader sees a version
+// either whole and live or not at all, while the writer goes on.
+//
+// Several processes may open the same file (the running system and an
+// `orderly rebuild`); SQLite's locks order their writes.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/views"
+	"github.com/orderly/orderly/internal/views/stored"
+)
+
+// Store is a views.Store on one SQLite file.
+type Store struct {
+	// w has one connection: writes queue here rather than spin on SQLite's
+	// busy handler. Its transactions begin IMMEDIATE, taking the write lock
+	// up front, so two writers never deadlock upgrading a read lock.
+	w *sql.DB
+	// r serves reads (and the projection's loads) in parallel.
+	r *sql.DB
+}
+
+var _ views.Store = (*Store)(nil)
+
+// readers bounds the read connections; reads are short and WAL lets them
+// run beside the writer.
+const readers = 4
+
+// Open opens (creating if needed) the database at path and makes sure every
+// view has a live version.
+func Open(ctx context.Context, path string) (*Store, error) {
+	// busy_timeout covers another process holding the write lock (a rebuild
+	// beside the running system); synchronous=NORMAL in WAL mode loses no
+	// committed transaction when the process dies, only on power loss, and
+	// a lost batch is re-applied from the checkpoint stored with it.
+	q := url.Values{}
+	q.Set("_busy_timeout", "10000")
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "NORMAL")
+	// The writer's page cache (256 MiB at most, taken as pages are used)
+	// keeps a large view's B-tree interior in memory while a rebuild
+	// inserts into it; readers keep SQLite's small default.
+	w, err := sql.Open("sqlite", path+"?"+q.Encode()+"&_txlock=immediate&_pragma=cache_size(-262144)")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite views %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	q.Del("_journal_mode") // set once, by the writer; readers must not race to change it
+	r, err := sql.Open("sqlite", path+"?"+q.Encode()+"&_query_only=1")
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open sqlite views %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	s := &Store{w: w, r: r}
+	if err := s.init(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("open sqlite views %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
+
+func (s *Store) init(ctx context.Context) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS views_state (
+			view TEXT PRIMARY KEY,
+			live INTEGER NOT NULL,
+			live_checkpoint INTEGER NOT NULL DEFAULT 0,
+			building INTEGER NOT NULL DEFAULT 0,
+			building_checkpoint INTEGER NOT NULL DEFAULT 0
+		)`); err != nil {
+			return err
+		}
+		for _, v := range views.All() {
+			res, err := tx.ExecContext(ctx, `INSERT INTO views_state (view, live) VALUES (?, 1) ON CONFLICT (view) DO NOTHING`, string(v))
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				if err := createVersion(ctx, tx, views.Target{View: v, Version: 1}, true); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// write runs fn in a write transaction.
+func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// read runs fn in a read transaction: one snapshot of the database.
+func (s *Store) read(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	return fn(tx)
+}
+
+// querier is what *sql.Tx and *sql.DB share.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func state(ctx context.Context, q querier, v views.View) (views.State, error) {
+	var st views.State
+	err := q.QueryRowContext(ctx, `SELECT live, live_checkpoint, building, building_checkpoint FROM views_state WHERE view = ?`, string(v)).
+		Scan(&st.Live, &st.LiveCheckpoint, &st.Building, &st.BuildingCheckpoint)
+	if err != nil {
+		return st, fmt.Errorf("state of view %s: %w", v, err)
+	}
+	return st, nil
+}
+
+// writable returns t's checkpoint column, or ErrStale.
+func writable(ctx context.Context, q querier, t views.Target) (string, error) {
+	st, err := state(ctx, q, t.View)
+	if err != nil {
+		return "", err
+	}
+	switch t.Version {
+	case st.Live:
+		return "live_checkpoint", nil
+	case st.Building:
+		return "building_checkpoint", nil
+	}
+	return "", fmt.Errorf("%s version %d (live %d, building %d): %w", t.View, t.Version, st.Live, st.Building, views.ErrStale)
+}
+
+// createVersion creates the tables of version t. The secondary indexes of a
+// shadow are left to createIndexes at its switch: building an index over a
+// full table is several times cheaper than maintaining it through every
+// upsert of a rebuild, and nothing reads a shadow through them.
+func createVersion(ctx context.Context, tx *sql.Tx, t views.Target, indexes bool) error {
+	name := stored.Table(t.View, t.Version)
+	var ddl []string
+	switch t.View {
+	case views.Orders:
+		ddl = []string{`CREATE TABLE %[1]s (order_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status INTEGER NOT NULL,
+			created_ns INTEGER NOT NULL, revision INTEGER NOT NULL, doc BLOB NOT NULL) WITHOUT ROWID`}
+	case views.Customers:
+		ddl = []string{`CREATE TABLE %[1]s (customer_id TEXT PRIMARY KEY, registered_position INTEGER NOT NULL,
+			revision INTEGER NOT NULL, doc BLOB NOT NULL) WITHOUT ROWID`}
+	default:
+		return fmt.Errorf("unknown view %q", t.View)
+	}
+	ddl = append(ddl, `CREATE TABLE %[1]s`+stored.DeadLetterSuffix+` (event_id TEXT PRIMARY KEY, position INTEGER NOT NULL,
+		doc BLOB NOT NULL) WITHOUT ROWID`)
+	for _, stmt := range ddl {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(stmt, name)); err != nil {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+	}
+	if indexes {
+		return createIndexes(ctx, tx, t)
+	}
+	return nil
+}
+
+// createIndexes creates the secondary indexes of version t if missing.
+func createIndexes(ctx context.Context, tx *sql.Tx, t views.Target) error {
+	name := stored.Table(t.View, t.Version)
+	var ddl []string
+	switch t.View {
+	case views.Orders:
+		// One index per filter ListOrders offers, each ending in the sort
+		// keys, so every listing is an index range read in order.
+		ddl = []string{
+			`CREATE INDEX IF NOT EXISTS %[1]s_customer_status ON %[1]s (customer_id, status, created_ns, order_id)`,
+			`CREATE INDEX IF NOT EXISTS %[1]s_customer ON %[1]s (customer_id, created_ns, order_id)`,
+			`CREATE INDEX IF NOT EXISTS %[1]s_status ON %[1]s (status, created_ns, order_id)`,
+			`CREATE INDEX IF NOT EXISTS %[1]s_created ON %[1]s (created_ns, order_id)`,
+		}
+	case views.Customers:
+		ddl = []string{`CREATE UNIQUE INDEX IF NOT EXISTS %[1]s_registered ON %[1]s (registered_position)`}
+	}
+	ddl = append(ddl, `CREATE INDEX IF NOT EXISTS %[1]s`+stored.DeadLetterSuffix+`_position ON %[1]s`+stored.DeadLetterSuffix+` (position)`)
+	for _, stmt := range ddl {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(stmt, name)); err != nil {
+			return fmt.Errorf("index %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// dropExcept drops every table of view v whose version is not in keep.
+func dropExcept(ctx context.Context, tx *sql.Tx, v views.View, keep ...views.Version) error {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table'`)
+	if err != nil {
+		return err
+	}
+	var drop []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			_ = rows.Close()
+			return err
+		}
+		if ver, ok := stored.ParseTable(v, name); ok && !containsVersion(keep, ver) {
+			drop = append(drop, name)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for _, name := range drop {
+		if _, err := tx.ExecContext(ctx, `DROP TABLE `+name); err != nil {
+			return fmt.Errorf("drop %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func containsVersion(vs []views.Version, v views.Version) bool {
+	for _, x := range vs {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// State implements views.Reader.
+func (s *Store) State(ctx context.Context, v views.View) (views.State, error) {
+	return state(ctx, s.r, v)
+}
+
+// Checkpoint implements views.Reader.
+func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
+	var cp uint64
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(min(live_checkpoint), 0), count(*) FROM views_state`).Scan(&cp, &n); err != nil {
+		return 0, fmt.Errorf("views checkpoint: %w", err)
+	}
+	if n != len(views.All()) {
+		return 0, fmt.Errorf("views checkpoint: %d views in views_state, want %d", n, len(views.All()))
+	}
+	return cp, nil
+}
+
+// BeginRebuild implements views.Writer.
+func (s *Store) BeginRebuild(ctx context.Context, v views.View) (views.Target, error) {
+	var t views.Target
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		st, err := state(ctx, tx, v)
+		if err != nil {
+			return err
+		}
+		t = views.Target{View: v, Version: max(st.Live, st.Building) + 1}
+		if err := dropExcept(ctx, tx, v, st.Live); err != nil {
+			return err
+		}
+		if err := createVersion(ctx, tx, t, false); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE views_state SET building = ?, building_checkpoint = 0 WHERE view = ?`, t.Version, string(v))
+		return err
+	})
+	if err != nil {
+		return views.Target{}, fmt.Errorf("begin rebuild of %s: %w", v, err)
+	}
+	return t, nil
+}
+
+// Switch implements views.Writer.
+func (s *Store) Switch(ctx context.Context, t views.Target) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		st, err := state(ctx, tx, t.View)
+		if err != nil {
+			return err
+		}
+		if st.Building != t.Version {
+			return fmt.Errorf("building version is %d: %w", st.Building, views.ErrStale)
+		}
+		if st.BuildingCheckpoint < st.LiveCheckpoint {
+			return fmt.Errorf("shadow at %d, live at %d: %w", st.BuildingCheckpoint, st.LiveCheckpoint, views.ErrBehind)
+		}
+		if err := createIndexes(ctx, tx, t); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE views_state SET live = building, live_checkpoint = building_checkpoint,
+			building = 0, building_checkpoint = 0 WHERE view = ?`, string(t.View)); err != nil {
+			return err
+		}
+		return dropExcept(ctx, tx, t.View, t.Version)
+	})
+	if err != nil {
+		return fmt.Errorf("switch %s to version %d: %w", t.View, t.Version, err)
+	}
+	return nil
+}
+
+// Apply implements views.Writer.
+func (s *Store) Apply(ctx context.Context, t views.Target, b views.Batch) error {
+	if err := b.Check(t.View); err != nil {
+		return err
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		column, err := writable(ctx, tx, t)
+		if err != nil {
+			return err
+		}
+		name := stored.Table(t.View, t.Version)
+		if err := upsertOrders(ctx, tx, name, b.Orders); err != nil {
+			return err
+		}
+		if err := upsertCustomers(ctx, tx, name, b.Customers); err != nil {
+			return err
+		}
+		if err := insertDeadLetters(ctx, tx, name+stored.DeadLetterSuffix, b.DeadLetters); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE views_state SET `+column+` = ? WHERE view = ?`, b.Checkpoint, string(t.View))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("apply batch to %s v%d: %w", t.View, t.Version, err)
+	}
+	return nil
+}
+
+// rowsPerInsert bounds the rows of one multi-row upsert: fewer statements
+// to step through, and well under SQLite's limit on bound parameters.
+const rowsPerInsert = 64
+
+// upsertRows runs a guarded multi-row upsert: head is the INSERT up to
+// VALUES, tail the ON CONFLICT clause, and each row binds width values.
+func upsertRows(ctx context.Context, tx *sql.Tx, head, tail string, width, n int, args func(i int) ([]any, error)) error {
+	row := "(" + strings.Repeat("?,", width-1) + "?)"
+	var stmt *sql.Stmt
+	defer func() {
+		if stmt != nil {
+			_ = stmt.Close()
+		}
+	}()
+	for start := 0; start < n; start += rowsPerInsert {
+		k := min(rowsPerInsert, n-start)
+		vals := make([]any, 0, k*width)
+		for i := start; i < start+k; i++ {
+			a, err := args(i)
+			if err != nil {
+				return err
+			}
+			vals = append(vals, a...)
+		}
+		query := head + strings.Repeat(row+",", k-1) + row + tail
+		if k == rowsPerInsert {
+			if stmt == nil {
+				var err error
+				if stmt, err = tx.PrepareContext(ctx, query); err != nil {
+					return err
+				}
+			}
+			if _, err := stmt.ExecContext(ctx, vals...); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, query, vals...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func upsertOrders(ctx context.Context, tx *sql.Tx, table string, docs []views.OrderDoc) error {
+	return upsertRows(ctx, tx,
+		`INSERT INTO `+table+` (order_id, customer_id, status, created_ns, revision, doc) VALUES `,
+		` ON CONFLICT (order_id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
+			created_ns = excluded.created_ns, revision = excluded.revision, doc = excluded.doc
+			WHERE excluded.revision > `+table+`.revision`,
+		6, len(docs), func(i int) ([]any, error) {
+			rec := stored.FromOrder(docs[i])
+			doc, err := json.Marshal(rec)
+			if err != nil {
+				return nil, fmt.Errorf("encode order %s: %w", rec.OrderID, err)
+			}
+			return []any{rec.OrderID, rec.CustomerID, rec.Status, rec.CreatedNS, rec.Revision, doc}, nil
+		})
+}
+
+func upsertCustomers(ctx context.Context, tx *sql.Tx, table string, docs []views.CustomerDoc) error {
+	return upsertRows(ctx, tx,
+		`INSERT INTO `+table+` (customer_id, registered_position, revision, doc) VALUES `,
+		` ON CONFLICT (customer_id) DO UPDATE SET registered_position = excluded.registered_position,
+			revision = excluded.revision, doc = excluded.doc
+			WHERE excluded.revision > `+table+`.revision`,
+		4, len(docs), func(i int) ([]any, error) {
+			rec := stored.FromCustomer(docs[i])
+			doc, err := json.Marshal(rec)
+			if err != nil {
+				return nil, fmt.Errorf("encode customer %s: %w", rec.CustomerID, err)
+			}
+			return []any{rec.CustomerID, rec.RegisteredPosition, rec.Revision, doc}, nil
+		})
+}
+
+func insertDeadLetters(ctx context.Context, tx *sql.Tx, table string, letters []views.DeadLetter) error {
+	return upsertRows(ctx, tx,
+		`INSERT INTO `+table+` (event_id, position, doc) VALUES `,
+		` ON CONFLICT (event_id) DO NOTHING`,
+		3, len(letters), func(i int) ([]any, error) {
+			rec := stored.FromDeadLetter(letters[i])
+			doc, err := json.Marshal(rec)
+			if err != nil {
+				return nil, fmt.Errorf("encode dead letter %s: %w", rec.EventID, err)
+			}
+			return []any{rec.EventID, rec.Position, doc}, nil
+		})
+}
+
+// idsPerQuery bounds the IDs of one IN (...) lookup.
+const idsPerQuery = 500
+
+// loadDocs reads the documents of t among ids into fn, after checking that
+// t is still writable (in the same snapshot).
+func (s *Store) loadDocs(ctx context.Context, t views.Target, key string, ids []string, fn func(doc []byte) error) error {
+	return s.read(ctx, func(tx *sql.Tx) error {
+		if _, err := writable(ctx, tx, t); err != nil {
+			return err
+		}
+		for start := 0; start < len(ids); start += idsPerQuery {
+			chunk := ids[start:min(start+idsPerQuery, len(ids))]
+			args := make([]any, len(chunk))
+			for i, id := range chunk {
+				args[i] = id
+			}
+			query := `SELECT doc FROM ` + stored.Table(t.View, t.Version) + ` WHERE ` + key +
+				` IN (` + strings.Repeat("?,", len(chunk)-1) + `?)`
+			if err := scanDocs(ctx, tx, query, args, fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func scanDocs(ctx context.Context, q querier, query string, args []any, fn func(doc []byte) error) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var doc []byte
+		if err := rows.Scan(&doc); err != nil {
+			return err
+		}
+		if err := fn(doc); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// LoadOrders implements views.Writer.
+func (s *Store) LoadOrders(ctx context.Context, t views.Target, ids []string) (map[string]views.OrderDoc, error) {
+	out := make(map[string]views.OrderDoc, len(ids))
+	err := s.loadDocs(ctx, t, "order_id", ids, func(doc []byte) error {
+		d, err := decodeOrder(doc)
+		out[d.OrderID] = d
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load orders from v%d: %w", t.Version, err)
+	}
+	return out, nil
+}
+
+// LoadCustomers implements views.Writer.
+func (s *Store) LoadCustomers(ctx context.Context, t views.Target, ids []string) (map[string]views.CustomerDoc, error) {
+	out := make(map[string]views.CustomerDoc, len(ids))
+	err := s.loadDocs(ctx, t, "customer_id", ids, func(doc []byte) error {
+		d, err := decodeCustomer(doc)
+		out[d.CustomerID] = d
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load customers from v%d: %w", t.Version, err)
+	}
+	return out, nil
+}
+
+func decodeOrder(doc []byte) (views.OrderDoc, error) {
+	var rec stored.Order
+	if err := json.Unmarshal(doc, &rec); err != nil {
+		return views.OrderDoc{}, fmt.Errorf("decode order: %w", err)
+	}
+	return rec.Doc(), nil
+}
+
+func decodeCustomer(doc []byte) (views.CustomerDoc, error) {
+	var rec stored.Customer
+	if err := json.Unmarshal(doc, &rec); err != nil {
+		return views.CustomerDoc{}, fmt.Errorf("decode customer: %w", err)
+	}
+	return rec.Doc(), nil
+}
+
+// liveTable returns the table of v's live version.
+func liveTable(ctx context.Context, q querier, v views.View) (string, error) {
+	var live views.Version
+	if err := q.QueryRowContext(ctx, `SELECT live FROM views_state WHERE view = ?`, string(v)).Scan(&live); err != nil {
+		return "", fmt.Errorf("live version of %s: %w", v, err)
+	}
+	return stored.Table(v, live), nil
+}
+
+// GetOrder implements views.Reader.
+func (s *Store) GetOrder(ctx context.Context, orderID string) (views.OrderDoc, error) {
+	var d views.OrderDoc
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		table, err := liveTable(ctx, tx, views.Orders)
+		if err != nil {
+			return err
+		}
+		var doc []byte
+		if err := tx.QueryRowContext(ctx, `SELECT doc FROM `+table+` WHERE order_id = ?`, orderID).Scan(&doc); err != nil {
+			return err
+		}
+		d, err = decodeOrder(doc)
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("order %s: %w", orderID, views.ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("get order %s: %w", orderID, err)
+	}
+	return d, nil
+}
+
+// ListOrders implements views.Reader.
+func (s *Store) ListOrders(ctx context.Context, q views.OrderQuery) ([]views.OrderDoc, error) {
+	if q.Limit <= 0 {
+		return nil, fmt.Errorf("list orders: limit %d must be positive", q.Limit)
+	}
+	var where []string
+	var args []any
+	if q.CustomerID != "" {
+		where, args = append(where, "customer_id = ?"), append(args, q.CustomerID)
+	}
+	if q.Status != domain.StatusNone {
+		where, args = append(where, "status = ?"), append(args, int32(q.Status))
+	}
+	if q.After != nil {
+		where, args = append(where, "(created_ns, order_id) < (?, ?)"), append(args, stored.Nanos(q.After.CreatedAt), q.After.OrderID)
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, q.Limit)
+	out := make([]views.OrderDoc, 0, q.Limit)
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		table, err := liveTable(ctx, tx, views.Orders)
+		if err != nil {
+			return err
+		}
+		return scanDocs(ctx, tx, `SELECT doc FROM `+table+cond+` ORDER BY created_ns DESC, order_id DESC LIMIT ?`, args, func(doc []byte) error {
+			d, err := decodeOrder(doc)
+			out = append(out, d)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	return out, nil
+}
+
+// GetCustomer implements views.Reader.
+func (s *Store) GetCustomer(ctx context.Context, customerID string) (views.CustomerDoc, error) {
+	docs, err := s.customers(ctx, `WHERE customer_id = ?`, customerID)
+	if err != nil {
+		return views.CustomerDoc{}, fmt.Errorf("get customer %s: %w", customerID, err)
+	}
+	if len(docs) == 0 {
+		return views.CustomerDoc{}, fmt.Errorf("customer %s: %w", customerID, views.ErrNotFound)
+	}
+	return docs[0], nil
+}
+
+// ListCustomers implements views.Reader.
+func (s *Store) ListCustomers(ctx context.Context, q views.CustomerQuery) ([]views.CustomerDoc, error) {
+	if q.Limit <= 0 {
+		return nil, fmt.Errorf("list customers: limit %d must be positive", q.Limit)
+	}
+	docs, err := s.customers(ctx, `WHERE registered_position > ? ORDER BY registered_position LIMIT ?`, q.After, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list customers: %w", err)
+	}
+	return docs, nil
+}
+
+// customers reads customers (cond follows FROM) with their order counts,
+// both from one snapshot.
+func (s *Store) customers(ctx context.Context, cond string, args ...any) ([]views.CustomerDoc, error) {
+	var out []views.CustomerDoc
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		table, err := liveTable(ctx, tx, views.Customers)
+		if err != nil {
+			return err
+		}
+		index := map[string]int{}
+		err = scanDocs(ctx, tx, `SELECT doc FROM `+table+` `+cond, args, func(doc []byte) error {
+			d, err := decodeCustomer(doc)
+			index[d.CustomerID] = len(out)
+			out = append(out, d)
+			return err
+		})
+		if err != nil || len(out) == 0 {
+			return err
+		}
+		orders, err := liveTable(ctx, tx, views.Orders)
+		if err != nil {
+			return err
+		}
+		ids := make([]any, len(out))
+		for i, d := range out {
+			ids[i] = d.CustomerID
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT customer_id, status, count(*) FROM `+orders+
+			` WHERE customer_id IN (`+strings.Repeat("?,", len(ids)-1)+`?) GROUP BY customer_id, status`, ids...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var st domain.OrderStatus
+			var n int64
+			if err := rows.Scan(&id, &st, &n); err != nil {
+				return err
+			}
+			out[index[id]].OrderCounts.Add(st, n)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// DeadLetters implements views.Writer.
+func (s *Store) DeadLetters(ctx context.Context, v views.View) ([]views.DeadLetter, error) {
+	var out []views.DeadLetter
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		table, err := liveTable(ctx, tx, v)
+		if err != nil {
+			return err
+		}
+		return scanDocs(ctx, tx, `SELECT doc FROM `+table+stored.DeadLetterSuffix+` ORDER BY position`, nil, func(doc []byte) error {
+			var rec stored.DeadLetter
+			if err := json.Unmarshal(doc, &rec); err != nil {
+				return fmt.Errorf("decode dead letter: %w", err)
+			}
+			out = append(out, rec.Letter())
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dead letters of %s: %w", v, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,99 @@
+package views
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Notifier tells waiters in the same process when the live views' checkpoint
+// rises, so a read-your-writes query wakes as soon as the projector commits
+// instead of polling the store. The projector publishes each view's
+// checkpoint after the batch that reached it is stored; the notifier's
+// position is the lowest of them, like Reader.Checkpoint.
+type Notifier struct {
+	mu   sync.Mutex
+	per  map[View]uint64
+	pos  uint64
+	wake chan struct{} // closed and replaced when pos rises
+}
+
+// NewNotifier returns a notifier at position 0.
+func NewNotifier() *Notifier {
+	return &Notifier{per: map[View]uint64{}, wake: make(chan struct{})}
+}
+
+// Publish records that view v's live version has applied everything up to
+// pos. Positions only rise: a lower one than already published is ignored.
+func (n *Notifier) Publish(v View, pos uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if pos <= n.per[v] {
+		return
+	}
+	n.per[v] = pos
+	low := pos
+	for _, w := range All() {
+		low = min(low, n.per[w])
+	}
+	if low > n.pos {
+		n.pos = low
+		close(n.wake)
+		n.wake = make(chan struct{})
+	}
+}
+
+// Watch returns the current position and a channel closed when it rises.
+func (n *Notifier) Watch() (uint64, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pos, n.wake
+}
+
+// CheckpointReader is the part of Reader WaitCheckpoint needs.
+type CheckpointReader interface {
+	Checkpoint(ctx context.Context) (uint64, error)
+}
+
+// Poll bounds between two reads of the store's checkpoint while waiting.
+// The store is read again after at most maxPoll even with a notifier, in case
+// the projector runs in another process.
+const (
+	minPoll = 2 * time.Millisecond
+	maxPoll = 250 * time.Millisecond
+)
+
+// WaitCheckpoint returns once the live views' checkpoint has reached pos,
+// with the checkpoint seen; it gives up with ctx's error. With a notifier (a
+// projector in this process) it wakes on every publish; without one it polls
+// r with exponential backoff, so waiting never spins on the store.
+func WaitCheckpoint(ctx context.Context, r CheckpointReader, n *Notifier, pos uint64) (uint64, error) {
+	wait := minPoll
+	for {
+		var wake <-chan struct{}
+		if n != nil {
+			var seen uint64
+			if seen, wake = n.Watch(); seen >= pos {
+				return seen, nil
+			}
+		}
+		cp, err := r.Checkpoint(ctx)
+		if err != nil {
+			return cp, fmt.Errorf("wait for position %d: %w", pos, err)
+		}
+		if cp >= pos {
+			return cp, nil
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return cp, fmt.Errorf("wait for position %d (views at %d): %w", pos, cp, ctx.Err())
+		case <-wake:
+		case <-timer.C:
+			wait = min(2*wait, maxPoll)
+		}
+		timer.Stop()
+	}
+}
