@@ -11,12 +11,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/orderly/orderly/internal/projectorcmd"
 )
 
 // subcommands maps a subcommand name to its runner. Each runner parses its own
 // flags from args so that `orderly NAME -h` documents only what NAME accepts.
 var subcommands = map[string]func(ctx context.Context, args []string) error{
 	"eventstore": runEventStore,
+	"rebuild":    projectorcmd.Rebuild,
 	"version":    runVersion,
 }
 
@@ -45,10 +48,5 @@ var version = "dev"
 
 func runVersion(_ context.Context, _ []string) error {
 	fmt.Println("orderly", version)
-	return nil
-}
-
-func runAll(_ context.Context, _ []string) error {
-	fmt.Println("orderly: the all-in-one system is not wired yet; see README.md for what runs today.")
 	return nil
 }

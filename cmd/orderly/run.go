@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/command"
+	"github.com/orderly/orderly/internal/config"
+	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/eventstore"
+	"github.com/orderly/orderly/internal/projection"
+	"github.com/orderly/orderly/internal/query"
+	"github.com/orderly/orderly/internal/saga"
+	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/views"
+	"github.com/orderly/orderly/internal/views/viewstore"
+)
+
+// grace is how long in-flight calls get to finish on shutdown.
+const grace = 10 * time.Second
+
+// allConfig is the all-in-one's configuration.
+type allConfig struct {
+	esListen, commandsListen, queriesListen, httpListen string
+	views                                               viewstore.Config
+	// ferretListen is where embedded FerretDB serves the views when they
+	// are in MongoDB and no -mongo-uri names a server.
+	ferretListen string
+	mongoGiven   bool
+	logLevel     string
+}
+
+func parseAll(args []string) (allConfig, error) {
+	var c allConfig
+	fs := flag.NewFlagSet("orderly", flag.ContinueOnError)
+	fs.StringVar(&c.esListen, "eventstore-listen", "127.0.0.1:2113", "embedded event store address (esdb://ADDR?tls=false)")
+	fs.StringVar(&c.commandsListen, "commands-listen", "127.0.0.1:50051", "gRPC address of orderly.v1.CommandService")
+	fs.StringVar(&c.queriesListen, "queries-listen", "127.0.0.1:50052", "gRPC address of orderly.v1.QueryService")
+	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8080", "REST address of both services, with /openapi.json and /metrics")
+	fs.StringVar(&c.ferretListen, "ferretdb-listen", "127.0.0.1:27017", "with -views mongo and no -mongo-uri: address of the embedded FerretDB serving the views")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	c.views.RegisterFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
+			"       orderly eventstore [flags]  run only the embedded event store\n"+
+			"       orderly rebuild [flags]     rebuild the views of a running system\n"+
+			"       orderly version\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := config.Parse(fs, "ORDERLY", args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unknown subcommand %q (see orderly -h)", fs.Arg(0))
+	}
+	_, c.mongoGiven = os.LookupEnv(config.EnvName("ORDERLY", "mongo-uri"))
+	fs.Visit(func(f *flag.Flag) { c.mongoGiven = c.mongoGiven || f.Name == "mongo-uri" })
+	return c, nil
+}
+
+// runAll runs the embedded event store, command-svc with its saga, the
+// projector and query-svc in one process, every part talking to the others
+// through the same protocols it would use across machines.
+func runAll(ctx context.Context, args []string) error {
+	cfg, err := parseAll(args)
+	if err != nil {
+		return err
+	}
+	log, err := serve.NewLogger(os.Stderr, cfg.logLevel)
+	if err != nil {
+		return err
+	}
+	dataDir := cfg.views.DataDir
+
+	// The event store starts first and stops last: everything else is its
+	// client.
+	store, esAddr, err := startEventStore(cfg.esListen, filepath.Join(dataDir, "eventstore"), log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("event store close", "err", err)
+		}
+	}()
+	conn, err := eventlog.Connect("esdb://"+esAddr+"?tls=false", log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	if cfg.views.Kind == viewstore.Mongo && !cfg.mongoGiven {
+		uri, stop, err := startFerretDB(ctx, cfg.ferretListen, filepath.Join(dataDir, "ferretdb"), log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.views.MongoURI = uri
+		cfg.views.MongoBulkSize = min(cfg.views.MongoBulkSize, 64) // FerretDB hangs on larger bulk updates
+	}
+	vs, err := viewstore.Open(ctx, cfg.views)
+	if err != nil {
+		return err
+	}
+	defer vs.Close()
+
+	metrics := serve.NewMetrics()
+	notifier := views.NewNotifier()
+	commands, err := command.New(conn, log.With("service", "command"), command.Options{Registerer: metrics.Registry})
+	if err != nil {
+		return err
+	}
+	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry})
+	if err != nil {
+		return err
+	}
+	projector, err := projection.New(conn, vs, log.With("service", "projector"), projection.Options{Registerer: metrics.Registry, Notifier: notifier})
+	if err != nil {
+		return err
+	}
+	queries := query.New(conn, vs, query.Options{Notifier: notifier, Log: log.With("service", "query")})
+
+	cmdLis, cmdSrv, err := grpcServer(cfg.commandsListen, log, metrics, commands.Register, orderlyv1.CommandService_ServiceDesc.ServiceName)
+	if err != nil {
+		return err
+	}
+	qryLis, qrySrv, err := grpcServer(cfg.queriesListen, log, metrics, queries.Register, orderlyv1.QueryService_ServiceDesc.ServiceName)
+	if err != nil {
+		return err
+	}
+	handler, closeConns, err := serve.NewGateway(ctx, metrics,
+		serve.Upstream{Addr: cmdLis.Addr().String(), Register: command.RegisterGateway},
+		serve.Upstream{Addr: qryLis.Addr().String(), Register: query.RegisterGateway})
+	if err != nil {
+		return err
+	}
+	defer closeConns()
+	httpLis, err := net.Listen("tcp", cfg.httpListen)
+	if err != nil {
+		return fmt.Errorf("REST listen: %w", err)
+	}
+
+	printBanner(os.Stdout, esAddr, cmdLis.Addr().String(), qryLis.Addr().String(), httpLis.Addr().String(), cfg.views)
+	log.Info("orderly running", "eventstore", esAddr, "commands", cmdLis.Addr().String(),
+		"queries", qryLis.Addr().String(), "http", httpLis.Addr().String(), "views", cfg.views.Kind, "data", dataDir)
+	return serve.Run(ctx, log, grace, map[string]serve.Server{
+		"commands":  serve.GRPC(cmdSrv, cmdLis),
+		"queries":   serve.GRPC(qrySrv, qryLis),
+		"http":      serve.HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, httpLis),
+		"saga":      serve.Background(credit.Run),
+		"projector": serve.Background(projector.Run),
+		"watch":     serve.Background(queries.Run),
+	})
+}
+
+// startEventStore opens the event store in dir and serves it on addr until
+// Close; it returns the address it listens on.
+func startEventStore(addr, dir string, log *slog.Logger) (*eventstore.Server, string, error) {
+	srv, err := eventstore.Open(eventstore.Config{Dir: dir, Logger: log.With("service", "eventstore")})
+	if err != nil {
+		return nil, "", err
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", errors.Join(fmt.Errorf("event store listen: %w", err), srv.Close())
+	}
+	go func() {
+		if err := srv.Serve(lis); err != nil {
+			log.Error("event store stopped serving", "err", err)
+		}
+	}()
+	return srv, lis.Addr().String(), nil
+}
+
+// grpcServer listens on addr and returns a gRPC server with one service
+// registered and marked serving.
+func grpcServer(addr string, log *slog.Logger, metrics *serve.Metrics, register func(grpc.ServiceRegistrar), service string) (net.Listener, *grpc.Server, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen for %s: %w", service, err)
+	}
+	srv, health := serve.NewGRPCServer(log, metrics)
+	register(srv)
+	health.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
+	return lis, srv, nil
+}
+
+// startFerretDB serves an embedded FerretDB (MongoDB wire protocol over
+// SQLite files in dir) on addr, so the MongoDB view store can be tried
+// without a MongoDB server, and returns its connection string. It suits
+// small data only: FerretDB scans a collection on every lookup.
+func startFerretDB(ctx context.Context, addr, dir string, log *slog.Logger) (uri string, stop func(), err error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", nil, fmt.Errorf("FerretDB data directory: %w", err)
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + dir + "/",
+		// FerretDB logs every failed command whole at WARN; keep errors only.
+		Logger: slog.New(log.Handler()).With("service", "ferretdb"),
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("start embedded FerretDB on %s: %w", addr, err)
+	}
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.Run(fctx)
+	}()
+	log.Info("embedded FerretDB serving the views", "uri", f.MongoDBURI(), "data", dir)
+	return f.MongoDBURI(), func() { cancel(); <-done }, nil
+}
+
+// printBanner tells a newcomer where everything is and what to try first.
+func printBanner(w io.Writer, es, commands, queries, httpAddr string, vc viewstore.Config) {
+	where := filepath.Join(vc.DataDir, viewstore.SQLiteFile)
+	if vc.Kind == viewstore.Mongo {
+		where = vc.MongoURI
+	}
+	fmt.Fprintf(w, `
+Orderly is running (Ctrl-C to stop).
+  commands  gRPC  %[2]s   (orderly.v1.CommandService)
+  queries   gRPC  %[3]s   (orderly.v1.QueryService)
+  REST            http://%[4]s   (OpenAPI: http://%[4]s/openapi.json, metrics: /metrics)
+  events          esdb://%[1]s?tls=false
+  views           %[5]s (%[6]s)
+
+Try:
+  curl -s -X POST http://%[4]s/v1/customers -d '{"name":"Ada","email":"ada@example.com","creditLimit":{"currencyCode":"USD","minorUnits":"10000"}}'
+  grpcurl -plaintext -d '{}' %[3]s orderly.v1.QueryService/ListCustomers
+
+`, es, commands, queries, httpAddr, where, vc.Kind)
+}
