@@ -4,14 +4,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -24,20 +20,7 @@ import (
 	"github.com/orderly/orderly/internal/serve"
 )
 
-// grace is how long in-flight calls get to finish on shutdown.
-const grace = 10 * time.Second
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "command-svc:", err)
-		os.Exit(1)
-	}
-}
+func main() { serve.Main("command-svc", run) }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("command-svc", flag.ContinueOnError)
@@ -96,5 +79,5 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	log.Info("command-svc serving", "grpc", glis.Addr().String(), "http", *httpListen, "saga", *runSaga)
-	return serve.Run(ctx, log, grace, servers)
+	return serve.Run(ctx, log, serve.Grace, servers)
 }

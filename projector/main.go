@@ -8,25 +8,8 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/orderly/orderly/internal/projectorcmd"
+	"github.com/orderly/orderly/internal/serve"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := projectorcmd.Main(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "projector:", err)
-		os.Exit(1)
-	}
-}
+func main() { serve.Main("projector", projectorcmd.Main) }

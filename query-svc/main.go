@@ -5,14 +5,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -25,20 +21,7 @@ import (
 	"github.com/orderly/orderly/internal/views/viewstore"
 )
 
-// grace is how long in-flight calls get to finish on shutdown.
-const grace = 10 * time.Second
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "query-svc:", err)
-		os.Exit(1)
-	}
-}
+func main() { serve.Main("query-svc", run) }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("query-svc", flag.ContinueOnError)
@@ -92,5 +75,5 @@ func run(ctx context.Context, args []string) error {
 		servers["http"] = serve.HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, hlis)
 	}
 	log.Info("query-svc serving", "grpc", glis.Addr().String(), "http", *httpListen, "views", vc.Kind)
-	return serve.Run(ctx, log, grace, servers)
+	return serve.Run(ctx, log, serve.Grace, servers)
 }

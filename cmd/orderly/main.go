@@ -4,15 +4,10 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/orderly/orderly/internal/projectorcmd"
+	"github.com/orderly/orderly/internal/serve"
 )
 
 // subcommands maps a subcommand name to its runner. Each runner parses its own
@@ -24,23 +19,14 @@ var subcommands = map[string]func(ctx context.Context, args []string) error{
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	args := os.Args[1:]
-	run := runAll
-	if len(args) > 0 {
-		if sub, ok := subcommands[args[0]]; ok {
-			run, args = sub, args[1:]
+	serve.Main("orderly", func(ctx context.Context, args []string) error {
+		if len(args) > 0 {
+			if sub, ok := subcommands[args[0]]; ok {
+				return sub(ctx, args[1:])
+			}
 		}
-	}
-	if err := run(ctx, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		slog.Error("orderly failed", "err", err)
-		os.Exit(1)
-	}
+		return runAll(ctx, args)
+	})
 }
 
 // version is set at build time with -ldflags "-X main.version=...".

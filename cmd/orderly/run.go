@@ -30,9 +30,6 @@ import (
 	"github.com/orderly/orderly/internal/views/viewstore"
 )
 
-// grace is how long in-flight calls get to finish on shutdown.
-const grace = 10 * time.Second
-
 // allConfig is the all-in-one's configuration.
 type allConfig struct {
 	esListen, commandsListen, queriesListen, httpListen string
@@ -157,7 +154,7 @@ func runAll(ctx context.Context, args []string) error {
 	printBanner(os.Stdout, esAddr, cmdLis.Addr().String(), qryLis.Addr().String(), httpLis.Addr().String(), cfg.views)
 	log.Info("orderly running", "eventstore", esAddr, "commands", cmdLis.Addr().String(),
 		"queries", qryLis.Addr().String(), "http", httpLis.Addr().String(), "views", cfg.views.Kind, "data", dataDir)
-	return serve.Run(ctx, log, grace, map[string]serve.Server{
+	return serve.Run(ctx, log, serve.Grace, map[string]serve.Server{
 		"commands":  serve.GRPC(cmdSrv, cmdLis),
 		"queries":   serve.GRPC(qrySrv, qryLis),
 		"http":      serve.HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, httpLis),

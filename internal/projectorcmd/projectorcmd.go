@@ -25,9 +25,6 @@ import (
 	"github.com/orderly/orderly/internal/views/viewstore"
 )
 
-// grace is how long the metrics server gets to finish on shutdown.
-const grace = 5 * time.Second
-
 // common are the flags both modes take.
 type common struct {
 	eventstore string
@@ -66,18 +63,25 @@ func (c *common) register(fs *flag.FlagSet, batchSize int) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// open connects to the event store and opens the view store.
-func (c *common) open(ctx context.Context, log *slog.Logger) (*eventlog.Conn, views.Store, error) {
+// start makes the logger, tunes the GC, connects to the event store and
+// opens the view store: what both modes do before their work.
+func (c *common) start(ctx context.Context, service string) (*slog.Logger, *eventlog.Conn, views.Store, error) {
+	log, err := serve.NewLogger(os.Stderr, c.logLevel)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log = log.With("service", service)
+	TuneGC()
 	conn, err := eventlog.Connect(c.eventstore, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	store, err := viewstore.Open(ctx, c.store)
 	if err != nil {
 		_ = conn.Close()
-		return nil, nil, fmt.Errorf("open views: %w", err)
+		return nil, nil, nil, fmt.Errorf("open views: %w", err)
 	}
-	return conn, store, nil
+	return log, conn, store, nil
 }
 
 // Main runs the standalone projector: `rebuild [flags]` rebuilds, anything
@@ -102,13 +106,7 @@ func Run(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("projector: unexpected arguments %q (the only subcommand is rebuild, first)", fs.Args())
 	}
-	log, err := serve.NewLogger(os.Stderr, c.logLevel)
-	if err != nil {
-		return err
-	}
-	log = log.With("service", "projector")
-	TuneGC()
-	conn, store, err := c.open(ctx, log)
+	log, conn, store, err := c.start(ctx, "projector")
 	if err != nil {
 		return err
 	}
@@ -138,7 +136,7 @@ func Run(ctx context.Context, args []string) error {
 		projected <- p.Run(ctx)
 		cancel() // Run returns only when ctx is done; stop the servers too
 	}()
-	err = serve.Run(ctx, log, grace, servers)
+	err = serve.Run(ctx, log, serve.Grace, servers)
 	cancel()
 	return errors.Join(err, <-projected)
 }
@@ -168,13 +166,7 @@ func Rebuild(ctx context.Context, args []string) error {
 		}
 		vs = append(vs, v)
 	}
-	log, err := serve.NewLogger(os.Stderr, c.logLevel)
-	if err != nil {
-		return err
-	}
-	log = log.With("service", "rebuild")
-	TuneGC()
-	conn, store, err := c.open(ctx, log)
+	log, conn, store, err := c.start(ctx, "rebuild")
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,11 @@ func (h httpServer) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// Grace is how long in-flight calls get to finish on shutdown: long enough
+// for any unary call under its deadline, short enough for an orchestrator's
+// stop timeout (Docker's is 10 s by default, counted from SIGTERM).
+const Grace = 8 * time.Second
+
 // Run serves every named server until ctx is done or one of them fails, then
 // shuts all of them down within grace. It returns the first serving error.
 func Run(ctx context.Context, log *slog.Logger, grace time.Duration, servers map[string]Server) error {
