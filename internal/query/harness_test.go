@@ -30,7 +30,7 @@ import (
 // and a view store the test writes directly (standing in for the projector,
 // whose own tests cover folding events into views).
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	store  *eventlog.Conn
 	views  views.Store
@@ -38,13 +38,13 @@ type env struct {
 	http   string // base URL of the REST gateway
 }
 
-type storeFactory func(t *testing.T) views.Store
+type storeFactory func(t testing.TB) views.Store
 
 // small reports whether the store under test is the FerretDB-backed one,
 // which scans whole collections on every lookup: tests keep its data small.
 func (e *env) small() bool { _, ok := e.views.(*mongo.Store); return ok }
 
-func sqliteStore(t *testing.T) views.Store {
+func sqliteStore(t testing.TB) views.Store {
 	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "views.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func sqliteStore(t *testing.T) views.Store {
 }
 
 // mongoStore is the MongoDB adapter on embedded FerretDB.
-func mongoStore(t *testing.T) views.Store {
+func mongoStore(t testing.TB) views.Store {
 	s, err := mongo.Open(context.Background(), mongo.Config{URI: ferrettest.Start(t), BulkSize: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func eachStore(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
-func start(t *testing.T, vs views.Store) *env {
+func start(t testing.TB, vs views.Store) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -117,7 +117,7 @@ func start(t *testing.T, vs views.Store) *env {
 	return &env{t: t, ctx: ctx, store: conn, views: vs, client: orderlyv1.NewQueryServiceClient(cc), http: "http://" + hlis.Addr().String()}
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
