@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +19,8 @@ import (
 	"github.com/orderly/orderly/internal/eventstore/estest"
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/views"
-	"github.com/orderly/orderly/internal/views/sqlite"
+	"github.com/orderly/orderly/internal/views/mongo/ferrettest"
+	"github.com/orderly/orderly/internal/views/viewstore"
 )
 
 // The test binary doubles as a projector process: with these variables set,
@@ -39,14 +41,23 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runChild projects into the SQLite views at path until killed. Small
-// batches make many commits, so a kill lands between and inside them.
-func runChild(conn, path string) error {
+// childStore is where a child projector keeps its views: "sqlite" in a
+// data directory, or "mongo" at a URI (embedded FerretDB served by the
+// parent), in the database the parent reads.
+func childStore(kind, location string) viewstore.Config {
+	return viewstore.Config{Kind: kind, DataDir: location, MongoURI: location, MongoDatabase: "views", MongoBulkSize: 64}
+}
+
+// runChild projects into the views spec names ("KIND=LOCATION") until
+// killed. Small batches make many commits, so a kill lands between and
+// inside them.
+func runChild(conn, spec string) error {
 	es, err := eventlog.Connect(conn, nil)
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.Open(context.Background(), path)
+	kind, location, _ := strings.Cut(spec, "=")
+	store, err := viewstore.Open(context.Background(), childStore(kind, location))
 	if err != nil {
 		return err
 	}
@@ -63,10 +74,10 @@ type child struct {
 	stderr bytes.Buffer
 }
 
-func startChild(t *testing.T, conn, path string) *child {
+func startChild(t *testing.T, conn, spec string) *child {
 	t.Helper()
 	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^$")}
-	c.cmd.Env = append(os.Environ(), childEventStore+"="+conn, childViews+"="+path)
+	c.cmd.Env = append(os.Environ(), childEventStore+"="+conn, childViews+"="+spec)
 	c.cmd.Stderr = &c.stderr
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -88,23 +99,36 @@ func (c *child) kill(t *testing.T) {
 }
 
 // TestKill9 kills a projector process with SIGKILL while it is projecting,
-// restarts it, and compares the views it ends with to a fresh rebuild.
+// restarts it, and compares the views it ends with to a fresh rebuild, on
+// both view stores.
 func TestKill9(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		kill9(t, openSQLiteAt(t, filepath.Join(dir, viewstore.SQLiteFile)), viewstore.SQLite+"="+dir, 5)
+	})
+	t.Run("mongo", func(t *testing.T) {
+		uri := ferrettest.Start(t)
+		kill9(t, openMongoAt(t, uri), viewstore.Mongo+"="+uri, 1) // FerretDB: small data
+	})
+}
+
+// kill9 runs the kill test with store, the parent's handle on the views the
+// child projector writes (spec, see runChild), on a history of 70×scale
+// orders of 4×scale customers.
+func kill9(t *testing.T, store views.Store, spec string, scale int) {
 	conn := estest.Start(t, estest.OnDisk())
 	client, esConn := connect(t, conn)
-	path := filepath.Join(t.TempDir(), "views.db")
-	store := openSQLiteAt(t, path) // the same file the child writes
 	w := newWriter(t, client)
-	workload(w, "a", 10, 150)
+	workload(w, "a", 2*scale, 30*scale)
 
 	// Writers keep appending while the child projects and dies.
 	var wg sync.WaitGroup
 	appendMore := func(prefix string) {
-		wg.Go(func() { workload(backgroundWriter(t, client), prefix, 5, 100) })
+		wg.Go(func() { workload(backgroundWriter(t, client), prefix, scale, 20*scale) })
 	}
-	first := startChild(t, conn, path)
+	first := startChild(t, conn, spec)
 	appendMore("b")
-	killedAt := waitPast(t, store, 200)
+	killedAt := waitPast(t, store, uint64(40*scale))
 	first.kill(t)
 	if head := headPosition(t, client); killedAt >= head {
 		t.Fatalf("killed at %d with the head at %d: not mid-stream", killedAt, head)
@@ -112,7 +136,7 @@ func TestKill9(t *testing.T) {
 
 	appendMore("c") // while no projector runs
 	wg.Wait()
-	startChild(t, conn, path)
+	startChild(t, conn, spec)
 	final := headPosition(t, client)
 	if _, err := views.WaitCheckpoint(testCtx(t, time.Minute), store, nil, final); err != nil {
 		t.Fatalf("restarted projector never reached %d: %v", final, err)
@@ -127,8 +151,8 @@ func TestKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameSnapshot(t, "views after kill -9 and restart vs a fresh rebuild", afterRestart, snap(t, store))
-	if len(afterRestart.Orders) != 350 || len(afterRestart.Customers) != 20 {
-		t.Errorf("%d orders and %d customers, want 350 and 20", len(afterRestart.Orders), len(afterRestart.Customers))
+	if len(afterRestart.Orders) != 70*scale || len(afterRestart.Customers) != 4*scale {
+		t.Errorf("%d orders and %d customers, want %d and %d", len(afterRestart.Orders), len(afterRestart.Customers), 70*scale, 4*scale)
 	}
 }
 
