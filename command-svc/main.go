@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string) error {
 	servers := map[string]serve.Server{"grpc": serve.GRPC(gs, glis)}
 
 	if *httpListen != "" {
-		handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Addr: glis.Addr().String(), Register: command.RegisterGateway})
+		handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Server: gs, Register: command.RegisterGateway})
 		if err != nil {
 			return err
 		}

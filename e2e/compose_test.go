@@ -60,7 +60,7 @@ func TestComposeFile(t *testing.T) {
 			if !strings.Contains(string(dockerfile), "ARG SERVICE") {
 				t.Fatal("Dockerfile does not take the SERVICE build argument")
 			}
-			accepted := envOf(t, bin[pkg])
+			accepted := envOf(t, binary(t, pkg))
 			for key, value := range svc.Environment {
 				if !slices.Contains(accepted, key) {
 					t.Errorf("%s=%v: %s reads no such variable (it reads %v)", key, deref(value), pkg, accepted)

@@ -75,7 +75,7 @@ func startSystem(t *testing.T, dataDir string, extra ...string) *system {
 func (s *system) start() {
 	s.t.Helper()
 	s.output = &syncBuffer{}
-	s.cmd = exec.Command(bin["cmd/orderly"], s.args...)
+	s.cmd = exec.Command(binary(s.t, "cmd/orderly"), s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.output, s.output
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -161,7 +161,7 @@ func (s *system) rest(ctx context.Context, method, path, body string, out any) (
 // output; it must succeed.
 func (s *system) run(args ...string) string {
 	s.t.Helper()
-	out, err := exec.Command(bin["cmd/orderly"], args...).CombinedOutput()
+	out, err := exec.Command(binary(s.t, "cmd/orderly"), args...).CombinedOutput()
 	if err != nil {
 		s.t.Fatalf("orderly %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	servers := map[string]serve.Server{"grpc": serve.GRPC(gs, glis), "watch": serve.Background(svc.Run)}
 	if *httpListen != "" {
-		handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Addr: glis.Addr().String(), Register: query.RegisterGateway})
+		handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Server: gs, Register: query.RegisterGateway})
 		if err != nil {
 			return err
 		}

@@ -140,8 +140,8 @@ func runAll(ctx context.Context, args []string) error {
 		return err
 	}
 	handler, closeConns, err := serve.NewGateway(ctx, metrics,
-		serve.Upstream{Addr: cmdLis.Addr().String(), Register: command.RegisterGateway},
-		serve.Upstream{Addr: qryLis.Addr().String(), Register: query.RegisterGateway})
+		serve.Upstream{Server: cmdSrv, Register: command.RegisterGateway},
+		serve.Upstream{Server: qrySrv, Register: query.RegisterGateway})
 	if err != nil {
 		return err
 	}

@@ -91,7 +91,7 @@ func start(t testing.TB, vs views.Store) *env {
 	svc.Register(gs)
 	glis := listen(t)
 	hlis := listen(t)
-	handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Addr: glis.Addr().String(), Register: query.RegisterGateway})
+	handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Server: gs, Register: query.RegisterGateway})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/orderly/orderly/gen/openapi"
@@ -65,15 +67,20 @@ func NewHTTPHandler(api http.Handler, metrics *Metrics) http.Handler {
 // to conn (the generated Register<Service>HandlerClient, adapted).
 type GatewayRegistrar func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error
 
-// Upstream is a gRPC server address and the REST routes it serves.
+// Upstream is a gRPC server of this process and the REST routes it serves.
 type Upstream struct {
-	Addr     string
+	Server   *grpc.Server
 	Register GatewayRegistrar
 }
 
-// NewGateway returns the REST handler for the upstream gRPC services. Calls
-// go through loopback gRPC connections, so REST and gRPC share interceptors,
-// metrics and status mapping exactly. closeConns closes those connections.
+// inProcessBuffer is the in-memory connection's buffer per direction.
+const inProcessBuffer = 1 << 20
+
+// NewGateway returns the REST handler for the upstream gRPC servers. Calls
+// reach each server through an in-memory gRPC connection: REST and gRPC share
+// interceptors, metrics and status mapping exactly, without a loopback TCP
+// hop (which cost REST a third of its latency). The servers' Stop ends those
+// connections; closeConns closes the client side.
 func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h http.Handler, closeConns func() error, err error) {
 	var conns []*grpc.ClientConn
 	closeConns = func() error {
@@ -85,15 +92,19 @@ func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h
 	}
 	mux := NewGatewayMux()
 	for _, u := range upstreams {
-		conn, err := grpc.NewClient(u.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		lis := bufconn.Listen(inProcessBuffer)
+		go func() { _ = u.Server.Serve(lis) }()
+		conn, err := grpc.NewClient("passthrough:///in-process",
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
 		if err != nil {
 			_ = closeConns()
-			return nil, nil, fmt.Errorf("gateway: dial %s: %w", u.Addr, err)
+			return nil, nil, fmt.Errorf("gateway: connect in process: %w", err)
 		}
 		conns = append(conns, conn)
 		if err := u.Register(ctx, mux, conn); err != nil {
 			_ = closeConns()
-			return nil, nil, fmt.Errorf("gateway: register %s: %w", u.Addr, err)
+			return nil, nil, fmt.Errorf("gateway: register: %w", err)
 		}
 	}
 	return NewHTTPHandler(mux, metrics), closeConns, nil
