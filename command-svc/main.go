@@ -5,12 +5,8 @@ package main
 import (
 	"context"
 	"flag"
-	"net"
-	"net/http"
 	"os"
 	"time"
-
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
 	"github.com/orderly/orderly/internal/command"
@@ -49,26 +45,18 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	gs, health := serve.NewGRPCServer(log, metrics)
-	commands.Register(gs)
-	health.SetServingStatus(orderlyv1.CommandService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	glis, err := net.Listen("tcp", *grpcListen)
+	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
 	if err != nil {
 		return err
 	}
 	servers := map[string]serve.Server{"grpc": serve.GRPC(gs, glis)}
-
 	if *httpListen != "" {
-		handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Server: gs, Register: command.RegisterGateway})
+		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, serve.Upstream{Server: gs, Register: command.RegisterGateway})
 		if err != nil {
 			return err
 		}
 		defer closeConns()
-		hlis, err := net.Listen("tcp", *httpListen)
-		if err != nil {
-			return err
-		}
-		servers["http"] = serve.HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, hlis)
+		servers["http"] = rest
 	}
 	if *runSaga {
 		credit, err := saga.New(conn, commands, log.With("component", "saga"), saga.Options{StoreTimeout: *storeTimeout, Registerer: metrics.Registry})

@@ -6,12 +6,8 @@ package main
 import (
 	"context"
 	"flag"
-	"net"
-	"net/http"
 	"os"
 	"time"
-
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
 	"github.com/orderly/orderly/internal/config"
@@ -54,25 +50,18 @@ func run(ctx context.Context, args []string) error {
 
 	svc := query.New(store, vs, query.Options{PageTokenKey: []byte(*tokenKey), MaxWait: *maxWait, Log: log})
 	metrics := serve.NewMetrics()
-	gs, health := serve.NewGRPCServer(log, metrics)
-	svc.Register(gs)
-	health.SetServingStatus(orderlyv1.QueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	glis, err := net.Listen("tcp", *grpcListen)
+	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, orderlyv1.QueryService_ServiceDesc.ServiceName, svc.Register)
 	if err != nil {
 		return err
 	}
 	servers := map[string]serve.Server{"grpc": serve.GRPC(gs, glis), "watch": serve.Background(svc.Run)}
 	if *httpListen != "" {
-		handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Server: gs, Register: query.RegisterGateway})
+		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, serve.Upstream{Server: gs, Register: query.RegisterGateway})
 		if err != nil {
 			return err
 		}
 		defer closeConns()
-		hlis, err := net.Listen("tcp", *httpListen)
-		if err != nil {
-			return err
-		}
-		servers["http"] = serve.HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, hlis)
+		servers["http"] = rest
 	}
 	log.Info("query-svc serving", "grpc", glis.Addr().String(), "http", *httpListen, "views", vc.Kind)
 	return serve.Run(ctx, log, serve.Grace, servers)

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
-	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
 	"github.com/orderly/orderly/internal/command"
@@ -131,11 +129,11 @@ func runAll(ctx context.Context, args []string) error {
 	}
 	queries := query.New(conn, vs, query.Options{Notifier: notifier, Log: log.With("service", "query")})
 
-	cmdLis, cmdSrv, err := grpcServer(cfg.commandsListen, log, metrics, commands.Register, orderlyv1.CommandService_ServiceDesc.ServiceName)
+	cmdSrv, cmdLis, err := serve.ListenGRPC(cfg.commandsListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
 	if err != nil {
 		return err
 	}
-	qryLis, qrySrv, err := grpcServer(cfg.queriesListen, log, metrics, queries.Register, orderlyv1.QueryService_ServiceDesc.ServiceName)
+	qrySrv, qryLis, err := serve.ListenGRPC(cfg.queriesListen, log, metrics, orderlyv1.QueryService_ServiceDesc.ServiceName, queries.Register)
 	if err != nil {
 		return err
 	}
@@ -181,19 +179,6 @@ func startEventStore(addr, dir string, log *slog.Logger) (*eventstore.Server, st
 		}
 	}()
 	return srv, lis.Addr().String(), nil
-}
-
-// grpcServer listens on addr and returns a gRPC server with one service
-// registered and marked serving.
-func grpcServer(addr string, log *slog.Logger, metrics *serve.Metrics, register func(grpc.ServiceRegistrar), service string) (net.Listener, *grpc.Server, error) {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen for %s: %w", service, err)
-	}
-	srv, health := serve.NewGRPCServer(log, metrics)
-	register(srv)
-	health.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
-	return lis, srv, nil
 }
 
 // startFerretDB serves an embedded FerretDB (MongoDB wire protocol over

@@ -50,3 +50,21 @@ func readErr(stream string, err error) error {
 	}
 	return fmt.Errorf("read %s: %w", stream, err)
 }
+
+// Head returns the commit position of stream's last event. A missing stream
+// is ErrStreamNotFound.
+func Head(ctx context.Context, c *esdb.Client, stream string) (uint64, error) {
+	rs, err := c.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err != nil {
+		return 0, readErr(stream, err)
+	}
+	defer rs.Close()
+	ev, err := rs.Recv()
+	if errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("read %s: %w", stream, ErrStreamNotFound)
+	}
+	if err != nil {
+		return 0, readErr(stream, err)
+	}
+	return ev.OriginalEvent().Position.Commit, nil
+}

@@ -234,3 +234,33 @@ func TestWatchOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestWatchOrderChangedBeforeTheWatch: a change recorded before the watch
+// began, and not yet in the views, was announced to no one; the watch must
+// still show it, waiting for the views rather than serving the stale state.
+func TestWatchOrderChangedBeforeTheWatch(t *testing.T) {
+	eachStore(t, func(t *testing.T, e *env) {
+		order, customer := id(2, 9), id(1, 9)
+		pos := e.appendEvents(order, e.encode(domain.OrderPlaced{OrderID: order, CustomerID: customer,
+			Lines: []domain.OrderLine{{SKU: "A", Quantity: 1, UnitPrice: usd(5)}}, Total: usd(5)}))
+		pending := orderDoc(9, 9, domain.StatusPending)
+		pending.Revision = 0
+		e.apply(pos, []views.OrderDoc{pending}, nil)
+		approvedAt := e.appendEvents(order, e.encode(domain.OrderApproved{OrderID: order, CustomerID: customer}))
+
+		stream, err := e.client.WatchOrder(e.ctx, &orderlyv1.WatchOrderRequest{OrderId: order})
+		if err != nil {
+			t.Fatal(err)
+		}
+		approved := orderDoc(9, 9, domain.StatusApproved)
+		approved.Revision = 1
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			e.apply(approvedAt, []views.OrderDoc{approved}, nil)
+		}()
+		first, err := stream.Recv()
+		if err != nil || first.Order.Status != orderlyv1.OrderStatus_ORDER_STATUS_APPROVED {
+			t.Fatalf("first = %v, %v; want the approval recorded before the watch", first, err)
+		}
+	})
+}

@@ -144,9 +144,8 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 	if err := s.await(ctx, req.GetMinPosition()); err != nil {
 		return err
 	}
-	// With the hub subscribed, registering before the first read means no
-	// change can fall between the read and the watch; a change seen twice
-	// is skipped by revision.
+	// With the hub subscribed, every change after registration is announced;
+	// one announced and also read first is skipped by revision.
 	select {
 	case <-s.hub.ready:
 	case <-s.hub.done:
@@ -175,8 +174,18 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 		sent = &doc.Revision
 		return nil
 	}
-	if err := s.mustExist(ctx, id); err != nil {
+	// A change recorded before the watch was registered was announced to
+	// no one, and the views may not show it yet: the first read waits for
+	// the views to reach the order's last event.
+	head, err := s.orderHead(ctx, id)
+	if err != nil {
 		return err
+	}
+	if _, err := views.WaitCheckpoint(ctx, s.views, s.notifier, head); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return s.viewErr(ctx, err, "watch order")
 	}
 	if err := send(); err != nil {
 		return err
@@ -201,9 +210,17 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 	}
 }
 
-// mustExist tells an order that was never placed (NotFound) from one the
-// views have not caught up with yet, by asking the store.
-func (s *Service) mustExist(ctx context.Context, id string) error {
-	_, err := s.readOrder(ctx, id, 0, 1)
-	return err
+// orderHead is the commit position of the order's last event; an order
+// that was never placed is NotFound.
+func (s *Service) orderHead(ctx context.Context, id string) (uint64, error) {
+	pos, err := eventlog.Call(ctx, s.store, func(ctx context.Context, c *esdb.Client) (uint64, error) {
+		return eventlog.Head(ctx, c, eventlog.OrderStream(id))
+	})
+	switch {
+	case errors.Is(err, eventlog.ErrStreamNotFound):
+		return 0, status.Errorf(codes.NotFound, "order %s not found", id)
+	case err != nil:
+		return 0, apierr.From(ctx, s.log, err, "watch order "+id)
+	}
+	return pos, nil
 }

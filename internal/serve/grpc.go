@@ -2,7 +2,9 @@ package serve
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"time"
 
@@ -116,4 +118,17 @@ func (m *Metrics) observe(method string, code codes.Code, d time.Duration) {
 	if m != nil {
 		m.rpcs.WithLabelValues(method, code.String()).Observe(d.Seconds())
 	}
+}
+
+// ListenGRPC listens on addr with a server for one service, registered by
+// register and marked serving on the health service.
+func ListenGRPC(addr string, log *slog.Logger, metrics *Metrics, service string, register func(grpc.ServiceRegistrar)) (*grpc.Server, net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen for %s: %w", service, err)
+	}
+	srv, hs := NewGRPCServer(log, metrics)
+	register(srv)
+	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
+	return srv, lis, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -108,4 +109,19 @@ func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h
 		}
 	}
 	return NewHTTPHandler(mux, metrics), closeConns, nil
+}
+
+// ListenGateway serves the REST gateway of upstreams on addr, as a Server
+// for Run; closeConns closes its connections to the upstreams.
+func ListenGateway(ctx context.Context, addr string, metrics *Metrics, upstreams ...Upstream) (s Server, closeConns func() error, err error) {
+	handler, closeConns, err := NewGateway(ctx, metrics, upstreams...)
+	if err != nil {
+		return nil, nil, err
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		_ = closeConns()
+		return nil, nil, fmt.Errorf("listen for REST: %w", err)
+	}
+	return HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, lis), closeConns, nil
 }
