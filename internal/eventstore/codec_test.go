@@ -3,6 +3,7 @@ package eventstore
 import (
 	"testing"
 
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"google.golang.org/protobuf/proto"
 )
@@ -25,5 +26,31 @@ func TestEventResponseMatchesProto(t *testing.T) {
 	}
 	if !proto.Equal(got, want) {
 		t.Fatalf("decoded %v, want %v", got, want)
+	}
+}
+
+// subject reads the stream name and type from the stored wire form exactly
+// as a full decode would, and refuses a malformed record.
+func TestEntrySubject(t *testing.T) {
+	rec := &record{
+		StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte("order-42")},
+		StreamRevision:   7,
+		Metadata:         map[string]string{"content-type": "application/json", metaType: "orderly.OrderPlaced", "created": "1"},
+		Data:             []byte(`{"x":1}`),
+	}
+	raw, err := proto.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []*entry{{raw: raw}, {raw: raw, rec: rec}} {
+		if got, err := e.subject(false); err != nil || got != "order-42" {
+			t.Errorf("stream (decoded %v) = %q, %v", e.rec != nil, got, err)
+		}
+		if got, err := e.subject(true); err != nil || got != "orderly.OrderPlaced" {
+			t.Errorf("type (decoded %v) = %q, %v", e.rec != nil, got, err)
+		}
+	}
+	if _, err := (&entry{raw: []byte{0x12, 0x7f}}).subject(false); err == nil {
+		t.Error("truncated record: no error")
 	}
 }

@@ -60,13 +60,9 @@ func (f *filter) match(e *entry) (bool, error) {
 	if f == nil {
 		return true, nil
 	}
-	rec, err := e.record()
+	subject, err := e.subject(f.onType)
 	if err != nil {
 		return false, err
-	}
-	subject := string(rec.GetStreamIdentifier().GetStreamName())
-	if f.onType {
-		subject = rec.GetMetadata()[metaType]
 	}
 	if f.re != nil {
 		return f.re.MatchString(subject), nil
