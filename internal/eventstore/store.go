@@ -146,18 +146,18 @@ func (e *entry) subject(onType bool) (string, error) {
 	if onType {
 		field = fieldMetadata
 	}
-	found, ok := "", false
+	var found string
 	err := eachBytesField(e.raw, func(num protowire.Number, v []byte) bool {
-		if num != protowire.Number(field) {
+		switch {
+		case num != protowire.Number(field):
 			return true
+		case !onType:
+			found, _ = bytesField(v, fieldStreamName)
+			return false
 		}
-		if !onType {
-			return !bytesField(v, fieldStreamName, &found, &ok)
-		}
-		var key string
-		var hasKey bool
-		if bytesField(v, 1, &key, &hasKey); hasKey && key == metaType {
-			return !bytesField(v, 2, &found, &ok)
+		if key, _ := bytesField(v, 1); key == metaType {
+			found, _ = bytesField(v, 2)
+			return false
 		}
 		return true
 	})
@@ -195,14 +195,13 @@ func eachBytesField(b []byte, fn func(protowire.Number, []byte) bool) error {
 	return nil
 }
 
-// bytesField sets *out to the last value of field num in message b and
-// reports whether it found one (in *ok and as its result).
-func bytesField(b []byte, num protowire.Number, out *string, ok *bool) bool {
+// bytesField returns the last value of field num in message b, if any.
+func bytesField(b []byte, num protowire.Number) (value string, ok bool) {
 	_ = eachBytesField(b, func(n protowire.Number, v []byte) bool {
 		if n == num {
-			*out, *ok = string(v), true
+			value, ok = string(v), true
 		}
 		return true
 	})
-	return *ok
+	return value, ok
 }
