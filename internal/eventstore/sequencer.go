@@ -251,6 +251,10 @@ func (q *sequencer) writeTombstone(o *op, st *streamState) result {
 	if err := q.appendLog([]*record{rec}); err != nil {
 		return result{err: err}
 	}
+	// Indexed with the stream, so a stream subscription catching up finds
+	// it: one that joins the live feed just after the tombstone was
+	// published would otherwise never see it.
+	q.batch.Set(indexKey(o.stream, tombstoneRevision), binary.BigEndian.AppendUint64(nil, q.head), nil)
 	st.meta.tombstoned = true
 	q.batch.Set(metaKey(o.stream), st.meta.encode(), nil)
 	return result{pos: q.head}
