@@ -173,12 +173,7 @@ func TestHistoryAndAsOf(t *testing.T) {
 // projection has stored it, and ends cleanly on cancel.
 func TestWatchOrder(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
-		order, customer := id(2, 8), id(1, 8)
-		pos := e.appendEvents(order, e.encode(domain.OrderPlaced{OrderID: order, CustomerID: customer,
-			Lines: []domain.OrderLine{{SKU: "A", Quantity: 1, UnitPrice: usd(5)}}, Total: usd(5)}))
-		pending := orderDoc(8, 8, domain.StatusPending)
-		pending.Revision = 0
-		e.apply(pos, []views.OrderDoc{pending}, nil)
+		order, customer := e.placePending(8)
 
 		ctx, cancel := context.WithCancel(e.ctx)
 		stream, err := e.client.WatchOrder(ctx, &orderlyv1.WatchOrderRequest{OrderId: order})
@@ -191,9 +186,8 @@ func TestWatchOrder(t *testing.T) {
 		}
 
 		// The change reaches the watcher only once the views hold it.
-		pos = e.appendEvents(order, e.encode(domain.OrderApproved{OrderID: order, CustomerID: customer}))
-		approved := orderDoc(8, 8, domain.StatusApproved)
-		approved.Revision = 1
+		pos := e.appendEvents(order, e.encode(domain.OrderApproved{OrderID: order, CustomerID: customer}))
+		approved := orderAt(8, domain.StatusApproved, 1)
 		go func() {
 			time.Sleep(50 * time.Millisecond)
 			e.apply(pos, []views.OrderDoc{approved}, nil)
@@ -240,20 +234,14 @@ func TestWatchOrder(t *testing.T) {
 // still show it, waiting for the views rather than serving the stale state.
 func TestWatchOrderChangedBeforeTheWatch(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
-		order, customer := id(2, 9), id(1, 9)
-		pos := e.appendEvents(order, e.encode(domain.OrderPlaced{OrderID: order, CustomerID: customer,
-			Lines: []domain.OrderLine{{SKU: "A", Quantity: 1, UnitPrice: usd(5)}}, Total: usd(5)}))
-		pending := orderDoc(9, 9, domain.StatusPending)
-		pending.Revision = 0
-		e.apply(pos, []views.OrderDoc{pending}, nil)
+		order, customer := e.placePending(9)
 		approvedAt := e.appendEvents(order, e.encode(domain.OrderApproved{OrderID: order, CustomerID: customer}))
 
 		stream, err := e.client.WatchOrder(e.ctx, &orderlyv1.WatchOrderRequest{OrderId: order})
 		if err != nil {
 			t.Fatal(err)
 		}
-		approved := orderDoc(9, 9, domain.StatusApproved)
-		approved.Revision = 1
+		approved := orderAt(9, domain.StatusApproved, 1)
 		go func() {
 			time.Sleep(100 * time.Millisecond)
 			e.apply(approvedAt, []views.OrderDoc{approved}, nil)
@@ -263,4 +251,22 @@ func TestWatchOrderChangedBeforeTheWatch(t *testing.T) {
 			t.Fatalf("first = %v, %v; want the approval recorded before the watch", first, err)
 		}
 	})
+}
+
+// placePending places test order n of customer n in the store, and in the
+// views as the projector would show it: PENDING at revision 0.
+func (e *env) placePending(n int) (order, customer string) {
+	e.t.Helper()
+	order, customer = id(2, n), id(1, n)
+	pos := e.appendEvents(order, e.encode(domain.OrderPlaced{OrderID: order, CustomerID: customer,
+		Lines: []domain.OrderLine{{SKU: "A", Quantity: 1, UnitPrice: usd(5)}}, Total: usd(5)}))
+	e.apply(pos, []views.OrderDoc{orderAt(n, domain.StatusPending, 0)}, nil)
+	return order, customer
+}
+
+// orderAt is test order n of customer n in status st at stream revision rev.
+func orderAt(n int, st domain.OrderStatus, rev uint64) views.OrderDoc {
+	d := orderDoc(n, n, st)
+	d.Revision = rev
+	return d
 }
