@@ -21,16 +21,19 @@ import (
 // NewGRPCServer returns a gRPC server that logs, measures and recovers every
 // call, with the health and reflection services registered. The caller
 // registers its own services, then marks them serving on the health server.
-func NewGRPCServer(log *slog.Logger, metrics *Metrics, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+func NewGRPCServer(log *slog.Logger, metrics *Metrics) (*GRPCServer, *health.Server) {
 	obs := &observer{log: log, metrics: metrics}
-	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(obs.unary),
-		grpc.ChainStreamInterceptor(obs.stream),
-		// Clients (the EventStoreDB client among them) ping idle connections;
-		// the default policy would answer with GOAWAY and drop streams.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	}, opts...)
-	srv := grpc.NewServer(opts...)
+	srv := &GRPCServer{
+		Server: grpc.NewServer(
+			grpc.UnaryInterceptor(obs.unary),
+			grpc.StreamInterceptor(obs.stream),
+			// Clients (the EventStoreDB client among them) ping idle connections;
+			// the default policy would answer with GOAWAY and drop streams.
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		),
+		unary:   obs.unary,
+		methods: map[string]localMethod{},
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
@@ -122,7 +125,7 @@ func (m *Metrics) observe(method string, code codes.Code, d time.Duration) {
 
 // ListenGRPC listens on addr with a server for one service, registered by
 // register and marked serving on the health service.
-func ListenGRPC(addr string, log *slog.Logger, metrics *Metrics, service string, register func(grpc.ServiceRegistrar)) (*grpc.Server, net.Listener, error) {
+func ListenGRPC(addr string, log *slog.Logger, metrics *Metrics, service string, register func(grpc.ServiceRegistrar)) (*GRPCServer, net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen for %s: %w", service, err)

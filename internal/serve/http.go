@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/orderly/orderly/gen/openapi"
+	"github.com/orderly/orderly/internal/apijson"
 )
 
 // CorrelationHeader carries a client's correlation ID: gRPC metadata, or an
@@ -32,15 +33,16 @@ func incomingHeaders(key string) (string, bool) {
 	return runtime.DefaultHeaderMatcher(key)
 }
 
-// NewGatewayMux returns a grpc-gateway mux that speaks lowerCamel JSON, always
+// NewGatewayMux returns a grpc-gateway mux that speaks lowerCamel JSON
+// (written by apijson, protojson's output at a fraction of its cost), always
 // emits zero values (a client reading `position: 0` should not have to guess),
 // refuses unknown request fields rather than silently dropping them, and
 // names the offending field of every request it cannot decode.
 func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
-	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: apijson.Marshaler{JSONPb: &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}}
+	}}}
 	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithErrorHandler(errorHandler),
@@ -70,18 +72,18 @@ type GatewayRegistrar func(ctx context.Context, mux *runtime.ServeMux, conn grpc
 
 // Upstream is a gRPC server of this process and the REST routes it serves.
 type Upstream struct {
-	Server   *grpc.Server
+	Server   *GRPCServer
 	Register GatewayRegistrar
 }
 
 // inProcessBuffer is the in-memory connection's buffer per direction.
 const inProcessBuffer = 1 << 20
 
-// NewGateway returns the REST handler for the upstream gRPC servers. Calls
-// reach each server through an in-memory gRPC connection: REST and gRPC share
-// interceptors, metrics and status mapping exactly, without a loopback TCP
-// hop (which cost REST a third of its latency). The servers' Stop ends those
-// connections; closeConns closes the client side.
+// NewGateway returns the REST handler for the upstream gRPC servers. REST
+// calls reach each server in process (see localConn): they share the
+// servers' interceptors, metrics and status mapping exactly, with no network
+// hop. The servers' Stop ends the in-memory connections that carry streams;
+// closeConns closes their client side.
 func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h http.Handler, closeConns func() error, err error) {
 	var conns []*grpc.ClientConn
 	closeConns = func() error {
@@ -103,7 +105,7 @@ func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h
 			return nil, nil, fmt.Errorf("gateway: connect in process: %w", err)
 		}
 		conns = append(conns, conn)
-		if err := u.Register(ctx, mux, conn); err != nil {
+		if err := u.Register(ctx, mux, localConn{srv: u.Server, remote: conn}); err != nil {
 			_ = closeConns()
 			return nil, nil, fmt.Errorf("gateway: register: %w", err)
 		}

@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"google.golang.org/grpc"
 )
 
 // Server is something that serves on its own listener until shut down.
@@ -19,10 +17,10 @@ type Server interface {
 }
 
 // GRPC wraps a gRPC server and its listener.
-func GRPC(s *grpc.Server, lis net.Listener) Server { return grpcServer{s, lis} }
+func GRPC(s *GRPCServer, lis net.Listener) Server { return grpcServer{s, lis} }
 
 type grpcServer struct {
-	s   *grpc.Server
+	s   *GRPCServer
 	lis net.Listener
 }
 

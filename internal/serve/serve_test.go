@@ -2,6 +2,8 @@ package serve_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,24 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/orderly/orderly/internal/serve"
 )
-
-// panicky is a test service whose EmptyCall panics, to exercise recovery.
-type panicky struct {
-	testgrpc.UnimplementedTestServiceServer
-}
-
-func (panicky) EmptyCall(context.Context, *testgrpc.Empty) (*testgrpc.Empty, error) {
-	panic("boom")
-}
 
 func listen(t *testing.T) net.Listener {
 	t.Helper()
@@ -104,7 +99,7 @@ func TestRun(t *testing.T) {
 func TestPanicBecomesInternal(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	srv, _ := serve.NewGRPCServer(log, serve.NewMetrics())
-	testgrpc.RegisterTestServiceServer(srv, panicky{})
+	testgrpc.RegisterTestServiceServer(srv, echo{})
 	lis := listen(t)
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
@@ -135,4 +130,125 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
 	return string(b)
+}
+
+// echo answers UnaryCall with the correlation header it received, and says
+// whether any outgoing metadata leaked into its own context. Its EmptyCall
+// panics, to exercise recovery.
+type echo struct {
+	testgrpc.UnimplementedTestServiceServer
+}
+
+func (echo) EmptyCall(context.Context, *testgrpc.Empty) (*testgrpc.Empty, error) {
+	panic("boom")
+}
+
+func (echo) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	if req.GetResponseStatus().GetCode() != 0 {
+		return nil, status.Error(codes.Code(req.ResponseStatus.Code), req.ResponseStatus.Message)
+	}
+	if req.GetFillUsername() {
+		return nil, context.DeadlineExceeded // a bare error, as a store call may return
+	}
+	in, _ := metadata.FromIncomingContext(ctx)
+	out, _ := metadata.FromOutgoingContext(ctx)
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-header", "h"))
+	_ = grpc.SetTrailer(ctx, metadata.Pairs("x-trailer", "t"))
+	req.Payload = nil // the caller's request must not change
+	return &testgrpc.SimpleResponse{
+		Username:   strings.Join(in.Get(serve.CorrelationHeader), ","),
+		OauthScope: fmt.Sprint(len(out)),
+	}, nil
+}
+
+func (echo) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, stream testgrpc.TestService_StreamingOutputCallServer) error {
+	in, _ := metadata.FromIncomingContext(stream.Context())
+	for range 3 {
+		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: []byte(strings.Join(in.Get(serve.CorrelationHeader), ","))}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestGatewayCallsInProcess checks the connection the gateway gets: unary
+// calls run in process under the server's interceptor (metrics, panic
+// recovery), with metadata, headers, trailers and statuses as over the wire;
+// streams still work.
+func TestGatewayCallsInProcess(t *testing.T) {
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	metrics := serve.NewMetrics()
+	gs, _ := serve.NewGRPCServer(log, metrics)
+	testgrpc.RegisterTestServiceServer(gs, echo{})
+	defer gs.Stop()
+	var conn grpc.ClientConnInterface
+	_, closeConns, err := serve.NewGateway(context.Background(), metrics, serve.Upstream{Server: gs,
+		Register: func(_ context.Context, _ *runtime.ServeMux, cc grpc.ClientConnInterface) error { conn = cc; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConns()
+	client := testgrpc.NewTestServiceClient(conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), serve.CorrelationHeader, "c-1")
+
+	req := &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("keep")}}
+	var header, trailer metadata.MD
+	resp, err := client.UnaryCall(ctx, req, grpc.Header(&header), grpc.Trailer(&trailer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Username != "c-1" || resp.OauthScope != "0" {
+		t.Errorf("handler saw correlation %q and %s outgoing keys; want c-1 and 0", resp.Username, resp.OauthScope)
+	}
+	if string(req.GetPayload().GetBody()) != "keep" {
+		t.Error("the handler changed the caller's request")
+	}
+	if header.Get("x-header")[0] != "h" || trailer.Get("x-trailer")[0] != "t" {
+		t.Errorf("header %v, trailer %v", header, trailer)
+	}
+
+	_, err = client.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.NotFound), Message: "no such order"}})
+	if st := status.Convert(err); st.Code() != codes.NotFound || st.Message() != "no such order" {
+		t.Errorf("status error came back as %v", err)
+	}
+	if _, err = client.UnaryCall(ctx, &testgrpc.SimpleRequest{FillUsername: true}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("bare context error came back as %v, want DeadlineExceeded", err)
+	}
+
+	if _, err = client.EmptyCall(ctx, &testgrpc.Empty{}); status.Code(err) != codes.Internal {
+		t.Errorf("panicking handler: %v, want Internal", err)
+	}
+
+	stream, err := client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			if i != 3 {
+				t.Errorf("stream ended after %d messages, want 3", i)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(msg.Payload.Body) != "c-1" {
+			t.Errorf("stream handler saw correlation %q", msg.Payload.Body)
+		}
+	}
+
+	hlis := listen(t)
+	go func() { _ = http.Serve(hlis, serve.NewHTTPHandler(http.NotFoundHandler(), metrics)) }()
+	body := get(t, "http://"+hlis.Addr().String()+"/metrics")
+	for _, want := range []string{
+		`orderly_grpc_server_handling_seconds_count{code="OK",method="/grpc.testing.TestService/UnaryCall"} 1`,
+		`orderly_grpc_server_handling_seconds_count{code="NotFound",method="/grpc.testing.TestService/UnaryCall"} 1`,
+		`orderly_grpc_server_handling_seconds_count{code="OK",method="/grpc.testing.TestService/StreamingOutputCall"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
