@@ -11,6 +11,7 @@ import (
 	"github.com/orderly/orderly/internal/command/commandtest"
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/serve"
 )
 
 // post sends a JSON body, with headers given as name, value pairs, and
@@ -111,6 +112,12 @@ func TestREST(t *testing.T) {
 	code, body = post(t, base+"/v1/orders", `{"customerId":"`+custID+`","bogus":1}`)
 	if got := violatedFields(body); code != http.StatusBadRequest || strings.Join(got, ",") != "bogus" {
 		t.Fatalf("unknown JSON field: %d, fields %v, body %v", code, got, body)
+	}
+
+	huge := `{"customerId":"` + custID + `","lines":[{"sku":"` + strings.Repeat("A", serve.MaxRequestBody) + `","quantity":1}]}`
+	code, body = post(t, base+"/v1/orders", huge)
+	if got := violatedFields(body); code != http.StatusBadRequest || strings.Join(got, ",") != "body" {
+		t.Fatalf("oversized body: %d, fields %v, body %v", code, got, body)
 	}
 }
 

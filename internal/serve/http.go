@@ -110,8 +110,13 @@ func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h
 			return nil, nil, fmt.Errorf("gateway: register: %w", err)
 		}
 	}
-	return NewHTTPHandler(mux, metrics), closeConns, nil
+	return NewHTTPHandler(http.MaxBytesHandler(mux, MaxRequestBody), metrics), closeConns, nil
 }
+
+// MaxRequestBody bounds a REST request body as gRPC's default receive limit
+// bounds a message: calls no longer pass through a gRPC transport, and a
+// body past it is refused (400, naming "body") before it is decoded.
+const MaxRequestBody = 4 << 20
 
 // ListenGateway serves the REST gateway of upstreams on addr, as a Server
 // for Run; closeConns closes its connections to the upstreams.
