@@ -46,7 +46,7 @@ type localConn struct {
 func (c localConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	m, ok := c.srv.methods[method]
 	if !ok {
-		return c.remote.Invoke(ctx, method, args, reply, opts...)
+		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
 	}
 	in, ok1 := args.(proto.Message)
 	out, ok2 := reply.(proto.Message)
