@@ -21,17 +21,22 @@ import (
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Marshaler is the gateway's JSON marshaler: JSONPb (which must have
-// EmitUnpopulated set, and neither UseProtoNames, UseEnumNumbers nor Indent)
-// for everything, except that messages this package supports are written by
-// Marshal.
+// Marshaler is the gateway's JSON marshaler: JSONPb with EmitUnpopulated
+// (and strict decoding) for everything, except that the messages this
+// package supports are written by Marshal. Make one with NewMarshaler.
 type Marshaler struct {
 	*runtime.JSONPb
+}
+
+// NewMarshaler returns a Marshaler whose JSONPb writes what Marshal writes.
+func NewMarshaler() Marshaler {
+	return Marshaler{JSONPb: &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}}}
 }
 
 // Marshal writes v as JSON.

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -122,7 +121,7 @@ func TestErrorsLikeProtojson(t *testing.T) {
 }
 
 func TestMarshalerLeavesTheRestToJSONPb(t *testing.T) {
-	m := apijson.Marshaler{JSONPb: &runtime.JSONPb{MarshalOptions: reference}}
+	m := apijson.NewMarshaler()
 	st := &spb.Status{Code: 5, Message: "order not found"}
 	got, err := m.Marshal(st)
 	if err != nil {

@@ -146,11 +146,9 @@ func (q *sequencer) run() {
 			return
 		case o := <-q.ops:
 			q.apply(o)
-			q.gather(nil)
+			q.gather()
 			if q.lastGroup > 1 {
-				linger := time.NewTimer(min(q.lastCommit/2, maxLinger))
-				q.gather(linger.C)
-				linger.Stop()
+				q.linger(min(q.lastCommit/2, maxLinger))
 			}
 			q.lastGroup = len(q.acks)
 			q.flush()
@@ -162,23 +160,27 @@ func (q *sequencer) run() {
 // the groups after it.
 const maxLinger = time.Millisecond
 
-// gather adds waiting ops to the group until it is full, or until until
-// fires; with a nil until, only the ops already waiting.
-func (q *sequencer) gather(until <-chan time.Time) {
+// gather adds the ops already waiting to the group, while it has room.
+func (q *sequencer) gather() {
 	for q.batch.Len() < maxGroupBytes {
-		if until == nil {
-			select {
-			case o := <-q.ops:
-				q.apply(o)
-			default:
-				return
-			}
-			continue
-		}
 		select {
 		case o := <-q.ops:
 			q.apply(o)
-		case <-until:
+		default:
+			return
+		}
+	}
+}
+
+// linger adds the ops arriving within d to the group, while it has room.
+func (q *sequencer) linger(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for q.batch.Len() < maxGroupBytes {
+		select {
+		case o := <-q.ops:
+			q.apply(o)
+		case <-t.C:
 			return
 		}
 	}

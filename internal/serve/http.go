@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/orderly/orderly/gen/openapi"
 	"github.com/orderly/orderly/internal/apijson"
@@ -39,10 +38,7 @@ func incomingHeaders(key string) (string, bool) {
 // refuses unknown request fields rather than silently dropping them, and
 // names the offending field of every request it cannot decode.
 func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
-	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: apijson.Marshaler{JSONPb: &runtime.JSONPb{
-		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
-		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}}}
+	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: apijson.NewMarshaler()}
 	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithErrorHandler(errorHandler),

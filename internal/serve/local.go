@@ -34,10 +34,10 @@ func (s *GRPCServer) RegisterService(desc *grpc.ServiceDesc, impl any) {
 
 // localConn is the gateway's connection to a server of its own process.
 // Unary calls run the registered handler under the server's interceptor, as
-// a call off the wire would, but without encoding, HTTP/2 framing and the
-// goroutine hops of a transport (on a REST read they cost as much as the
-// read). Streams, which need a transport's flow control, go through remote,
-// a real in-memory gRPC connection to the same server.
+// a call off the wire would, but without the encoding, HTTP/2 framing and
+// goroutine hops of a transport. Streams, which need a transport's flow
+// control, go through remote, a real in-memory gRPC connection to the same
+// server.
 type localConn struct {
 	srv    *GRPCServer
 	remote grpc.ClientConnInterface
