@@ -13,55 +13,60 @@ import (
 // Append reads the whole request (options, then events) before writing, so a
 // request that breaks a limit or drops half-way writes nothing.
 func (s *Server) Append(stream streams.Streams_AppendServer) error {
-	ctx := stream.Context()
-	first, err := stream.Recv()
+	name, expect, events, err := s.readAppend(stream)
 	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "append: no options message: %v", err)
-	}
-	opts := first.GetOptions()
-	if opts == nil {
-		return status.Error(codes.InvalidArgument, "append: the first message must be the options")
-	}
-	name := string(opts.GetStreamIdentifier().GetStreamName())
-	if err := validateStreamName(name); err != nil {
+		// The client sends every event before it reads the answer; answering
+		// while it still sends would fail its next send with a bare EOF that
+		// hides our status. So a refused request is read to its end first.
+		drain(stream)
 		return err
 	}
-	expect, err := appendExpectation(opts)
-	if err != nil {
-		return err
-	}
-
-	var events []*record
-	total := 0
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return statusFor(ctx, s.log, name, err)
-		}
-		rec, err := s.proposedRecord(name, msg.GetProposedMessage())
-		if err == nil {
-			if total += eventSize(rec); total > s.cfg.MaxAppendSize {
-				err = errAppendTooLarge(s.cfg.MaxAppendSize)
-			}
-		}
-		if err != nil {
-			drain(stream)
-			return err
-		}
-		events = append(events, rec)
-	}
-
-	res, err := s.seq.submit(ctx, &op{kind: opAppend, stream: name, expect: expect, events: events})
+	res, err := s.seq.submit(stream.Context(), &op{kind: opAppend, stream: name, expect: expect, events: events})
 	if err == nil {
 		err = res.err
 	}
 	if err != nil {
-		return statusFor(ctx, s.log, name, err)
+		return statusFor(stream.Context(), s.log, name, err)
 	}
 	return stream.SendAndClose(appendResponse(expect, res))
+}
+
+// readAppend reads and checks an append request: the options, then events
+// within the size limits.
+func (s *Server) readAppend(stream streams.Streams_AppendServer) (name string, expect expectation, events []*record, err error) {
+	first, err := stream.Recv()
+	if err != nil {
+		return "", expectation{}, nil, status.Errorf(codes.InvalidArgument, "append: no options message: %v", err)
+	}
+	opts := first.GetOptions()
+	if opts == nil {
+		return "", expectation{}, nil, status.Error(codes.InvalidArgument, "append: the first message must be the options")
+	}
+	name = string(opts.GetStreamIdentifier().GetStreamName())
+	if err := validateStreamName(name); err != nil {
+		return "", expectation{}, nil, err
+	}
+	if expect, err = appendExpectation(opts); err != nil {
+		return "", expectation{}, nil, err
+	}
+	total := 0
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return name, expect, events, nil
+		}
+		if err != nil {
+			return "", expectation{}, nil, statusFor(stream.Context(), s.log, name, err)
+		}
+		rec, err := s.proposedRecord(name, msg.GetProposedMessage())
+		if err != nil {
+			return "", expectation{}, nil, err
+		}
+		if total += eventSize(rec); total > s.cfg.MaxAppendSize {
+			return "", expectation{}, nil, errAppendTooLarge(s.cfg.MaxAppendSize)
+		}
+		events = append(events, rec)
+	}
 }
 
 func (s *Server) proposedRecord(stream string, m *streams.AppendReq_ProposedMessage) (*record, error) {
@@ -134,9 +139,7 @@ func appendResponse(expect expectation, r result) *streams.AppendResp {
 	return &streams.AppendResp{Result: &streams.AppendResp_Success_{Success: ok}}
 }
 
-// drain discards the rest of a rejected request. The client sends every event
-// before it reads the answer; answering early would make its next send fail
-// with a bare EOF that hides our status.
+// drain discards the rest of a rejected request.
 func drain(stream streams.Streams_AppendServer) {
 	for {
 		if _, err := stream.Recv(); err != nil {
