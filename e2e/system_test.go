@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/loopback"
 )
 
 // system is the all-in-one binary running as a subprocess.
@@ -34,23 +34,12 @@ type system struct {
 	exited chan error
 }
 
-// freeAddr returns a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
-}
-
 // startSystem runs `orderly` on free ports with data in dataDir, plus extra
 // flags, and waits until it serves.
 func startSystem(t *testing.T, dataDir string, extra ...string) *system {
 	t.Helper()
-	s := &system{t: t, esAddr: freeAddr(t)}
-	httpAddr, cmdAddr, qryAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	s := &system{t: t, esAddr: loopback.FreeAddr(t)}
+	httpAddr, cmdAddr, qryAddr := loopback.FreeAddr(t), loopback.FreeAddr(t), loopback.FreeAddr(t)
 	s.args = append([]string{
 		"-data", dataDir, "-eventstore-listen", s.esAddr, "-commands-listen", cmdAddr,
 		"-queries-listen", qryAddr, "-http-listen", httpAddr, "-log-level", "warn",

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/loopback"
 )
 
 func TestWalkthroughSQLite(t *testing.T) { walkthrough(t) }
@@ -21,7 +22,7 @@ func TestWalkthroughSQLite(t *testing.T) { walkthrough(t) }
 // TestWalkthroughMongo runs the same walkthrough with the views in MongoDB,
 // served by the embedded FerretDB the all-in-one starts.
 func TestWalkthroughMongo(t *testing.T) {
-	walkthrough(t, "-views", "mongo", "-ferretdb-listen", freeAddr(t))
+	walkthrough(t, "-views", "mongo", "-ferretdb-listen", loopback.FreeAddr(t))
 }
 
 func usd(minor int64) *orderlyv1.Money {

@@ -11,13 +11,14 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/loopback"
 )
 
 // The subcommand serves until its context ends; the official client can use
 // it in between, and its data survives a restart.
 func TestRunEventStore(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := loopback.FreeAddr(t)
 	run := func(body func(c *esdb.Client)) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -71,16 +72,6 @@ func TestRunEventStoreRejectsBadFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ORDERLY_EVENTSTORE_MAX_EVENT_SIZE") {
 		t.Fatalf("err = %v, want one naming the variable", err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
 }
 
 func waitListening(t *testing.T, addr string) {

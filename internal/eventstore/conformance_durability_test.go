@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/loopback"
 )
 
 // crashChildEnv makes the test binary act as a standalone store (the crash
@@ -53,10 +54,7 @@ func serveDir(t *testing.T, dir string) (*esdb.Client, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := loopback.Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	cfg, err := esdb.ParseConnectionString(fmt.Sprintf("esdb://%s?tls=false", lis.Addr()))

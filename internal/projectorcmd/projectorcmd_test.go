@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/loopback"
 	"github.com/orderly/orderly/internal/projectorcmd"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/sqlite"
@@ -36,16 +36,6 @@ func appendEvent(t *testing.T, c *esdb.Client, stream string, ev domain.Event) u
 	return res.CommitPosition
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
-}
-
 // TestRunAndRebuild runs the projector command, configured partly by
 // environment variables, then the rebuild command beside it.
 func TestRunAndRebuild(t *testing.T) {
@@ -54,7 +44,7 @@ func TestRunAndRebuild(t *testing.T) {
 	data := t.TempDir()
 	t.Setenv("ORDERLY_EVENTSTORE", conn)
 	t.Setenv("ORDERLY_DATA", data)
-	metrics := freeAddr(t)
+	metrics := loopback.FreeAddr(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

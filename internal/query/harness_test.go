@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/loopback"
 	"github.com/orderly/orderly/internal/query"
 	"github.com/orderly/orderly/internal/serve"
 	"github.com/orderly/orderly/internal/views"
@@ -89,8 +89,8 @@ func start(t testing.TB, vs views.Store) *env {
 	metrics := serve.NewMetrics()
 	gs, _ := serve.NewGRPCServer(log, metrics)
 	svc.Register(gs)
-	glis := listen(t)
-	hlis := listen(t)
+	glis := loopback.Listen(t)
+	hlis := loopback.Listen(t)
 	handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Server: gs, Register: query.RegisterGateway})
 	if err != nil {
 		t.Fatal(err)
@@ -115,15 +115,6 @@ func start(t testing.TB, vs views.Store) *env {
 	}
 	t.Cleanup(func() { _ = cc.Close() })
 	return &env{t: t, ctx: ctx, store: conn, views: vs, client: orderlyv1.NewQueryServiceClient(cc), http: "http://" + hlis.Addr().String()}
-}
-
-func listen(t testing.TB) net.Listener {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lis
 }
 
 // with returns e reporting to t, for use inside a subtest.

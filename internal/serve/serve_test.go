@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,17 +20,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/orderly/orderly/internal/loopback"
 	"github.com/orderly/orderly/internal/serve"
 )
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lis
-}
 
 // TestRun serves gRPC and HTTP, checks health, recovery, metrics and the
 // OpenAPI document over real connections, then stops on cancel.
@@ -41,7 +32,7 @@ func TestRun(t *testing.T) {
 	gs, hs := serve.NewGRPCServer(log, metrics)
 	hs.SetServingStatus("orderly.v1.Test", healthpb.HealthCheckResponse_SERVING)
 
-	glis, hlis := listen(t), listen(t)
+	glis, hlis := loopback.Listen(t), loopback.Listen(t)
 	hsrv := &http.Server{Handler: serve.NewHTTPHandler(http.NotFoundHandler(), metrics), ReadHeaderTimeout: time.Second}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -100,7 +91,7 @@ func TestPanicBecomesInternal(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	srv, _ := serve.NewGRPCServer(log, serve.NewMetrics())
 	testgrpc.RegisterTestServiceServer(srv, echo{})
-	lis := listen(t)
+	lis := loopback.Listen(t)
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 
@@ -239,7 +230,7 @@ func TestGatewayCallsInProcess(t *testing.T) {
 		}
 	}
 
-	hlis := listen(t)
+	hlis := loopback.Listen(t)
 	go func() { _ = http.Serve(hlis, serve.NewHTTPHandler(http.NotFoundHandler(), metrics)) }()
 	body := get(t, "http://"+hlis.Addr().String()+"/metrics")
 	for _, want := range []string{

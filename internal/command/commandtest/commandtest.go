@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/loopback"
 	"github.com/orderly/orderly/internal/serve"
 )
 
@@ -67,10 +67,7 @@ func StartOn(t testing.TB, connString string, opts command.Options) *Env {
 	metrics := serve.NewMetrics()
 	gs, _ := serve.NewGRPCServer(log, metrics)
 	svc.Register(gs)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := loopback.Listen(t)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
