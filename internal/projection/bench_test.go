@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/gctune"
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/projectorcmd"
 	"github.com/orderly/orderly/internal/views"
@@ -37,7 +37,7 @@ import (
 // Each reports events/s over every event of $all (every view reads them
 // all and folds its own), and the process CPU time per event, steadier than
 // rates on a shared machine. All but Pipeline run with the garbage collector
-// tuned as the projector command tunes it (projectorcmd.TuneGC), and the
+// tuned as the binaries tune it (gctune), and the
 // rebuild with the rebuild command's default batch size.
 
 var rebuildEvents = flag.Int("rebuild-events", 1_000_000, "events BenchmarkRebuildSQLite rebuilds")
@@ -115,10 +115,9 @@ func generate(tb testing.TB, client *esdb.Client, prefix string, n int) (int, ui
 	return events, appendAll(tb, client, all)
 }
 
-// tuneGC applies projectorcmd.TuneGC for the benchmark's duration.
+// tuneGC runs the benchmark under the binaries' GC policy.
 func tuneGC(b *testing.B) {
-	old := debug.SetGCPercent(projectorcmd.GCPercent)
-	b.Cleanup(func() { debug.SetGCPercent(old) })
+	b.Cleanup(gctune.Apply())
 }
 
 func BenchmarkDiscard(b *testing.B) {

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -41,19 +40,6 @@ const (
 	RebuildBatchSize = 4000
 )
 
-// GCPercent is the garbage collector's target (GOGC) the commands run with
-// unless GOGC is set: the projector's heap is little more than the batches in
-// flight, so collecting at 4× it instead of 2× costs little memory, and at a
-// rebuild's rate it removes most of a tenth of its CPU time.
-const GCPercent = 400
-
-// TuneGC sets GCPercent unless the environment sets GOGC.
-func TuneGC() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(GCPercent)
-	}
-}
-
 func (c *common) register(fs *flag.FlagSet, batchSize int) {
 	fs.StringVar(&c.eventstore, "eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
 	c.store.RegisterFlags(fs)
@@ -63,7 +49,7 @@ func (c *common) register(fs *flag.FlagSet, batchSize int) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// start makes the logger, tunes the GC, connects to the event store and
+// start makes the logger, connects to the event store and
 // opens the view store: what both modes do before their work.
 func (c *common) start(ctx context.Context, service string) (*slog.Logger, *eventlog.Conn, views.Store, error) {
 	log, err := serve.NewLogger(os.Stderr, c.logLevel)
@@ -71,7 +57,6 @@ func (c *common) start(ctx context.Context, service string) (*slog.Logger, *even
 		return nil, nil, nil, err
 	}
 	log = log.With("service", service)
-	TuneGC()
 	conn, err := eventlog.Connect(c.eventstore, log)
 	if err != nil {
 		return nil, nil, nil, err
