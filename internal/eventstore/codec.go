@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -9,10 +10,11 @@ import (
 // wireMessage is a response already in protobuf wire form.
 type wireMessage []byte
 
-// wireCodec is gRPC's proto codec, except that a wireMessage is sent as is.
-// Events are stored in their wire form, so a read wraps the stored bytes in a
-// response instead of decoding and re-encoding every event: that halves the
-// server's cost per delivered event.
+// wireCodec is gRPC's proto codec, except that a wireMessage is sent as is
+// and append requests are decoded by hand (decodeAppendReq). Events are
+// stored in their wire form, so a read wraps the stored bytes in a response
+// instead of decoding and re-encoding every event: that halves the server's
+// cost per delivered event.
 type wireCodec struct{ encoding.CodecV2 }
 
 func newWireCodec() wireCodec {
@@ -24,6 +26,15 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 		return mem.BufferSlice{mem.SliceBuffer(w)}, nil
 	}
 	return c.CodecV2.Marshal(v)
+}
+
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*streams.AppendReq); ok {
+		// Materialize copies the request out of gRPC's pooled buffers,
+		// so the decoded message may alias it.
+		return decodeAppendReq(data.Materialize(), m)
+	}
+	return c.CodecV2.Unmarshal(data, v)
 }
 
 // eventResponse encodes ReadResp{event: ReadEvent{event: <raw>, commit_position: pos}}

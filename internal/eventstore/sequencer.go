@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/protobuf/proto"
 )
 
 type opKind int
@@ -264,9 +263,7 @@ func (q *sequencer) writeEvents(o *op, st *streamState) result {
 		rec.StreamRevision = st.meta.next + uint64(i)
 		rec.Metadata[metaCreated] = created
 	}
-	if err := q.appendLog(o.events); err != nil {
-		return result{err: err}
-	}
+	q.appendLog(o.events)
 	ids := make([][]byte, len(o.events))
 	for i, rec := range o.events {
 		ids[i] = eventID(rec)
@@ -287,9 +284,7 @@ func (q *sequencer) writeTombstone(o *op, st *streamState) result {
 	rec := newRecord(o.stream, newEventID(), eventTypeStreamDeleted, contentTypeBinary, nil, nil)
 	rec.StreamRevision = tombstoneRevision
 	rec.Metadata[metaCreated] = strconv.FormatInt(q.now().UnixNano()/100, 10)
-	if err := q.appendLog([]*record{rec}); err != nil {
-		return result{err: err}
-	}
+	q.appendLog([]*record{rec})
 	// Indexed with the stream, so a stream subscription catching up finds
 	// it: one that joins the live feed just after the tombstone was
 	// published would otherwise never see it.
@@ -299,25 +294,15 @@ func (q *sequencer) writeTombstone(o *op, st *streamState) result {
 	return result{pos: q.head}
 }
 
-// appendLog gives recs the next positions and adds them to the log. Every
-// record is encoded before any is added, so a failure leaves nothing behind.
-func (q *sequencer) appendLog(recs []*record) error {
-	entries := make([]*entry, len(recs))
-	for i, rec := range recs {
-		pos := q.head + 1 + uint64(i)
-		rec.CommitPosition, rec.PreparePosition = pos, pos
-		b, err := proto.Marshal(rec)
-		if err != nil {
-			return fmt.Errorf("encode event for stream %q: %w", rec.StreamIdentifier.GetStreamName(), err)
-		}
-		entries[i] = &entry{pos: pos, raw: b, rec: rec}
-	}
-	for _, e := range entries {
+// appendLog gives recs the next positions and adds them to the log.
+func (q *sequencer) appendLog(recs []*record) {
+	for _, rec := range recs {
+		q.head++
+		rec.CommitPosition, rec.PreparePosition = q.head, q.head
+		e := &entry{pos: q.head, raw: encodeRecord(rec), rec: rec}
 		q.batch.Set(logKey(e.pos), e.raw, nil)
+		q.entries = append(q.entries, e)
 	}
-	q.head += uint64(len(recs))
-	q.entries = append(q.entries, entries...)
-	return nil
 }
 
 // retry applies EventStoreDB's idempotence rule to an append whose expected

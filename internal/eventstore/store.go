@@ -142,66 +142,27 @@ func (e *entry) subject(onType bool) (string, error) {
 		}
 		return string(e.rec.GetStreamIdentifier().GetStreamName()), nil
 	}
-	field := fieldStreamIdentifier
+	want := protowire.Number(fieldStreamIdentifier)
 	if onType {
-		field = fieldMetadata
+		want = fieldMetadata
 	}
 	var found string
-	err := eachBytesField(e.raw, func(num protowire.Number, v []byte) bool {
+	err := eachField(e.raw, func(f field) (bool, error) {
 		switch {
-		case num != protowire.Number(field):
-			return true
+		case f.num != want || f.typ != protowire.BytesType:
+			return true, nil
 		case !onType:
-			found, _ = bytesField(v, fieldStreamName)
-			return false
+			found, _ = bytesField(f.bytes, fieldStreamName)
+			return false, nil
 		}
-		if key, _ := bytesField(v, 1); key == metaType {
-			found, _ = bytesField(v, 2)
-			return false
+		if key, _ := bytesField(f.bytes, 1); key == metaType {
+			found, _ = bytesField(f.bytes, 2)
+			return false, nil
 		}
-		return true
+		return true, nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("decode event at position %d: %w", e.pos, err)
 	}
 	return found, nil
-}
-
-// eachBytesField calls fn with every length-delimited field of the message
-// b until fn returns false; other fields are skipped.
-func eachBytesField(b []byte, fn func(protowire.Number, []byte) bool) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		if typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		if !fn(num, v) {
-			return nil
-		}
-	}
-	return nil
-}
-
-// bytesField returns the last value of field num in message b, if any.
-func bytesField(b []byte, num protowire.Number) (value string, ok bool) {
-	_ = eachBytesField(b, func(n protowire.Number, v []byte) bool {
-		if n == num {
-			value, ok = string(v), true
-		}
-		return true
-	})
-	return value, ok
 }
