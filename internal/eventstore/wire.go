@@ -75,26 +75,22 @@ func decodeAppendReq(b []byte, m *streams.AppendReq) error {
 		}
 		switch f.num {
 		case 1:
-			c, ok := m.Content.(*streams.AppendReq_Options_)
-			if !ok {
-				c = &streams.AppendReq_Options_{Options: &streams.AppendReq_Options{}}
-				m.Content = c
-			}
+			c := oneof(&m.Content, func() *streams.AppendReq_Options_ {
+				return &streams.AppendReq_Options_{Options: &streams.AppendReq_Options{}}
+			})
 			return true, decodeOptions(f.bytes, c.Options)
 		case 2:
-			c, ok := m.Content.(*streams.AppendReq_ProposedMessage_)
-			if !ok {
-				c = &streams.AppendReq_ProposedMessage_{ProposedMessage: &streams.AppendReq_ProposedMessage{}}
-				m.Content = c
-			}
+			c := oneof(&m.Content, func() *streams.AppendReq_ProposedMessage_ {
+				return &streams.AppendReq_ProposedMessage_{ProposedMessage: &streams.AppendReq_ProposedMessage{}}
+			})
 			return true, decodeProposed(f.bytes, c.ProposedMessage)
 		}
 		return true, nil
 	})
 }
 
-// decodeOptions merges b into o. A message field or oneof case that comes
-// again is merged into, as proto.Unmarshal does; another case replaces it.
+// decodeOptions merges b into o: a message field that comes again is
+// merged into, as proto.Unmarshal does.
 func decodeOptions(b []byte, o *streams.AppendReq_Options) error {
 	return eachField(b, func(f field) (bool, error) {
 		if f.num == 2 && f.typ == protowire.VarintType {
@@ -116,17 +112,17 @@ func decodeOptions(b []byte, o *streams.AppendReq_Options) error {
 				return true, nil
 			})
 		case 3:
-			if _, ok := o.ExpectedStreamRevision.(*streams.AppendReq_Options_NoStream); !ok {
-				o.ExpectedStreamRevision = &streams.AppendReq_Options_NoStream{NoStream: &shared.Empty{}}
-			}
+			oneof(&o.ExpectedStreamRevision, func() *streams.AppendReq_Options_NoStream {
+				return &streams.AppendReq_Options_NoStream{NoStream: &shared.Empty{}}
+			})
 		case 4:
-			if _, ok := o.ExpectedStreamRevision.(*streams.AppendReq_Options_Any); !ok {
-				o.ExpectedStreamRevision = &streams.AppendReq_Options_Any{Any: &shared.Empty{}}
-			}
+			oneof(&o.ExpectedStreamRevision, func() *streams.AppendReq_Options_Any {
+				return &streams.AppendReq_Options_Any{Any: &shared.Empty{}}
+			})
 		case 5:
-			if _, ok := o.ExpectedStreamRevision.(*streams.AppendReq_Options_StreamExists); !ok {
-				o.ExpectedStreamRevision = &streams.AppendReq_Options_StreamExists{StreamExists: &shared.Empty{}}
-			}
+			oneof(&o.ExpectedStreamRevision, func() *streams.AppendReq_Options_StreamExists {
+				return &streams.AppendReq_Options_StreamExists{StreamExists: &shared.Empty{}}
+			})
 		default:
 			return true, nil
 		}
@@ -166,11 +162,9 @@ func decodeUUID(b []byte, id *shared.UUID) error {
 		}
 		switch f.num {
 		case 1:
-			v, ok := id.Value.(*shared.UUID_Structured_)
-			if !ok {
-				v = &shared.UUID_Structured_{Structured: &shared.UUID_Structured{}}
-				id.Value = v
-			}
+			v := oneof(&id.Value, func() *shared.UUID_Structured_ {
+				return &shared.UUID_Structured_{Structured: &shared.UUID_Structured{}}
+			})
 			return true, eachField(f.bytes, func(f field) (bool, error) {
 				switch {
 				case f.typ != protowire.VarintType:
@@ -209,6 +203,18 @@ func decodeMapEntry(b []byte, m map[string]string) error {
 	}
 	m[key] = value
 	return nil
+}
+
+// oneof returns the oneof's case if it is a T, which a field coming again
+// merges into as proto.Unmarshal does; otherwise it sets the case to a
+// fresh T, replacing whatever case was there.
+func oneof[T, C any](c *C, fresh func() T) T {
+	if v, ok := any(*c).(T); ok {
+		return v
+	}
+	v := fresh()
+	*c = any(v).(C)
+	return v
 }
 
 func skipMessage(b []byte) error {
