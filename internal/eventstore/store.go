@@ -123,14 +123,6 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }
 
-// RecordedEvent field numbers that filters read (see the client's
-// streams.proto and shared.proto).
-const (
-	fieldStreamIdentifier = 2 // RecordedEvent.stream_identifier
-	fieldStreamName       = 3 // StreamIdentifier.stream_name
-	fieldMetadata         = 6 // RecordedEvent.metadata: map entries {1: key, 2: value}
-)
-
 // subject returns the event's stream name, or with onType its type, for a
 // filter. It reads just those fields from the stored wire form: filtered
 // subscriptions mostly skip what they scan, and a full decode of every
@@ -142,9 +134,9 @@ func (e *entry) subject(onType bool) (string, error) {
 		}
 		return string(e.rec.GetStreamIdentifier().GetStreamName()), nil
 	}
-	want := protowire.Number(fieldStreamIdentifier)
+	want := protowire.Number(recStream)
 	if onType {
-		want = fieldMetadata
+		want = recMetadata
 	}
 	var found string
 	err := eachField(e.raw, func(f field) (bool, error) {
@@ -152,11 +144,11 @@ func (e *entry) subject(onType bool) (string, error) {
 		case f.num != want || f.typ != protowire.BytesType:
 			return true, nil
 		case !onType:
-			found, _ = bytesField(f.bytes, fieldStreamName)
+			found, _ = bytesField(f.bytes, streamName)
 			return false, nil
 		}
-		if key, _ := bytesField(f.bytes, 1); key == metaType {
-			found, _ = bytesField(f.bytes, 2)
+		if key, _ := bytesField(f.bytes, mapKey); key == metaType {
+			found, _ = bytesField(f.bytes, mapValue)
 			return false, nil
 		}
 		return true, nil

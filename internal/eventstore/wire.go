@@ -73,7 +73,7 @@ func decodeAppendReq(b []byte, m *streams.AppendReq) error {
 		if f.typ != protowire.BytesType {
 			return true, nil
 		}
-		switch f.num {
+		switch f.num { // oneof content: 1 options, 2 proposed_message
 		case 1:
 			c := oneof(&m.Content, func() *streams.AppendReq_Options_ {
 				return &streams.AppendReq_Options_{Options: &streams.AppendReq_Options{}}
@@ -90,7 +90,9 @@ func decodeAppendReq(b []byte, m *streams.AppendReq) error {
 }
 
 // decodeOptions merges b into o: a message field that comes again is
-// merged into, as proto.Unmarshal does.
+// merged into, as proto.Unmarshal does. Fields: 1 stream_identifier, then
+// the oneof expected_stream_revision: 2 revision, 3 no_stream, 4 any,
+// 5 stream_exists.
 func decodeOptions(b []byte, o *streams.AppendReq_Options) error {
 	return eachField(b, func(f field) (bool, error) {
 		if f.num == 2 && f.typ == protowire.VarintType {
@@ -106,7 +108,7 @@ func decodeOptions(b []byte, o *streams.AppendReq_Options) error {
 				o.StreamIdentifier = &shared.StreamIdentifier{}
 			}
 			return true, eachField(f.bytes, func(f field) (bool, error) {
-				if f.num == 3 && f.typ == protowire.BytesType {
+				if f.num == streamName && f.typ == protowire.BytesType {
 					o.StreamIdentifier.StreamName = f.bytes
 				}
 				return true, nil
@@ -130,6 +132,8 @@ func decodeOptions(b []byte, o *streams.AppendReq_Options) error {
 	})
 }
 
+// decodeProposed merges b into p. Fields: 1 id, 2 metadata, 3 custom_metadata,
+// 4 data.
 func decodeProposed(b []byte, p *streams.AppendReq_ProposedMessage) error {
 	return eachField(b, func(f field) (bool, error) {
 		if f.typ != protowire.BytesType {
@@ -161,7 +165,7 @@ func decodeUUID(b []byte, id *shared.UUID) error {
 			return true, nil
 		}
 		switch f.num {
-		case 1:
+		case uuidStructured:
 			v := oneof(&id.Value, func() *shared.UUID_Structured_ {
 				return &shared.UUID_Structured_{Structured: &shared.UUID_Structured{}}
 			})
@@ -175,7 +179,7 @@ func decodeUUID(b []byte, id *shared.UUID) error {
 				}
 				return true, nil
 			})
-		case 2:
+		case uuidString:
 			s, err := utf8String(f.bytes)
 			id.Value = &shared.UUID_String_{String_: s}
 			return true, err
@@ -191,9 +195,9 @@ func decodeMapEntry(b []byte, m map[string]string) error {
 		var err error
 		switch {
 		case f.typ != protowire.BytesType:
-		case f.num == 1:
+		case f.num == mapKey:
 			key, err = utf8String(f.bytes)
-		case f.num == 2:
+		case f.num == mapValue:
 			value, err = utf8String(f.bytes)
 		}
 		return true, err
@@ -234,16 +238,25 @@ func utf8String(b []byte) (string, error) {
 	return string(b), nil
 }
 
-// RecordedEvent's fields, as the client's streams.proto numbers them.
+// Field numbers of the stored RecordedEvent, as the client's streams.proto
+// and shared.proto number them.
 const (
 	recID              = 1
-	recStream          = 2 // StreamIdentifier{3: name}
+	recStream          = 2 // a StreamIdentifier
 	recRevision        = 3
 	recPreparePosition = 4
 	recCommitPosition  = 5
-	recMetadata        = 6
+	recMetadata        = 6 // map<string, string>
 	recCustomMetadata  = 7
 	recData            = 8
+
+	streamName = 3 // StreamIdentifier.stream_name
+
+	uuidStructured = 1 // UUID.structured: {1: most, 2: least significant bits}
+	uuidString     = 2
+
+	mapKey   = 1 // a map entry's fields
+	mapValue = 2
 )
 
 // encodeRecord is proto.Marshal with Deterministic set, for the one message
@@ -258,16 +271,16 @@ func encodeRecord(rec *record) []byte {
 			var bits []byte
 			bits = appendVarintField(bits, 1, uint64(v.Structured.GetMostSignificantBits()))
 			bits = appendVarintField(bits, 2, uint64(v.Structured.GetLeastSignificantBits()))
-			id = appendBytesField(id, 1, bits)
+			id = appendBytesField(id, uuidStructured, bits)
 		case *shared.UUID_String_:
-			id = appendBytesField(id, 2, []byte(v.String_)) // a oneof member is written even when empty
+			id = appendBytesField(id, uuidString, []byte(v.String_)) // a oneof member is written even when empty
 		}
 		b = appendBytesField(b, recID, id)
 	}
 	if rec.StreamIdentifier != nil {
 		var name []byte
 		if len(rec.StreamIdentifier.StreamName) > 0 {
-			name = appendBytesField(nil, 3, rec.StreamIdentifier.StreamName)
+			name = appendBytesField(nil, streamName, rec.StreamIdentifier.StreamName)
 		}
 		b = appendBytesField(b, recStream, name)
 	}
@@ -280,8 +293,8 @@ func encodeRecord(rec *record) []byte {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		entry := appendBytesField(nil, 1, []byte(k)) // key and value are written even when empty
-		entry = appendBytesField(entry, 2, []byte(rec.Metadata[k]))
+		entry := appendBytesField(nil, mapKey, []byte(k)) // key and value are written even when empty
+		entry = appendBytesField(entry, mapValue, []byte(rec.Metadata[k]))
 		b = appendBytesField(b, recMetadata, entry)
 	}
 	if len(rec.CustomMetadata) > 0 {

@@ -36,9 +36,9 @@ import (
 //
 // Each reports events/s over every event of $all (every view reads them
 // all and folds its own), and the process CPU time per event, steadier than
-// rates on a shared machine. All but Pipeline run with the garbage collector
-// tuned as the binaries tune it (gctune), and the
-// rebuild with the rebuild command's default batch size.
+// rates on a shared machine. All but Pipeline run under the binaries' GC
+// policy (gctune), and the rebuild with the rebuild command's default batch
+// size.
 
 var rebuildEvents = flag.Int("rebuild-events", 1_000_000, "events BenchmarkRebuildSQLite rebuilds")
 

@@ -15,7 +15,7 @@ import (
 // Main runs a command: run gets the arguments and a context cancelled on
 // SIGINT or SIGTERM, which starts a graceful shutdown. The process exits 0
 // on success, 2 when the flags asked for help, and 1 after printing any
-// other error. The garbage collector runs with a heap floor (gctune).
+// other error. The garbage collector runs under gctune's policy.
 func Main(name string, run func(ctx context.Context, args []string) error) {
 	gctune.Apply()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
