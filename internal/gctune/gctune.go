@@ -36,7 +36,7 @@ var (
 	last   uint64
 )
 
-// Apply sets the heap floor until restore is called (binaries never call
+// Apply runs the policy until restore is called (binaries never call
 // it; benchmarks do, to measure as the binaries run), unless the
 // environment sets GOGC: an operator's choice wins.
 func Apply() (restore func()) {
