@@ -80,8 +80,10 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 // BenchmarkSubscribeAll measures events per second delivered to a $all
-// subscriber catching up from disk.
+// subscriber catching up from disk, under the binaries' GC policy like
+// BenchmarkAppend (the client's decoding is most of the work).
 func BenchmarkSubscribeAll(b *testing.B) {
+	b.Cleanup(gctune.Apply())
 	c := newClient(b, estest.OnDisk())
 	for n := 0; n < b.N; n += 500 {
 		mustAppend(b, c, fmt.Sprintf("sub-%d", n%16), esdb.Any{}, events(min(500, b.N-n), "e")...)
