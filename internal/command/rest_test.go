@@ -98,6 +98,9 @@ func TestREST(t *testing.T) {
 	if got := violatedFields(body); code != http.StatusBadRequest || strings.Join(got, ",") != "name,email" {
 		t.Fatalf("invalid registration: %d, fields %v, body %v", code, got, body)
 	}
+	if raw := toJSON(t, body); strings.Contains(raw, `"reason":""`) || strings.Contains(raw, "null") {
+		t.Fatalf("error body carries unset fields: %s", raw)
+	}
 
 	code, body = post(t, base+"/v1/customers/"+unknownID+":changeCreditLimit", `{"creditLimit":{"currencyCode":"USD","minorUnits":"1"}}`)
 	if code != http.StatusNotFound || !strings.Contains(body["message"].(string), unknownID) {

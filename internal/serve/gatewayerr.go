@@ -21,11 +21,16 @@ var fieldInMessage = []*regexp.Regexp{
 	regexp.MustCompile(`invalid value for [a-z0-9 ]*field ([A-Za-z0-9_]+)`),
 }
 
+// errorMarshaler writes error bodies with only the fields that are set: the
+// API's resources always show their zero values, but an empty reason or a
+// null localized message in every field violation says nothing.
+var errorMarshaler = &runtime.JSONPb{}
+
 // errorHandler is grpc-gateway's default error writer, except that a request
 // the gateway itself could not decode (bad JSON, a malformed query or path
 // parameter) gets the same google.rpc.BadRequest detail the services give, so
 // every 400 names its field.
-func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument && !hasBadRequest(st) {
 		field := "body"
 		for _, re := range fieldInMessage {
@@ -39,7 +44,7 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 			err = ds.Err()
 		}
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
 }
 
 func hasBadRequest(st *status.Status) bool {
