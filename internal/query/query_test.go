@@ -137,6 +137,49 @@ func TestReadErrors(t *testing.T) {
 	})
 }
 
+// TestRESTRefusesWhatItDoesNotRoute: a query parameter naming no field is
+// refused like an unknown body field (grpc-gateway would ignore it), and a
+// method a path does not take is 405 with the Allow header, not 501.
+func TestRESTRefusesWhatItDoesNotRoute(t *testing.T) {
+	e := start(t, sqliteStore(t))
+	e.apply(1, []views.OrderDoc{orderDoc(1, 1, domain.StatusApproved)}, nil)
+
+	for path, field := range map[string]string{
+		"/v1/orders?pagesize=5":                       "pagesize",
+		"/v1/orders?page_size=5&customer.id=x":        "customer.id",
+		"/v1/orders/" + id(2, 1) + "?min_postion=1":   "min_postion",
+		"/v1/orders/" + id(2, 1) + "/history?pge=2":   "pge",
+		"/v1/orders/" + id(2, 1) + "/at?revision[0]=": "revision[0]",
+	} {
+		e.wantRESTError(http.MethodGet, path, http.StatusBadRequest, field)
+	}
+	for _, path := range []string{"/v1/orders?pageSize=5&customerId=" + id(1, 1), "/v1/orders?page_size=5&customer_id=" + id(1, 1)} {
+		var page struct {
+			Orders []struct{ OrderID string }
+		}
+		if code, raw := e.rest(http.MethodGet, path, "", &page); code != http.StatusOK || len(page.Orders) != 1 || page.Orders[0].OrderID != id(2, 1) {
+			t.Errorf("GET %s = %d %s, want the one order", path, code, raw)
+		}
+	}
+
+	for path, allow := range map[string]string{"/v1/orders": "GET", "/v1/orders/" + id(2, 1): "GET"} {
+		req, err := http.NewRequestWithContext(e.ctx, http.MethodDelete, e.http+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != allow {
+			t.Errorf("DELETE %s = %s, Allow %q; want 405, Allow %q", path, resp.Status, resp.Header.Get("Allow"), allow)
+		}
+	}
+	e.wantRESTError(http.MethodDelete, "/v1/orders", http.StatusMethodNotAllowed, "")
+	e.wantRESTError(http.MethodDelete, "/v1/nothing", http.StatusNotFound, "")
+}
+
 // TestPaginationWhileOrdersArrive walks 1,000 orders (150 on FerretDB) in
 // pages while newer orders keep arriving: every original order is seen
 // exactly once, in order.

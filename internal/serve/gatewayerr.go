@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -12,12 +13,13 @@ import (
 )
 
 // fieldInMessage finds the field a gateway decoding error is about: query
-// parameters ("parsing field"), path parameters ("parameter:"), and protojson
-// body errors (unknown field, invalid value for a field).
+// parameters ("parsing field", strictQuery's "unknown query parameter"), path
+// parameters ("parameter:"), and protojson body errors (unknown field, invalid
+// value for a field).
 var fieldInMessage = []*regexp.Regexp{
 	regexp.MustCompile(`parsing (?:field|list) "([^"]+)"`),
 	regexp.MustCompile(`parameter: ([A-Za-z0-9_.]+)`),
-	regexp.MustCompile(`unknown field "([^"]+)"`),
+	regexp.MustCompile(`unknown (?:field|query parameter) "([^"]+)"`),
 	regexp.MustCompile(`invalid value for [a-z0-9 ]*field ([A-Za-z0-9_]+)`),
 }
 
@@ -55,3 +57,62 @@ func hasBadRequest(st *status.Status) bool {
 	}
 	return false
 }
+
+// probeKey marks a request routingErrorHandler sends through the mux to learn
+// whether a method is routed; the value is the *bool allowProbe sets.
+type probeKey struct{}
+
+// allowProbe is a gateway middleware: it answers a probe by noting that the
+// method is routed, before the handler, so a probe never reaches a service.
+func allowProbe(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if routed, ok := r.Context().Value(probeKey{}).(*bool); ok {
+			*routed = true
+			return
+		}
+		next(w, r, params)
+	}
+}
+
+// probedMethods are the methods a 405's Allow header may list: those the
+// API's routes use.
+var probedMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// routingErrorHandler answers a method a path does not take with 405 and the
+// Allow header HTTP requires (grpc-gateway answers 501 Not Implemented and
+// no Allow); other routing errors go to grpc-gateway's handler. The methods
+// allowed are found by sending bodiless probes for each through the mux.
+func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if r.Context().Value(probeKey{}) != nil {
+		return // a probe for a method the path does not take
+	}
+	if httpStatus != http.StatusMethodNotAllowed {
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+		return
+	}
+	var allow []string
+	for _, method := range probedMethods {
+		routed := false
+		probe := r.Clone(context.WithValue(r.Context(), probeKey{}, &routed))
+		probe.Method, probe.Body, probe.ContentLength = method, http.NoBody, 0
+		// Without these a POST probe could be routed as another method.
+		probe.Header.Del("X-HTTP-Method-Override")
+		probe.Header.Del("Content-Type")
+		mux.ServeHTTP(discard{}, probe)
+		if routed {
+			allow = append(allow, method)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	errorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
+		HTTPStatus: http.StatusMethodNotAllowed,
+		Err:        status.Errorf(codes.Unimplemented, "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")),
+	})
+}
+
+// discard is a ResponseWriter for probes, which write nothing.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}

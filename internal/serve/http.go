@@ -35,13 +35,19 @@ func incomingHeaders(key string) (string, bool) {
 // NewGatewayMux returns a grpc-gateway mux that speaks lowerCamel JSON
 // (written by apijson, protojson's output at a fraction of its cost), always
 // emits zero values (a client reading `position: 0` should not have to guess),
-// refuses unknown request fields rather than silently dropping them, and
-// names the offending field of every request it cannot decode.
+// refuses unknown request fields and query parameters rather than silently
+// dropping them, names the offending field of every request it cannot
+// decode, and answers a method a path does not take with 405 and Allow.
 func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: apijson.NewMarshaler()}
 	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithMiddlewares(allowProbe),
+		// grpc-gateway keeps the query parser in a global: every gateway
+		// of the process gets this one.
+		runtime.SetQueryParameterParser(&strictQuery{}),
 		runtime.WithIncomingHeaderMatcher(incomingHeaders),
 	}, opts...)...)
 }
