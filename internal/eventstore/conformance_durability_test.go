@@ -110,7 +110,8 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 
 // TestCrashRecovery kills a store process with SIGKILL while writers append
 // to it, then checks that every acknowledged append survived, in order, and
-// that no append survived in part.
+// that no append survived in part. While the child runs, a second store on its
+// directory is refused with an error that says why.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
@@ -132,6 +133,9 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatalf("child said %q, %v", line, err)
 	}
 	c := estest.Client(t, "esdb://"+strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))+"?tls=false")
+	if _, err := eventstore.Open(eventstore.Config{Dir: dir}); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("a second store on the child's directory: %v, want an error saying it is in use", err)
+	}
 
 	const writers, batch = 8, 5
 	acked := make([][][]uuid.UUID, writers) // per writer: acknowledged batches of event IDs

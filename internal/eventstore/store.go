@@ -5,12 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"google.golang.org/protobuf/encoding/protowire"
 	"log/slog"
+	"syscall"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -43,6 +44,11 @@ func openPebble(dir string, logger *slog.Logger) (*pebble.DB, error) {
 		opts.FS = vfs.NewMem()
 	}
 	db, err := pebble.Open(dir, opts)
+	if errors.Is(err, syscall.EAGAIN) {
+		// Pebble's lock file is held: the kernel's word for it is "resource
+		// temporarily unavailable", which sends people looking at the disk.
+		return nil, fmt.Errorf("open event store at %q: the directory is in use by another process: %w", dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open pebble at %q: %w", dir, err)
 	}
