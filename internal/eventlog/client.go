@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -175,8 +176,24 @@ func Call[T any](ctx context.Context, c *Conn, op func(context.Context, *esdb.Cl
 		if !retried && c.renew(h, err) {
 			continue
 		}
-		return v, err
+		return v, c.hinted(err)
 	}
+}
+
+// hinted adds to err the likely fix when it is what a TLS mismatch looks like
+// from the client: the official client reports one only as a failed handshake
+// or a closed connection, deep in its discovery error, and retries it as an
+// outage for ever.
+func (c *Conn) hinted(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case !c.cfg.DisableTLS && strings.Contains(err.Error(), "first record does not look like a TLS handshake"):
+		return fmt.Errorf("%w (the event store does not use TLS: add tls=false to the connection string)", err)
+	case c.cfg.DisableTLS && strings.Contains(err.Error(), "error reading server preface"):
+		return fmt.Errorf("%w (if the event store uses TLS, remove tls=false from the connection string)", err)
+	}
+	return err
 }
 
 // bounded runs op on h's client, releasing h when op returns, which may be

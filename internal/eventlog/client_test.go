@@ -3,6 +3,11 @@ package eventlog_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,5 +46,37 @@ func TestConnectRefusesBadConnectionString(t *testing.T) {
 	t.Parallel()
 	if _, err := eventlog.Connect("http://127.0.0.1:2113", nil); err == nil {
 		t.Fatal("an http:// URL was accepted")
+	}
+}
+
+// TestConnHintsAtATLSMismatch: the official client reports a TLS mismatch as
+// the store being unavailable; Conn's error says which setting to change,
+// both ways round, and is still an outage to Unavailable.
+func TestConnHintsAtATLSMismatch(t *testing.T) {
+	t.Parallel()
+	tlsStore := httptest.NewUnstartedServer(http.NotFoundHandler())
+	tlsStore.EnableHTTP2 = true
+	tlsStore.Config.ErrorLog = log.New(io.Discard, "", 0) // it logs each refused handshake
+	tlsStore.StartTLS()
+	t.Cleanup(tlsStore.Close)
+
+	for _, tc := range []struct{ name, connString, want string }{
+		{"TLS to a plain store", strings.Replace(estest.Start(t), "?tls=false", "", 1), "add tls=false"},
+		{"plain to a TLS store", "esdb://" + strings.TrimPrefix(tlsStore.URL, "https://") + "?tls=false", "remove tls=false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := eventlog.Connect(tc.connString, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err = eventlog.Call(ctx, conn, appendOne)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !eventlog.Unavailable(err) {
+				t.Fatalf("append over %s: %v; want an outage whose message says %q", tc.connString, err, tc.want)
+			}
+		})
 	}
 }
