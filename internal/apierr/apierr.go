@@ -11,6 +11,7 @@
 package apierr
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -64,7 +65,7 @@ func Domain(de *domain.Error) error {
 		for i, v := range de.Violations {
 			fields[i] = FieldViolation(v)
 		}
-		return Invalid(de.Message, fields...)
+		return invalid(de.Message, cmp.Or(de.Reason, domain.ReasonInvalidArgument), fields)
 	case domain.KindNotFound:
 		code = codes.NotFound
 	case domain.KindAlreadyExists:
@@ -81,13 +82,17 @@ type FieldViolation struct {
 
 // Invalid returns InvalidArgument with a BadRequest detail listing fields.
 func Invalid(msg string, fields ...FieldViolation) error {
+	return invalid(msg, domain.ReasonInvalidArgument, fields)
+}
+
+func invalid(msg, reason string, fields []FieldViolation) error {
 	br := &errdetails.BadRequest{}
 	for _, f := range fields {
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
 			Field: f.Field, Description: f.Description,
 		})
 	}
-	return withDetails(status.New(codes.InvalidArgument, msg), br, &errdetails.ErrorInfo{Reason: domain.ReasonInvalidArgument, Domain: ErrorDomain})
+	return withDetails(status.New(codes.InvalidArgument, msg), br, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})
 }
 
 // InvalidField is Invalid for a single field.

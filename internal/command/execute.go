@@ -56,9 +56,10 @@ type decision[A aggregate] func(ctx context.Context, agg A) ([]domain.Event, err
 //
 // Idempotency: a command whose events are already in the stream (same
 // meta.CommandID) returns where they were recorded, without deciding again,
-// even if the state has moved on since. A command that recorded nothing (it
-// was refused, or changed nothing) left no trace, so its replay is decided
-// afresh against the current state.
+// even if the state has moved on since; a different command (meta.Command)
+// under that ID is refused. A command that recorded nothing (it was refused,
+// or changed nothing) left no trace, so its replay is decided afresh against
+// the current state.
 //
 // Concurrency: if another writer appended since the read, the store refuses
 // the append (wrong expected version); the command is read and decided again,
@@ -116,8 +117,8 @@ func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], id str
 		if agg, history, err = load(ctx, s, k, id); err != nil {
 			return Result{}, err
 		}
-		if res, ok := recorded(history, meta.CommandID); ok {
-			return res, nil
+		if res, ok, err := recorded(history, meta); ok {
+			return res, err
 		}
 	}
 	events, err := decide(ctx, agg)
@@ -163,14 +164,31 @@ func load[A aggregate](ctx context.Context, s *Service, k kind[A], id string) (A
 	return agg, history, nil
 }
 
-// recorded finds the events commandID already wrote to a stream.
-func recorded(history []eventlog.Recorded, commandID string) (Result, bool) {
+// as names the command meta is for.
+func as(meta eventcodec.Metadata, command string) eventcodec.Metadata {
+	meta.Command = command
+	return meta
+}
+
+// recorded finds the events meta's command ID already wrote to a stream. If
+// another command wrote them, the ID was reused: answering with that
+// command's result would report a command done that never ran.
+func recorded(history []eventlog.Recorded, meta eventcodec.Metadata) (Result, bool, error) {
 	for i := len(history) - 1; i >= 0; i-- {
-		if history[i].Meta.CommandID == commandID {
-			return Result{Position: history[i].Position, Revision: history[i].Revision}, true
+		m := history[i].Meta
+		if m.CommandID != meta.CommandID {
+			continue
 		}
+		if m.Command != "" && m.Command != meta.Command {
+			return Result{}, true, &domain.Error{
+				Kind: domain.KindInvalid, Reason: domain.ReasonCommandIDReused, Message: "command_id reused",
+				Violations: []domain.FieldViolation{{Field: "command_id", Description: fmt.Sprintf(
+					"was already used by %s; a new command needs a new command_id", m.Command)}},
+			}
+		}
+		return Result{Position: history[i].Position, Revision: history[i].Revision}, true, nil
 	}
-	return Result{}, false
+	return Result{}, false, nil
 }
 
 // tip is where a stream stands.

@@ -102,7 +102,7 @@ func money(m *orderlyv1.Money) domain.Money {
 // its correlation ID, and the caller. Malformed keys come back as violations,
 // to be reported with the command's own.
 func (s *Service) requestMeta(ctx context.Context, commandID string) (eventcodec.Metadata, []domain.FieldViolation) {
-	bad := checkKey("command_id", commandID)
+	bad := checkCommandID(commandID)
 	if commandID == "" {
 		commandID = uuid.NewString()
 	}

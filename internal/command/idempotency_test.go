@@ -1,6 +1,8 @@
 package command_test
 
 import (
+	"github.com/orderly/orderly/internal/domain"
+	"google.golang.org/grpc/codes"
 	"sync"
 	"testing"
 
@@ -105,6 +107,31 @@ func TestConcurrentDuplicates(t *testing.T) {
 	}
 	if h := env.History(t, eventlog.OrderStream(resps[0].OrderId)); len(h) != 1 || h[0].Position != resps[0].Position {
 		t.Fatalf("order stream holds %d events; want the one at %d", len(h), resps[0].Position)
+	}
+}
+
+// TestCommandIDReusedByAnotherCommand: a command_id names one command; a
+// different command sent under it is refused, naming the field, rather than
+// answered with the first command's result as if it had run.
+func TestCommandIDReusedByAnotherCommand(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	cust := env.RegisterCustomer(t, 1_000)
+	placed, err := env.API.PlaceOrder(ctx(t), &orderlyv1.PlaceOrderRequest{CommandId: "order-42", CustomerId: cust, Lines: []*orderlyv1.OrderLine{{Sku: "A", Quantity: 1, UnitPrice: usd(10)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := env.Head(t)
+	_, err = env.API.CancelOrder(ctx(t), &orderlyv1.CancelOrderRequest{CommandId: "order-42", OrderId: placed.OrderId})
+	wantStatus(t, err, codes.InvalidArgument, domain.ReasonCommandIDReused, "command_id")
+	if got := env.Head(t); got != head || env.Order(t, placed.OrderId).Status != domain.StatusPending {
+		t.Fatalf("the refused cancel changed something: head %d -> %d, order %v", head, got, env.Order(t, placed.OrderId).Status)
+	}
+	if _, err := env.API.CancelOrder(ctx(t), &orderlyv1.CancelOrderRequest{CommandId: "cancel-42", OrderId: placed.OrderId}); err != nil {
+		t.Fatal(err)
+	}
+	if h := env.History(t, eventlog.OrderStream(placed.OrderId)); h[0].Meta.Command != "PlaceOrder" || h[1].Meta.Command != "CancelOrder" {
+		t.Fatalf("events record commands %q, %q; want PlaceOrder, CancelOrder", h[0].Meta.Command, h[1].Meta.Command)
 	}
 }
 

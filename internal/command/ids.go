@@ -16,7 +16,7 @@ import (
 var namespace = uuid.MustParse("d9303a9e-bf92-4a3c-83ff-d9c55bb8238c")
 
 // derive names a UUIDv5 after parts. Command IDs may not contain control
-// characters (see checkCommandID), so NUL-separated parts cannot collide.
+// characters (see checkKey), so NUL-separated parts cannot collide.
 func derive(parts ...string) uuid.UUID {
 	return uuid.NewSHA1(namespace, []byte(strings.Join(parts, "\x00")))
 }
@@ -31,6 +31,26 @@ func orderIDFor(commandID string) string    { return derive("order", commandID).
 // racing each other cannot both write.
 func eventID(commandID, stream string, index int) uuid.UUID {
 	return derive("event", commandID, stream, strconv.Itoa(index))
+}
+
+// stepPrefix starts the command IDs of the credit saga's steps, and no
+// client's: a client command under a step's ID would make the saga take
+// that step for done (or refused) and leave its order undecided.
+const stepPrefix = "saga:"
+
+// StepCommandID is the command ID of a saga step: the step and the ID of
+// the event that triggered it, so a redelivered trigger repeats the ID.
+func StepCommandID(step string, trigger uuid.UUID) string {
+	return stepPrefix + step + ":" + trigger.String()
+}
+
+// checkCommandID validates a client's command ID: a key (checkKey) outside
+// the saga's.
+func checkCommandID(s string) []domain.FieldViolation {
+	if strings.HasPrefix(s, stepPrefix) {
+		return []domain.FieldViolation{{Field: "command_id", Description: fmt.Sprintf("must not start with %q: the credit saga's commands use it", stepPrefix)}}
+	}
+	return checkKey("command_id", s)
 }
 
 // checkKey validates a client-chosen key (a command or correlation ID): at

@@ -2,6 +2,7 @@ package command_test
 
 import (
 	"context"
+	"github.com/google/uuid"
 	"strings"
 	"testing"
 
@@ -65,6 +66,12 @@ func TestValidation(t *testing.T) {
 		}, []string{"order_id", "reason"}},
 		{"cancel: control characters in command id", func(ctx context.Context) error {
 			_, err := api.CancelOrder(ctx, &orderlyv1.CancelOrderRequest{CommandId: "a\tb", OrderId: order})
+			return err
+		}, []string{"command_id"}},
+		{"change limit: a saga step's command id", func(ctx context.Context) error {
+			_, err := api.ChangeCreditLimit(ctx, &orderlyv1.ChangeCreditLimitRequest{
+				CommandId: command.StepCommandID("reserve-credit", uuid.New()), CustomerId: cust, CreditLimit: usd(2_000),
+			})
 			return err
 		}, []string{"command_id"}},
 		{"correlation id too long", func(ctx context.Context) error {

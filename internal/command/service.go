@@ -89,7 +89,7 @@ func New(conn *eventlog.Conn, log *slog.Logger, opts Options) (*Service, error) 
 // ReserveCredit holds an order's amount on its customer, or records that it
 // does not fit (CreditLimitExceeded).
 func (s *Service) ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, customers, cmd.CustomerID, meta, func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ReserveCredit"), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.ReserveCredit(cmd)
 	})
 }
@@ -97,21 +97,21 @@ func (s *Service) ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, m
 // ReleaseCredit gives an order's reservation back; without one it does
 // nothing.
 func (s *Service) ReleaseCredit(ctx context.Context, cmd domain.ReleaseCredit, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, customers, cmd.CustomerID, meta, func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ReleaseCredit"), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.ReleaseCredit(cmd)
 	})
 }
 
 // ApproveOrder approves a pending order whose credit is reserved.
 func (s *Service) ApproveOrder(ctx context.Context, orderID string, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, orders, orderID, meta, func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
+	return execute(ctx, s, orders, orderID, as(meta, "ApproveOrder"), func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
 		return o.Approve()
 	})
 }
 
 // RejectOrder rejects a pending order whose credit could not be reserved.
 func (s *Service) RejectOrder(ctx context.Context, orderID, reason string, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, orders, orderID, meta, func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
+	return execute(ctx, s, orders, orderID, as(meta, "RejectOrder"), func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
 		return o.Reject(reason)
 	})
 }
@@ -120,13 +120,13 @@ func (s *Service) RejectOrder(ctx context.Context, orderID, reason string, meta 
 // mapped and validated.
 
 func (s *Service) registerCustomer(ctx context.Context, cmd domain.RegisterCustomer, meta eventcodec.Metadata) (Result, error) {
-	return create(ctx, s, customers, cmd.CustomerID, meta, func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return create(ctx, s, customers, cmd.CustomerID, as(meta, "RegisterCustomer"), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.Register(cmd)
 	})
 }
 
 func (s *Service) changeCreditLimit(ctx context.Context, cmd domain.ChangeCreditLimit, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, customers, cmd.CustomerID, meta, func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ChangeCreditLimit"), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.ChangeCreditLimit(cmd)
 	})
 }
@@ -137,7 +137,7 @@ func (s *Service) changeCreditLimit(ctx context.Context, cmd domain.ChangeCredit
 // reservation time. That is also why a recent read of the customer will do
 // (see recentCustomers).
 func (s *Service) placeOrder(ctx context.Context, cmd domain.PlaceOrder, meta eventcodec.Metadata) (Result, error) {
-	return create(ctx, s, orders, cmd.OrderID, meta, func(ctx context.Context, o *domain.Order) ([]domain.Event, error) {
+	return create(ctx, s, orders, cmd.OrderID, as(meta, "PlaceOrder"), func(ctx context.Context, o *domain.Order) ([]domain.Event, error) {
 		customer, ok := s.recent.get(cmd.CustomerID, time.Now())
 		if !ok {
 			readAt := time.Now()
@@ -152,7 +152,7 @@ func (s *Service) placeOrder(ctx context.Context, cmd domain.PlaceOrder, meta ev
 }
 
 func (s *Service) cancelOrder(ctx context.Context, cmd domain.CancelOrder, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, orders, cmd.OrderID, meta, func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
+	return execute(ctx, s, orders, cmd.OrderID, as(meta, "CancelOrder"), func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
 		return o.Cancel(cmd)
 	})
 }

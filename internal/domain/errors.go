@@ -52,6 +52,7 @@ const (
 	ReasonOrderAlreadyCancelled = "ORDER_ALREADY_CANCELLED"
 	ReasonOrderRejected         = "ORDER_REJECTED"
 	ReasonAmountOverflow        = "AMOUNT_OVERFLOW"
+	ReasonCommandIDReused       = "COMMAND_ID_REUSED"
 )
 
 // FieldViolation names one malformed field, with the API's field path

@@ -31,6 +31,10 @@ type Metadata struct {
 	CausationID string `json:"causation_id,omitempty"`
 	// CommandID is the idempotency key of the command that wrote the event.
 	CommandID string `json:"command_id,omitempty"`
+	// Command names that command (PlaceOrder, ReserveCredit, ...): a command
+	// ID stands for one command, and a different one reusing it is refused.
+	// Events written before it was recorded have none.
+	Command string `json:"command,omitempty"`
 	// Actor identifies the authenticated caller, when there is one.
 	Actor string `json:"actor,omitempty"`
 }

@@ -49,7 +49,11 @@ type Recorded struct {
 	Position   uint64 // commit position in the global log
 	RecordedAt time.Time
 	Meta       eventcodec.Metadata // Meta.Schema is the version it was stored with
-	Event      domain.Event
+	// Event is nil when the type is one this build does not know (a newer
+	// release wrote it): folds ignore it, so old binaries read new streams,
+	// and Stored keeps its payload as written.
+	Event  domain.Event
+	Stored []byte
 }
 
 // Decode turns a client record into a domain event. The error names the
@@ -64,7 +68,11 @@ func Decode(reg *eventcodec.Registry, rec *esdb.RecordedEvent) (Recorded, error)
 		RecordedAt: rec.CreatedDate,
 	}
 	var err error
-	if out.Meta, err = eventcodec.DecodeMetadata(rec.UserMetadata); err == nil {
+	out.Meta, err = eventcodec.DecodeMetadata(rec.UserMetadata)
+	switch {
+	case err == nil && !reg.Known(rec.EventType):
+		out.Stored = rec.Data
+	case err == nil:
 		out.Event, err = reg.Decode(rec.EventType, out.Meta.Schema, rec.Data)
 	}
 	if err != nil {

@@ -68,10 +68,14 @@ func (s *Service) GetOrderHistory(ctx context.Context, req *orderlyv1.GetOrderHi
 
 func (s *Service) historyEvent(r eventlog.Recorded) (*orderlyv1.HistoryEvent, error) {
 	// Recorded holds the decoded event; serving the current schema's JSON of
-	// it is exactly "the payload upcast", without a second decode.
-	_, schema, payload, err := s.reg.Encode(r.Event)
-	if err != nil {
-		return nil, err
+	// it is exactly "the payload upcast", without a second decode. An event
+	// of a type this build does not know is served as it was stored.
+	schema, payload := r.Meta.Schema, r.Stored
+	if r.Event != nil {
+		var err error
+		if _, schema, payload, err = s.reg.Encode(r.Event); err != nil {
+			return nil, err
+		}
 	}
 	return &orderlyv1.HistoryEvent{
 		EventId:             r.EventID.String(),

@@ -169,6 +169,32 @@ func TestHistoryAndAsOf(t *testing.T) {
 	})
 }
 
+// TestHistoryKeepsEventsOfANewerRelease: an event type this build does not
+// know (a newer release wrote it) is served as stored, and folds pass over it.
+func TestHistoryKeepsEventsOfANewerRelease(t *testing.T) {
+	e := start(t, sqliteStore(t))
+	order, customer := id(2, 8), id(1, 8)
+	e.appendEvents(order, e.encode(domain.OrderPlaced{OrderID: order, CustomerID: customer, Total: usd(100)}))
+	e.appendEvents(order, esdb.EventData{
+		EventID: uuid.New(), EventType: "orderly.OrderGiftWrapped", ContentType: esdb.ContentTypeJson,
+		Data: []byte(`{"paper":"gold"}`), Metadata: []byte(`{"schema":3,"command_id":"wrap-1"}`),
+	})
+	e.appendEvents(order, e.encode(domain.OrderApproved{OrderID: order, CustomerID: customer}))
+
+	resp, err := e.client.GetOrderHistory(e.ctx, &orderlyv1.GetOrderHistoryRequest{OrderId: order})
+	if err != nil || len(resp.Events) != 3 {
+		t.Fatalf("history = %v, %v; want 3 events", resp, err)
+	}
+	if got := resp.Events[1]; got.Type != "orderly.OrderGiftWrapped" || got.PayloadJson != `{"paper":"gold"}` ||
+		got.SchemaVersion != 3 || got.StoredSchemaVersion != 3 || got.CommandId != "wrap-1" {
+		t.Fatalf("unknown event served as %v", got)
+	}
+	at, err := e.client.GetOrderAt(e.ctx, &orderlyv1.GetOrderAtRequest{OrderId: order, Point: &orderlyv1.GetOrderAtRequest_Revision{Revision: 2}})
+	if err != nil || at.GetOrder().GetStatus() != orderlyv1.OrderStatus_ORDER_STATUS_APPROVED || at.GetOrder().GetRevision() != 2 {
+		t.Fatalf("order at revision 2 = %v, %v; want APPROVED", at, err)
+	}
+}
+
 // TestWatchOrder: a watcher gets the current view, then each change once the
 // projection has stored it, and ends cleanly on cancel.
 func TestWatchOrder(t *testing.T) {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
 )
 
-// Step names; with the triggering event's ID they make the command ID.
+// Step names; with the triggering event's ID they make the command ID
+// (command.StepCommandID).
 const (
 	stepReserve = "reserve-credit"
 	stepApprove = "approve-order"
@@ -56,7 +58,7 @@ func (s *Saga) handle(ctx context.Context, rec eventlog.Recorded) error {
 // ID, the triggering event as its cause, and the flow's correlation.
 func meta(rec eventlog.Recorded, step string) eventcodec.Metadata {
 	return eventcodec.Metadata{
-		CommandID:     step + ":" + rec.EventID.String(),
+		CommandID:     command.StepCommandID(step, rec.EventID),
 		CausationID:   rec.EventID.String(),
 		CorrelationID: rec.Meta.CorrelationID,
 	}

@@ -154,8 +154,9 @@ func New(conn *eventlog.Conn, commands *command.Service, log *slog.Logger, opts 
 }
 
 // Position is the commit position up to which the saga has handled the log:
-// every event of its interest at or below it has been acted upon. Tests and
-// the all-in-one use it to wait for the saga.
+// every event of its interest at or below it has been acted upon, or logged
+// and skipped (undecodable, or its step refused). Tests and the all-in-one
+// use it to wait for the saga.
 func (s *Saga) Position() uint64 { return s.position.Load() }
 
 // Run follows the log from the saga's checkpoint until ctx is done, then
@@ -257,9 +258,12 @@ func (s *Saga) advance(p esdb.Position) {
 	s.metrics.position.Set(float64(p.Commit))
 }
 
-// handleRecorded decodes and handles one event. Only store failures are
-// returned (the step is then retried); an event that cannot be decoded would
-// fail every time, so it is logged and skipped.
+// handleRecorded decodes and handles one event. An event that cannot be
+// decoded would fail every time, so it is logged and skipped, as is a step
+// the domain refuses (refusalIsFinal). Other failures are returned and the
+// step retried: the store's, a conflict that outlived its retries, or an
+// aggregate this build cannot fold (a newer schema: the saga waits for the
+// upgrade rather than skip a credit step).
 func (s *Saga) handleRecorded(ctx context.Context, raw *esdb.RecordedEvent) error {
 	rec, err := eventlog.Decode(s.reg, raw)
 	if err != nil {
@@ -363,7 +367,10 @@ func (s *Saga) saveCheckpoint(ctx context.Context) error {
 // backoff is a capped exponential delay with jitter (half fixed, half
 // random), so many sagas dropped together do not come back together.
 func backoff(lo, hi time.Duration, failures int) time.Duration {
-	d := min(lo<<min(failures-1, 30), hi)
+	d := hi
+	if shift := min(failures-1, 30); lo <= hi>>shift { // lo<<shift neither overflows nor passes hi
+		d = lo << shift
+	}
 	return d/2 + rand.N(d/2+1)
 }
 

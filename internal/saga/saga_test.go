@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/command/commandtest"
@@ -220,6 +222,28 @@ func TestRehandlingWritesNothing(t *testing.T) {
 	}
 	if after := streamEvents(t, env, orders); after != before {
 		t.Fatalf("re-handling the log wrote %d events", after-before)
+	}
+}
+
+// TestNewerReleasesEventsDoNotStall: a customer stream holding an event of a
+// type this build does not know (a newer release wrote it, mid-upgrade) is
+// still folded, so that customer's orders and everyone else's are decided.
+func TestNewerReleasesEventsDoNotStall(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	renamed, other := env.RegisterCustomer(t, 10_000), env.RegisterCustomer(t, 10_000)
+	if _, err := env.Store.AppendToStream(ctx(t), eventlog.CustomerStream(renamed), esdb.AppendToStreamOptions{}, esdb.EventData{
+		EventType: "orderly.CustomerRenamed", ContentType: esdb.ContentTypeJson, Data: []byte(`{"name":"Ada King"}`),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	orders := []placed{place(t, env, renamed, 1_000), place(t, env, other, 1_000)}
+	startSaga(t, env, saga.Options{})
+	eventually(t, converge, func() (bool, string) { return settled(t, env, orders) })
+	for _, o := range orders {
+		if st := env.Order(t, o.id).Status; st != domain.StatusApproved {
+			t.Errorf("order %s is %v; want APPROVED", o.id, st)
+		}
 	}
 }
 

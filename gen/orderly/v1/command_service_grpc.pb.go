@@ -30,7 +30,11 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // CommandService is the write side. Every command is idempotent by command_id:
-// sending the same command_id again returns the first result and writes nothing.
+// once a command has written its events, sending it again with the same
+// command_id returns the first result and writes nothing. A command_id names
+// one command: another command sent under it is refused (INVALID_ARGUMENT,
+// reason COMMAND_ID_REUSED). A command that wrote nothing (it was refused, or
+// changed nothing) left no record, so sending it again decides it afresh.
 // Every response carries `position`, the commit position of the last event the
 // command wrote; pass it as `min_position` to a query to read your own write.
 type CommandServiceClient interface {
@@ -99,7 +103,11 @@ func (c *commandServiceClient) CancelOrder(ctx context.Context, in *CancelOrderR
 // for forward compatibility.
 //
 // CommandService is the write side. Every command is idempotent by command_id:
-// sending the same command_id again returns the first result and writes nothing.
+// once a command has written its events, sending it again with the same
+// command_id returns the first result and writes nothing. A command_id names
+// one command: another command sent under it is refused (INVALID_ARGUMENT,
+// reason COMMAND_ID_REUSED). A command that wrote nothing (it was refused, or
+// changed nothing) left no record, so sending it again decides it afresh.
 // Every response carries `position`, the commit position of the last event the
 // command wrote; pass it as `min_position` to a query to read your own write.
 type CommandServiceServer interface {
