@@ -409,6 +409,34 @@ func TestRebuildInterrupted(t *testing.T) {
 	})
 }
 
+// TestRebuildSwitchOutlastsTheStoreTimeout: on SQLite the switch builds the
+// shadow's indexes, which on a large view takes longer than one store call
+// may; the rebuild still switches (scaled down here: 20,000 orders against a
+// 50 ms store timeout stand in for millions against 30 s).
+func TestRebuildSwitchOutlastsTheStoreTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("appends 60,000 events")
+	}
+	client, conn := connect(t, estest.Start(t))
+	store := openSQLite(t)
+	last := workload(newWriter(t, client), "", 500, 20_000)
+	live := runProjector(t, conn, store, projection.Options{})
+	waitFor(t, store, live.notifier, last)
+	live.stop()
+	before, _ := store.State(testCtx(t, 5*time.Second), views.Orders)
+
+	rb, err := projection.New(conn, store, quietLog(), projection.Options{BatchSize: 500, StoreTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.Rebuild(testCtx(t, time.Minute), views.Orders); err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	if st, _ := store.State(testCtx(t, 5*time.Second), views.Orders); st.Live == before.Live || st.Building != 0 {
+		t.Fatalf("after the rebuild: %+v; want a new live version (was %d)", st, before.Live)
+	}
+}
+
 // serveStore serves an on-disk event store at addr ("127.0.0.1:0" for any
 // port) and returns its address and a function that stops it.
 func serveStore(t *testing.T, dir, addr string) (string, func()) {
