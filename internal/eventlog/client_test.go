@@ -80,3 +80,40 @@ func TestConnHintsAtATLSMismatch(t *testing.T) {
 		})
 	}
 }
+
+func TestAllHead(t *testing.T) {
+	t.Parallel()
+	conn, err := eventlog.Connect(estest.Start(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type head struct {
+		pos esdb.Position
+		ok  bool
+	}
+	read := func() head {
+		h, err := eventlog.Call(ctx, conn, func(ctx context.Context, c *esdb.Client) (head, error) {
+			pos, ok, err := eventlog.AllHead(ctx, c)
+			return head{pos, ok}, err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := read(); h.ok {
+		t.Fatalf("head of an empty store = %+v; want none", h)
+	}
+	var last *esdb.WriteResult
+	for range 3 {
+		if last, err = eventlog.Call(ctx, conn, appendOne); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := read(); !h.ok || h.pos.Commit != last.CommitPosition {
+		t.Fatalf("head = %+v; want the last append's position %d", h, last.CommitPosition)
+	}
+}

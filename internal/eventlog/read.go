@@ -51,6 +51,24 @@ func readErr(stream string, err error) error {
 	return fmt.Errorf("read %s: %w", stream, err)
 }
 
+// AllHead returns the position of the last event in the store; ok is false
+// when the store is empty.
+func AllHead(ctx context.Context, c *esdb.Client) (pos esdb.Position, ok bool, err error) {
+	rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err != nil {
+		return esdb.Position{}, false, fmt.Errorf("read $all: %w", err)
+	}
+	defer rs.Close()
+	ev, err := rs.Recv()
+	if errors.Is(err, io.EOF) {
+		return esdb.Position{}, false, nil
+	}
+	if err != nil {
+		return esdb.Position{}, false, fmt.Errorf("read $all: %w", err)
+	}
+	return ev.OriginalEvent().Position, true, nil
+}
+
 // Head returns the commit position of stream's last event. A missing stream
 // is ErrStreamNotFound.
 func Head(ctx context.Context, c *esdb.Client, stream string) (uint64, error) {

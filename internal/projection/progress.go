@@ -2,7 +2,6 @@ package projection
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,19 +71,8 @@ func (h *headCache) get(ctx context.Context, conn *eventlog.Conn, timeout time.D
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pos, err := eventlog.Call(ctx, conn, func(ctx context.Context, c *esdb.Client) (uint64, error) {
-		stream, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
-		if err != nil {
-			return 0, err
-		}
-		defer stream.Close()
-		ev, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return 0, nil // an empty store
-		}
-		if err != nil {
-			return 0, err
-		}
-		return ev.OriginalEvent().Position.Commit, nil
+		p, _, err := eventlog.AllHead(ctx, c) // an empty store is at 0
+		return p.Commit, err
 	})
 	if err == nil {
 		h.pos, h.ok = pos, true

@@ -78,16 +78,28 @@ func (h *hub) notify(orderID string, pos uint64) {
 // after a drop from the last position seen, with capped backoff.
 func (h *hub) run(ctx context.Context) error {
 	defer close(h.done)
-	var from esdb.AllPosition = esdb.End{}
+	var from esdb.AllPosition // the last position seen, once there is one
 	backoff := 50 * time.Millisecond
 	var once sync.Once
 	for {
-		last, err := h.follow(ctx, from, func() { once.Do(func() { close(h.ready) }) })
+		start := from
+		if start == nil {
+			// Not End: a subscription dropped before its first event or
+			// checkpoint would resume at the new end and never announce
+			// what was appended meanwhile.
+			start = h.head(ctx)
+		}
+		last, err := h.follow(ctx, start, func() { once.Do(func() { close(h.ready) }) })
 		if ctx.Err() != nil {
 			return nil
 		}
-		if last != nil {
+		switch {
+		case last != nil:
 			from, backoff = *last, 50*time.Millisecond
+		default:
+			if _, atEnd := start.(esdb.End); !atEnd {
+				from = start
+			}
 		}
 		h.log.Warn("order watch subscription dropped; resubscribing", "err", err, "backoff", backoff.String())
 		select {
@@ -98,6 +110,28 @@ func (h *hub) run(ctx context.Context) error {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// head is where a subscription following the store from now starts: after
+// its last event, at the start of an empty store, or (the store not
+// answering) at its end.
+func (h *hub) head(ctx context.Context) esdb.AllPosition {
+	ctx, cancel := context.WithTimeout(ctx, headTimeout)
+	defer cancel()
+	from, err := eventlog.Call(ctx, h.store, func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) {
+		p, ok, err := eventlog.AllHead(ctx, c)
+		if !ok {
+			return esdb.Start{}, err
+		}
+		return p, err
+	})
+	if err != nil {
+		return esdb.End{}
+	}
+	return from
+}
+
+// headTimeout bounds head's read; the subscription after it retries anyway.
+const headTimeout = 5 * time.Second
 
 // follow serves one subscription, calling confirmed once it is; it returns
 // the last position seen.
