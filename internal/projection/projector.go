@@ -40,8 +40,9 @@ type Options struct {
 	// BatchSize is the most events applied in one batch (default 1000).
 	BatchSize int
 	// BatchWait is the longest a batch waits, after its first event, for
-	// more before it is written (default 20ms): the projector's added
-	// latency when events trickle in. Under load batches fill before.
+	// more before it is written (default 20ms; negative: no wait, a batch
+	// takes what has already arrived): the projector's added latency when
+	// events trickle in. Under load batches fill before.
 	BatchWait time.Duration
 	// Partitions is how many partitions decode and fold a batch in
 	// parallel (default GOMAXPROCS).
@@ -102,8 +103,8 @@ func New(conn *eventlog.Conn, store views.Store, log *slog.Logger, opts Options)
 	if opts.Codec == nil {
 		opts.Codec = eventcodec.Default()
 	}
-	if opts.BatchSize < 1 || opts.Partitions < 1 || opts.BatchWait < 0 || opts.StoreTimeout < 0 || opts.EventStoreTimeout < 0 {
-		return nil, fmt.Errorf("projection: batch size and partitions must be positive, durations not negative: %+v", opts)
+	if opts.BatchSize < 1 || opts.Partitions < 1 || opts.StoreTimeout < 0 || opts.EventStoreTimeout < 0 {
+		return nil, fmt.Errorf("projection: batch size and partitions must be positive, timeouts not negative: %+v", opts)
 	}
 	return &Projector{conn: conn, store: store, log: log, opts: opts, metrics: newMetrics(opts.Registerer)}, nil
 }

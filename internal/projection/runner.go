@@ -402,7 +402,7 @@ const idleTick = 250 * time.Millisecond
 
 // collect gathers one batch: it waits for a first item, then takes more
 // until the batch is full or BatchWait has passed since the first. With a
-// BatchWait of 0 it takes only what has already arrived. When idle is set
+// negative BatchWait it takes only what has already arrived. When idle is set
 // it gives up waiting for a first item after idleTick, with an empty batch.
 func (f *follower) collect(ctx context.Context, in <-chan item, idle bool) (pending, error) {
 	var b pending

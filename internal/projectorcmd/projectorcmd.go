@@ -44,9 +44,19 @@ func (c *common) register(fs *flag.FlagSet, batchSize int) {
 	fs.StringVar(&c.eventstore, "eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
 	c.store.RegisterFlags(fs)
 	fs.IntVar(&c.opts.BatchSize, "batch-size", batchSize, "most events applied in one batch")
-	fs.DurationVar(&c.opts.BatchWait, "batch-wait", 20*time.Millisecond, "longest a batch waits for more events after its first")
+	fs.DurationVar(&c.opts.BatchWait, "batch-wait", 20*time.Millisecond, "longest a batch waits for more events after its first (0: none)")
 	fs.DurationVar(&c.opts.StoreTimeout, "store-timeout", 30*time.Second, "deadline of each view store call (retried on failure)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// projectionOptions are the flags' options; -batch-wait 0 means no wait,
+// which projection.Options spells negative (its zero is the default).
+func (c *common) projectionOptions() projection.Options {
+	opts := c.opts
+	if opts.BatchWait == 0 {
+		opts.BatchWait = -1
+	}
+	return opts
 }
 
 // start makes the logger, connects to the event store and
@@ -100,7 +110,7 @@ func Run(ctx context.Context, args []string) error {
 
 	metrics := serve.NewMetrics()
 	c.opts.Registerer = metrics.Registry
-	p, err := projection.New(conn, store, log, c.opts)
+	p, err := projection.New(conn, store, log, c.projectionOptions())
 	if err != nil {
 		return err
 	}
@@ -159,7 +169,7 @@ func Rebuild(ctx context.Context, args []string) error {
 	defer store.Close()
 
 	c.opts.Progress = projection.ProgressPrinter(os.Stderr, isTerminal(os.Stderr), log)
-	p, err := projection.New(conn, store, log, c.opts)
+	p, err := projection.New(conn, store, log, c.projectionOptions())
 	if err != nil {
 		return err
 	}

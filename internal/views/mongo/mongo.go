@@ -352,9 +352,7 @@ func (s *Store) apply(ctx context.Context, t views.Target, b views.Batch) error 
 	}
 	res, err := s.state.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: string(t.View)}, {Key: field, Value: int64(t.Version)}},
-		// $max: a second writer of the version (another projector replica)
-		// a batch behind must not move the checkpoint back.
-		bson.D{{Key: "$max", Value: bson.D{{Key: field + "_checkpoint", Value: int64(b.Checkpoint)}}}})
+		bson.D{{Key: "$set", Value: bson.D{{Key: field + "_checkpoint", Value: int64(b.Checkpoint)}}}})
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}

@@ -349,9 +349,7 @@ func (s *Store) Apply(ctx context.Context, t views.Target, b views.Batch) error 
 		if err := insertDeadLetters(ctx, tx, name+stored.DeadLetterSuffix, b.DeadLetters); err != nil {
 			return err
 		}
-		// max: a second writer of the version (another projector replica)
-		// a batch behind must not move the checkpoint back.
-		_, err = tx.ExecContext(ctx, `UPDATE views_state SET `+column+` = max(`+column+`, ?) WHERE view = ?`, b.Checkpoint, string(t.View))
+		_, err = tx.ExecContext(ctx, `UPDATE views_state SET `+column+` = ? WHERE view = ?`, b.Checkpoint, string(t.View))
 		return err
 	})
 	if err != nil {
