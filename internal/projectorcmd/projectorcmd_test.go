@@ -49,7 +49,9 @@ func TestRunAndRebuild(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- projectorcmd.Main(ctx, []string{"-metrics-listen", metrics, "-log-level", "warn", "-batch-wait", "0"}) }()
+	go func() {
+		done <- projectorcmd.Main(ctx, []string{"-metrics-listen", metrics, "-log-level", "warn", "-batch-wait", "0"})
+	}()
 
 	appendEvent(t, client, eventlog.CustomerStream("c1"), domain.CustomerRegistered{
 		CustomerID: "c1", Name: "Ada", Email: "ada@example.com", CreditLimit: domain.Money{Currency: "USD", Minor: 100}})
