@@ -25,7 +25,7 @@ func run(ctx context.Context, args []string) error {
 	httpListen := fs.String("http-listen", "127.0.0.1:8082", `REST gateway listen address ("" disables it)`)
 	eventstore := fs.String("eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
 	tokenKey := fs.String("page-token-key", "", "secret sealing page tokens; replicas must share it (empty: random per process)")
-	maxWait := fs.Duration("max-wait", 10*time.Second, "longest min_position wait for a call without a deadline")
+	maxWait := fs.Duration("max-wait", 10*time.Second, "longest min_position wait, and a watch's wait for its first answer, for a call without a deadline")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	var vc viewstore.Config
 	vc.RegisterFlags(fs)

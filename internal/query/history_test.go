@@ -255,6 +255,28 @@ func TestWatchOrder(t *testing.T) {
 	})
 }
 
+// TestWatchOrderViewsBehind: while the views do not reach the order's last
+// event, a watch without a deadline is answered DeadlineExceeded after
+// max-wait (1s here) rather than left without a first message.
+func TestWatchOrderViewsBehind(t *testing.T) {
+	e := start(t, sqliteStore(t))
+	order := id(2, 9)
+	e.appendEvents(order, e.encode(domain.OrderPlaced{OrderID: order, CustomerID: id(1, 9), Total: usd(100)})) // never projected
+	began := time.Now()
+	// Cancelled, not given a deadline (which the server would see): only
+	// so that a regression fails instead of hanging.
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer time.AfterFunc(10*time.Second, cancel).Stop()
+	defer cancel()
+	stream, err := e.client.WatchOrder(ctx, &orderlyv1.WatchOrderRequest{OrderId: order})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.DeadlineExceeded || time.Since(began) > 10*time.Second {
+		t.Fatalf("watch with the views behind: %v after %v; want DeadlineExceeded after about 1s", err, time.Since(began))
+	}
+}
+
 // TestWatchOrderChangedBeforeTheWatch: a change recorded before the watch
 // began, and not yet in the views, was announced to no one; the watch must
 // still show it, waiting for the views rather than serving the stale state.

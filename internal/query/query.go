@@ -31,7 +31,8 @@ type Options struct {
 	// Notifier wakes read-your-writes waits at once when the projector runs
 	// in this process; nil makes them poll the view store with backoff.
 	Notifier *views.Notifier
-	// MaxWait bounds a min_position wait when the call has no deadline.
+	// MaxWait bounds a min_position wait, and a watch's wait for its first
+	// answer, when the call has no deadline.
 	MaxWait time.Duration
 	Log     *slog.Logger
 }

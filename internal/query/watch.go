@@ -178,14 +178,23 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 	if err := s.await(ctx, req.GetMinPosition()); err != nil {
 		return err
 	}
+	// The first answer is bounded as a min_position wait is: a client that
+	// set no deadline learns within max-wait that the store or the views are
+	// not answering, rather than wait without a word.
+	first := ctx
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		first, cancel = context.WithTimeout(ctx, s.maxWait)
+		defer cancel()
+	}
 	// With the hub subscribed, every change after registration is announced;
 	// one announced and also read first is skipped by revision.
 	select {
 	case <-s.hub.ready:
 	case <-s.hub.done:
 		return status.Error(codes.Unavailable, "server is shutting down; watch again")
-	case <-ctx.Done(): // the store is unreachable and the client gave up
-		return apierr.From(ctx, s.log, ctx.Err(), "watch order: waiting for the event store")
+	case <-first.Done(): // the store is unreachable
+		return apierr.From(first, s.log, first.Err(), "watch order: waiting for the event store")
 	}
 	w := s.hub.add(id)
 	defer s.hub.remove(id, w)
@@ -211,13 +220,16 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 	// A change recorded before the watch was registered was announced to
 	// no one, and the views may not show it yet: the first read waits for
 	// the views to reach the order's last event.
-	head, err := s.orderHead(ctx, id)
+	head, err := s.orderHead(first, id)
 	if err != nil {
 		return err
 	}
-	if _, err := views.WaitCheckpoint(ctx, s.views, s.notifier, head); err != nil {
-		if ctx.Err() != nil {
+	if seen, err := views.WaitCheckpoint(first, s.views, s.notifier, head); err != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil
+		case first.Err() != nil:
+			return status.Errorf(codes.DeadlineExceeded, "views have not reached the order's last event at %d yet (they are at %d); watch again later", head, seen)
 		}
 		return s.viewErr(ctx, err, "watch order")
 	}
