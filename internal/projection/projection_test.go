@@ -369,20 +369,32 @@ func TestRebuildWhileQuerying(t *testing.T) {
 	})
 }
 
+// projectedHistory writes a history to a new event store and projects it
+// into store with a live projector, which it then stops. It returns the
+// connection, the history's last position and the orders view's state.
+func projectedHistory(t *testing.T, store views.Store) (*eventlog.Conn, uint64, views.State) {
+	t.Helper()
+	client, conn := connect(t, estest.Start(t))
+	w := newWriter(t, client)
+	workload(w, "", 3, 12)
+	last := script(w)
+	live := runProjector(t, conn, store, projection.Options{})
+	waitFor(t, store, live.notifier, last)
+	live.stop()
+	st, err := store.State(testCtx(t, 5*time.Second), views.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, last, st
+}
+
 // TestRebuildInterrupted stops a rebuild midway: the live views stay as they
 // were, and the next rebuild completes.
 func TestRebuildInterrupted(t *testing.T) {
 	forEachAdapter(t, func(t *testing.T, open func(*testing.T) views.Store) {
-		client, conn := connect(t, estest.Start(t))
 		store := open(t)
-		w := newWriter(t, client)
-		workload(w, "", 3, 12)
-		last := script(w)
-		live := runProjector(t, conn, store, projection.Options{})
-		waitFor(t, store, live.notifier, last)
-		live.stop()
+		conn, last, before := projectedHistory(t, store)
 		want := snap(t, store)
-		before, _ := store.State(testCtx(t, 5*time.Second), views.Orders)
 
 		ctx, cancel := context.WithCancel(testCtx(t, time.Minute))
 		rb, err := projection.New(conn, store, quietLog(), projection.Options{BatchSize: 4, Progress: func(p projection.Progress) {
@@ -421,15 +433,8 @@ func TestRebuildSwitchTroubles(t *testing.T) {
 		"old version not dropped":  func(s views.Store) views.Store { return leftSwitch{s} },
 	} {
 		t.Run(name, func(t *testing.T) {
-			client, conn := connect(t, estest.Start(t))
 			store := openSQLite(t)
-			w := newWriter(t, client)
-			workload(w, "", 3, 12)
-			last := script(w)
-			live := runProjector(t, conn, store, projection.Options{})
-			waitFor(t, store, live.notifier, last)
-			live.stop()
-			before, _ := store.State(testCtx(t, 5*time.Second), views.Orders)
+			conn, _, before := projectedHistory(t, store)
 
 			rb, err := projection.New(conn, wrap(store), quietLog(), projection.Options{StoreTimeout: timeout})
 			if err != nil {
