@@ -93,13 +93,10 @@ func (h *hub) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		switch {
-		case last != nil:
+		if last != nil {
 			from, backoff = *last, 50*time.Millisecond
-		default:
-			if _, atEnd := start.(esdb.End); !atEnd {
-				from = start
-			}
+		} else if _, atEnd := start.(esdb.End); !atEnd {
+			from = start
 		}
 		h.log.Warn("order watch subscription dropped; resubscribing", "err", err, "backoff", backoff.String())
 		select {
