@@ -50,8 +50,9 @@ type Recorded struct {
 	RecordedAt time.Time
 	Meta       eventcodec.Metadata // Meta.Schema is the version it was stored with
 	// Event is nil when the type is one this build does not know (a newer
-	// release wrote it): folds ignore it, so old binaries read new streams,
-	// and Stored keeps its payload as written.
+	// release wrote it): folds ignore it, so old binaries read new streams.
+	// It is nil too beside Decode's error. Stored then keeps the payload as
+	// written.
 	Event  domain.Event
 	Stored []byte
 }
@@ -76,6 +77,7 @@ func Decode(reg *eventcodec.Registry, rec *esdb.RecordedEvent) (Recorded, error)
 		out.Event, err = reg.Decode(rec.EventType, out.Meta.Schema, rec.Data)
 	}
 	if err != nil {
+		out.Stored = rec.Data
 		return out, fmt.Errorf("event %s@%d (position %d): %w", rec.StreamID, rec.EventNumber, rec.Position.Commit, err)
 	}
 	return out, nil

@@ -15,8 +15,25 @@ import (
 var ErrStreamNotFound = errors.New("stream not found")
 
 // Read returns up to max decoded events of stream, forwards from revision
-// from (max 0 means all of them). A missing stream is ErrStreamNotFound.
+// from (max 0 means all of them). A missing stream is ErrStreamNotFound; an
+// event that cannot be decoded fails the read.
 func Read(ctx context.Context, c *esdb.Client, reg *eventcodec.Registry, stream string, from, max uint64) ([]Recorded, error) {
+	raw, err := ReadRaw(ctx, c, stream, from, max)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Recorded, len(raw))
+	for i, re := range raw {
+		if out[i], err = Decode(reg, re); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ReadRaw is Read without decoding, for readers that show what they cannot
+// decode rather than fail.
+func ReadRaw(ctx context.Context, c *esdb.Client, stream string, from, max uint64) ([]*esdb.RecordedEvent, error) {
 	count := max
 	if count == 0 {
 		count = ^uint64(0)
@@ -26,7 +43,7 @@ func Read(ctx context.Context, c *esdb.Client, reg *eventcodec.Registry, stream 
 		return nil, readErr(stream, err)
 	}
 	defer rs.Close()
-	var out []Recorded
+	var out []*esdb.RecordedEvent
 	for {
 		re, err := rs.Recv()
 		if errors.Is(err, io.EOF) {
@@ -35,11 +52,7 @@ func Read(ctx context.Context, c *esdb.Client, reg *eventcodec.Registry, stream 
 		if err != nil {
 			return nil, readErr(stream, err)
 		}
-		rec, err := Decode(reg, re.Event)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rec)
+		out = append(out, re.Event)
 	}
 }
 

@@ -45,21 +45,25 @@ func (s *Service) GetOrderHistory(ctx context.Context, req *orderlyv1.GetOrderHi
 			return nil, invalidToken()
 		}
 	}
-	recs, err := s.readOrder(ctx, req.GetOrderId(), cur.From, uint64(size)+1)
+	raw, err := s.readOrder(ctx, req.GetOrderId(), cur.From, uint64(size)+1)
 	if err != nil {
 		return nil, err
 	}
 	resp := &orderlyv1.GetOrderHistoryResponse{}
-	if len(recs) > size {
-		recs = recs[:size]
-		if resp.NextPageToken, err = s.tokens.Encode(scope, historyCursor{From: recs[size-1].Revision + 1}); err != nil {
+	if len(raw) > size {
+		raw = raw[:size]
+		if resp.NextPageToken, err = s.tokens.Encode(scope, historyCursor{From: raw[size-1].EventNumber + 1}); err != nil {
 			return nil, apierr.From(ctx, s.log, err, "get order history")
 		}
 	}
-	for _, r := range recs {
+	for _, re := range raw {
+		r, decodeErr := eventlog.Decode(s.reg, re)
 		he, err := s.historyEvent(r)
 		if err != nil {
 			return nil, apierr.From(ctx, s.log, err, "get order history")
+		}
+		if decodeErr != nil {
+			he.DecodeError = decodeErr.Error()
 		}
 		resp.Events = append(resp.Events, he)
 	}
@@ -98,34 +102,40 @@ func (s *Service) GetOrderAt(ctx context.Context, req *orderlyv1.GetOrderAtReque
 	if err := checkOrderID(req.GetOrderId()); err != nil {
 		return nil, err
 	}
-	var keep func(eventlog.Recorded) bool
+	var keep func(*esdb.RecordedEvent) bool
 	switch p := req.GetPoint().(type) {
 	case *orderlyv1.GetOrderAtRequest_Revision:
-		keep = func(r eventlog.Recorded) bool { return r.Revision <= p.Revision }
+		keep = func(r *esdb.RecordedEvent) bool { return r.EventNumber <= p.Revision }
 	case *orderlyv1.GetOrderAtRequest_AsOf:
 		if err := p.AsOf.CheckValid(); err != nil {
 			return nil, apierr.InvalidField("as_of", "must be a valid timestamp")
 		}
 		asOf := p.AsOf.AsTime()
-		keep = func(r eventlog.Recorded) bool { return !r.RecordedAt.After(asOf) }
+		keep = func(r *esdb.RecordedEvent) bool { return !r.CreatedDate.After(asOf) }
 	default:
 		return nil, apierr.InvalidField("point", "set either as_of or revision")
 	}
-	recs, err := s.readOrder(ctx, req.GetOrderId(), 0, 0)
+	raw, err := s.readOrder(ctx, req.GetOrderId(), 0, 0)
 	if err != nil {
 		return nil, err
 	}
+	// Only the events up to the point are decoded: one this server cannot
+	// read after it does not spoil the past.
 	o := domain.NewOrder(req.GetOrderId())
 	var kept []eventlog.Recorded
-	for _, r := range recs {
-		if !keep(r) {
+	for _, re := range raw {
+		if !keep(re) {
 			break
+		}
+		r, err := eventlog.Decode(s.reg, re)
+		if err != nil {
+			return nil, apierr.From(ctx, s.log, err, "get order at")
 		}
 		o.Apply(r.Event)
 		kept = append(kept, r)
 	}
-	if rev, ok := req.GetPoint().(*orderlyv1.GetOrderAtRequest_Revision); ok && rev.Revision > recs[len(recs)-1].Revision {
-		return nil, status.Errorf(codes.OutOfRange, "revision %d is past the order's last revision %d", rev.Revision, recs[len(recs)-1].Revision)
+	if rev, ok := req.GetPoint().(*orderlyv1.GetOrderAtRequest_Revision); ok && rev.Revision > raw[len(raw)-1].EventNumber {
+		return nil, status.Errorf(codes.OutOfRange, "revision %d is past the order's last revision %d", rev.Revision, raw[len(raw)-1].EventNumber)
 	}
 	if len(kept) == 0 {
 		return nil, status.Errorf(codes.NotFound, "order %s did not exist yet at %s", req.GetOrderId(), req.GetAsOf().AsTime().Format(time.RFC3339Nano))
@@ -144,10 +154,10 @@ func (s *Service) GetOrderAt(ctx context.Context, req *orderlyv1.GetOrderAtReque
 	}}, nil
 }
 
-// readOrder reads an order's stream; a missing order is NotFound.
-func (s *Service) readOrder(ctx context.Context, orderID string, from, max uint64) ([]eventlog.Recorded, error) {
-	recs, err := eventlog.Call(ctx, s.store, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
-		return eventlog.Read(ctx, c, s.reg, eventlog.OrderStream(orderID), from, max)
+// readOrder reads an order's stream, undecoded; a missing order is NotFound.
+func (s *Service) readOrder(ctx context.Context, orderID string, from, max uint64) ([]*esdb.RecordedEvent, error) {
+	recs, err := eventlog.Call(ctx, s.store, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+		return eventlog.ReadRaw(ctx, c, eventlog.OrderStream(orderID), from, max)
 	})
 	switch {
 	case errors.Is(err, eventlog.ErrStreamNotFound) || (err == nil && len(recs) == 0 && from == 0):

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,7 +171,9 @@ func TestHistoryAndAsOf(t *testing.T) {
 }
 
 // TestHistoryKeepsEventsOfANewerRelease: an event type this build does not
-// know (a newer release wrote it) is served as stored, and folds pass over it.
+// know (a newer release wrote it) is served as stored, and folds pass over
+// it; an event of a newer schema is served as stored with the reason it
+// cannot be decoded, and spoils only the points in time after it.
 func TestHistoryKeepsEventsOfANewerRelease(t *testing.T) {
 	e := start(t, sqliteStore(t))
 	order, customer := id(2, 8), id(1, 8)
@@ -180,18 +183,32 @@ func TestHistoryKeepsEventsOfANewerRelease(t *testing.T) {
 		Data: []byte(`{"paper":"gold"}`), Metadata: []byte(`{"schema":3,"command_id":"wrap-1"}`),
 	})
 	e.appendEvents(order, e.encode(domain.OrderApproved{OrderID: order, CustomerID: customer}))
+	e.appendEvents(order, esdb.EventData{
+		EventID: uuid.New(), EventType: domain.TypeOrderCancelled, ContentType: esdb.ContentTypeJson,
+		Data: []byte(`{"order_id":"x","why":{"code":7}}`), Metadata: []byte(`{"schema":9}`),
+	})
 
 	resp, err := e.client.GetOrderHistory(e.ctx, &orderlyv1.GetOrderHistoryRequest{OrderId: order})
-	if err != nil || len(resp.Events) != 3 {
-		t.Fatalf("history = %v, %v; want 3 events", resp, err)
+	if err != nil || len(resp.Events) != 4 {
+		t.Fatalf("history = %v, %v; want 4 events", resp, err)
 	}
 	if got := resp.Events[1]; got.Type != "orderly.OrderGiftWrapped" || got.PayloadJson != `{"paper":"gold"}` ||
-		got.SchemaVersion != 3 || got.StoredSchemaVersion != 3 || got.CommandId != "wrap-1" {
+		got.SchemaVersion != 3 || got.StoredSchemaVersion != 3 || got.CommandId != "wrap-1" || got.DecodeError != "" {
 		t.Fatalf("unknown event served as %v", got)
+	}
+	if got := resp.Events[3]; got.PayloadJson != `{"order_id":"x","why":{"code":7}}` || got.SchemaVersion != 9 ||
+		!strings.Contains(got.DecodeError, "schema v9") {
+		t.Fatalf("newer-schema event served as %v", got)
+	}
+	if resp.Events[0].DecodeError != "" || resp.Events[2].DecodeError != "" {
+		t.Fatalf("decodable events carry decode errors: %v", resp.Events)
 	}
 	at, err := e.client.GetOrderAt(e.ctx, &orderlyv1.GetOrderAtRequest{OrderId: order, Point: &orderlyv1.GetOrderAtRequest_Revision{Revision: 2}})
 	if err != nil || at.GetOrder().GetStatus() != orderlyv1.OrderStatus_ORDER_STATUS_APPROVED || at.GetOrder().GetRevision() != 2 {
 		t.Fatalf("order at revision 2 = %v, %v; want APPROVED", at, err)
+	}
+	if _, err := e.client.GetOrderAt(e.ctx, &orderlyv1.GetOrderAtRequest{OrderId: order, Point: &orderlyv1.GetOrderAtRequest_Revision{Revision: 3}}); status.Code(err) != codes.Internal {
+		t.Fatalf("order at the newer-schema event: %v; want Internal", err)
 	}
 }
 

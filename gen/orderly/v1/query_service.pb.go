@@ -526,18 +526,25 @@ type HistoryEvent struct {
 	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	// Event type, e.g. "orderly.OrderPlaced".
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	// Schema version of `payload_json` (the current one: history is upcast).
+	// Schema version of `payload_json`: the current one, as history is upcast,
+	// or the stored one when the payload is served as stored (see below).
 	SchemaVersion int32 `protobuf:"varint,3,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
 	// Schema version the event was stored with.
 	StoredSchemaVersion int32                  `protobuf:"varint,4,opt,name=stored_schema_version,json=storedSchemaVersion,proto3" json:"stored_schema_version,omitempty"`
 	Revision            uint64                 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
 	Position            uint64                 `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
 	RecordedAt          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
-	// The event's payload as JSON, exact (money stays integral).
+	// The event's payload as JSON, exact (money stays integral). For a type
+	// this server does not know (a newer release wrote it), or an event it
+	// cannot decode, the payload as stored.
 	PayloadJson   string `protobuf:"bytes,8,opt,name=payload_json,json=payloadJson,proto3" json:"payload_json,omitempty"`
 	CorrelationId string `protobuf:"bytes,9,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	CausationId   string `protobuf:"bytes,10,opt,name=causation_id,json=causationId,proto3" json:"causation_id,omitempty"`
 	CommandId     string `protobuf:"bytes,11,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Why this server cannot decode the event (a schema newer than it knows,
+	// a malformed payload); empty when it can. The audit trail shows such an
+	// event rather than fail.
+	DecodeError   string `protobuf:"bytes,12,opt,name=decode_error,json=decodeError,proto3" json:"decode_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -645,6 +652,13 @@ func (x *HistoryEvent) GetCausationId() string {
 func (x *HistoryEvent) GetCommandId() string {
 	if x != nil {
 		return x.CommandId
+	}
+	return ""
+}
+
+func (x *HistoryEvent) GetDecodeError() string {
+	if x != nil {
+		return x.DecodeError
 	}
 	return ""
 }
@@ -973,7 +987,7 @@ const file_orderly_v1_query_service_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\x99\x03\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xbc\x03\n" +
 	"\fHistoryEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12%\n" +
@@ -988,7 +1002,8 @@ const file_orderly_v1_query_service_proto_rawDesc = "" +
 	"\fcausation_id\x18\n" +
 	" \x01(\tR\vcausationId\x12\x1d\n" +
 	"\n" +
-	"command_id\x18\v \x01(\tR\tcommandId\"s\n" +
+	"command_id\x18\v \x01(\tR\tcommandId\x12!\n" +
+	"\fdecode_error\x18\f \x01(\tR\vdecodeError\"s\n" +
 	"\x17GetOrderHistoryResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.orderly.v1.HistoryEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x88\x01\n" +
