@@ -2,7 +2,9 @@ package serve
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -19,7 +21,7 @@ type strictQuery struct{ runtime.DefaultQueryParser }
 
 func (p *strictQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
 	md := msg.ProtoReflect().Descriptor()
-	for key := range values {
+	for _, key := range slices.Sorted(maps.Keys(values)) { // the same one named each time
 		if !namesField(md, key) {
 			return fmt.Errorf("unknown query parameter %q", key)
 		}
