@@ -69,15 +69,13 @@ func Decode(reg *eventcodec.Registry, rec *esdb.RecordedEvent) (Recorded, error)
 		RecordedAt: rec.CreatedDate,
 	}
 	var err error
-	out.Meta, err = eventcodec.DecodeMetadata(rec.UserMetadata)
-	switch {
-	case err == nil && !reg.Known(rec.EventType):
-		out.Stored = rec.Data
-	case err == nil:
+	if out.Meta, err = eventcodec.DecodeMetadata(rec.UserMetadata); err == nil && reg.Known(rec.EventType) {
 		out.Event, err = reg.Decode(rec.EventType, out.Meta.Schema, rec.Data)
 	}
-	if err != nil {
+	if out.Event == nil {
 		out.Stored = rec.Data
+	}
+	if err != nil {
 		return out, fmt.Errorf("event %s@%d (position %d): %w", rec.StreamID, rec.EventNumber, rec.Position.Commit, err)
 	}
 	return out, nil
