@@ -122,9 +122,15 @@ func TestCreateOnExistingStream(t *testing.T) {
 
 func customerAt(t *testing.T, s *Service, id string) *domain.Customer {
 	t.Helper()
-	c, _, err := load(testCtx(t), s, customers, id)
+	recs, err := storeCall(testCtx(t), s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
+		return eventlog.Read(ctx, c, s.reg, eventlog.CustomerStream(id), 0, 0)
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	c := domain.NewCustomer(id)
+	for _, r := range recs {
+		c.Apply(r.Event)
 	}
 	return c
 }
