@@ -37,7 +37,7 @@ func newTestService(t *testing.T, opts Options) (*Service, *esdb.Client) {
 	return s, estest.Client(t, connString)
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
