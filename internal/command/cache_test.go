@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
 )
 
@@ -256,7 +258,8 @@ func TestSnapshotOfARecreatedStreamIsNotUsed(t *testing.T) {
 	got, gotIDs := loaded(t, r, id)
 	want, wantIDs := foldFromZero(t, client, id)
 	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotIDs, wantIDs) {
-		t.Fatalf("loaded %+v (%d ids); the recreated stream folds to %+v (%d ids)", got, len(gotIDs), want, len(wantIDs))
+		t.Fatalf("loaded %+v with %d credit lines, %d ids; the recreated stream folds to %+v, %d lines, %d ids",
+			got.Head(), got.CreditLines(), len(gotIDs), want.Head(), want.CreditLines(), len(wantIDs))
 	}
 	if d := value(r.metrics.pagesDiscarded); d == 0 {
 		t.Fatal("no page discarded")
@@ -422,5 +425,43 @@ func TestReplayAfter100kEvents(t *testing.T) {
 	recs, err := eventlog.Read(ctx, client, eventcodec.Default(), eventlog.CustomerStream(id), last, 0)
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("the stream grew past revision %d: %d events, %v", last, len(recs), err)
+	}
+}
+
+// TestRefusedAppendLeavesTheCache: an append the store refuses (here, an
+// event over its size limit) changes nothing in the cached aggregate, which
+// still equals its stream folded, and the next command decides on it.
+func TestRefusedAppendLeavesTheCache(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t, estest.WithConfig(func(c *eventstore.Config) { c.MaxEventSize = 1 << 10 }))
+	client := estest.Client(t, connString)
+	s := serviceOn(t, connString, Options{})
+	ctx := testCtx(t)
+	id := uuid.NewString()
+	if _, err := s.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(100)},
+		eventcodec.Metadata{CommandID: "register", Command: "RegisterCustomer"}); err != nil {
+		t.Fatal(err)
+	}
+	order := uuid.NewString()
+	reserve := func(meta eventcodec.Metadata) error {
+		_, err := s.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: id, OrderID: order, Amount: usd(60)}, meta)
+		return err
+	}
+	huge := eventcodec.Metadata{CommandID: "reserve", Command: "ReserveCredit", CorrelationID: strings.Repeat("x", 2<<10)}
+	if err := reserve(huge); err == nil {
+		t.Fatal("an event over the store's limit was appended")
+	}
+	e := acquire(s, customers, id) // as cached, not caught up
+	got, gotIDs, rev := e.agg.(*domain.Customer), e.ids, e.rev
+	s.cache.release(e)
+	want, wantIDs := foldFromZero(t, client, id)
+	if rev != 0 || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotIDs, wantIDs) {
+		t.Fatalf("after a refused append the cache (revision %d) holds %+v (%d ids); the stream folds to %+v (%d ids)", rev, got, len(gotIDs), want, len(wantIDs))
+	}
+	if err := reserve(eventcodec.Metadata{CommandID: "reserve", Command: "ReserveCredit"}); err != nil {
+		t.Fatalf("the same command, now within the limit: %v", err)
+	}
+	if c := customerAt(t, s, id); !c.HasReservation(order) {
+		t.Fatal("no reservation after the second try")
 	}
 }
