@@ -3,7 +3,6 @@ package command
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -25,16 +24,7 @@ func usd(minor int64) domain.Money { return domain.Money{Currency: "USD", Minor:
 func newTestService(t *testing.T, opts Options) (*Service, *esdb.Client) {
 	t.Helper()
 	connString := estest.Start(t)
-	conn, err := eventlog.Connect(connString, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	s, err := New(conn, slog.New(slog.DiscardHandler), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, estest.Client(t, connString)
+	return serviceOn(t, connString, opts), estest.Client(t, connString)
 }
 
 func testCtx(t testing.TB) context.Context {
