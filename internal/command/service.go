@@ -2,9 +2,10 @@
 // event store, for gRPC and REST clients (Register, RegisterGateway) and for
 // the credit saga (the in-process methods of Service).
 //
-// Every command goes through one executor (see execute): read the
-// aggregate's stream with the official client, fold it with the pure domain,
-// decide, and append the new events at the revision read, retrying on
+// Every command goes through one executor (see execute): take the aggregate
+// folded with the pure domain from the cache (loading it from snapshot pages
+// and its stream's tail on a miss), decide, and append the new events at the
+// revision the state was folded to, catching up and deciding again on
 // concurrent writes. Event IDs are derived from the command ID, so a command
 // sent twice is applied once and answers the same result both times.
 package command
