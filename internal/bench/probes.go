@@ -1,0 +1,129 @@
+package bench
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+)
+
+// sample hands an acknowledged order to an idle watcher or prober; with all
+// of them busy it is counted and dropped rather than queued, so in-flight
+// measurement stays bounded and a backlog in the bench never adds to the
+// time it reports.
+func (b *run) sample(to chan placed, p placed, o *outcomes) {
+	select {
+	case to <- p:
+	default:
+		o.busy.Add(1)
+	}
+}
+
+// watchDecisions times, for each order it is handed, from the PlaceOrder
+// acknowledgement until query-svc shows it APPROVED or REJECTED, over a
+// WatchOrder stream (one call, woken by the server on each change, instead
+// of polling).
+func (b *run) watchDecisions(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-b.watch:
+			b.awaitDecision(ctx, p)
+		}
+	}
+}
+
+func (b *run) awaitDecision(ctx context.Context, p placed) {
+	wctx, cancel := context.WithDeadline(ctx, p.acked.Add(b.cfg.DecisionTimeout))
+	defer cancel()
+	s := &b.stats
+	stream, err := b.queries.WatchOrder(wctx, &orderlyv1.WatchOrderRequest{OrderId: p.orderID, MinPosition: p.position})
+	for err == nil {
+		var resp *orderlyv1.WatchOrderResponse
+		resp, err = stream.Recv()
+		if err != nil {
+			break
+		}
+		b.visible.add(p.orderID)
+		switch resp.GetOrder().GetStatus() {
+		case orderlyv1.OrderStatus_ORDER_STATUS_APPROVED:
+			s.decision.Record(time.Since(p.acked))
+			s.decided[0].Add(1)
+			return
+		case orderlyv1.OrderStatus_ORDER_STATUS_REJECTED:
+			s.decision.Record(time.Since(p.acked))
+			s.decided[1].Add(1)
+			return
+		case orderlyv1.OrderStatus_ORDER_STATUS_CANCELLED:
+			s.undecided.cancelled.Add(1)
+			return
+		}
+	}
+	b.sampleFailed("watch_order", ctx, err, &s.undecided)
+}
+
+// sampleFailed sorts out why a sample gave no time.
+func (b *run) sampleFailed(opName string, ctx context.Context, err error, o *outcomes) {
+	switch {
+	case ctx.Err() != nil:
+		o.cut.Add(1)
+	case codeOf(err) == codes.DeadlineExceeded:
+		o.timedOut.Add(1)
+	default:
+		o.failed.Add(1)
+		b.stats.fail(opName, err)
+	}
+}
+
+// probeVisibility times, for each order it is handed, from the PlaceOrder
+// acknowledgement until a GetOrder with min_position set to the command's
+// position answers: read-your-writes, as a client would do it.
+func (b *run) probeVisibility(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-b.probe:
+			cctx, cancel := context.WithTimeout(ctx, b.cfg.CallTimeout)
+			_, err := b.queries.GetOrder(cctx, &orderlyv1.GetOrderRequest{OrderId: p.orderID, MinPosition: p.position})
+			cancel()
+			if err != nil {
+				b.sampleFailed("visible_get_order", ctx, err, &b.stats.invisible)
+				continue
+			}
+			b.stats.visible.Record(time.Since(p.acked))
+			b.visible.add(p.orderID)
+		}
+	}
+}
+
+// httpError turns a REST answer other than 200 into the gRPC status the
+// gateway mapped it from, so errors are counted alike whichever way they came.
+func httpError(code int) error {
+	c := codes.Unknown
+	switch code {
+	case http.StatusBadRequest:
+		c = codes.InvalidArgument
+	case http.StatusNotFound:
+		c = codes.NotFound
+	case http.StatusConflict:
+		c = codes.Aborted
+	case http.StatusPreconditionFailed:
+		c = codes.FailedPrecondition
+	case http.StatusTooManyRequests:
+		c = codes.ResourceExhausted
+	case http.StatusInternalServerError:
+		c = codes.Internal
+	case http.StatusServiceUnavailable:
+		c = codes.Unavailable
+	case http.StatusGatewayTimeout:
+		c = codes.DeadlineExceeded
+	}
+	return status.Errorf(c, "HTTP %d", code)
+}
+
