@@ -146,7 +146,7 @@ func Run(ctx context.Context, cfg Config, t Target, live io.Writer, log *slog.Lo
 	}
 	stopSamples()
 	samplers.Wait()
-	return b.summary(start, elapsed, stopped, drain), nil
+	return b.summary(start, elapsed, stopped, drain, sched.unsent()), nil
 }
 
 // setup registers the customers the load works on, cfg.Clients at a time.
@@ -295,7 +295,7 @@ func (b *run) merged(reads bool) *Snapshot {
 	return out
 }
 
-func (b *run) summary(start time.Time, elapsed time.Duration, stopped string, drain *Drain) *Summary {
+func (b *run) summary(start time.Time, elapsed time.Duration, stopped string, drain *Drain, unsent int64) *Summary {
 	c := b.cfg
 	secs := elapsed.Seconds()
 	s := &Summary{
@@ -347,8 +347,7 @@ func (b *run) summary(start time.Time, elapsed time.Duration, stopped string, dr
 	}
 	s.Commands, s.Reads = group(false), group(true)
 	if c.Rate > 0 {
-		l := latencyOf(b.stats.late.Snapshot())
-		s.Late = &l
+		s.OpenLoop = &OpenLoop{Late: latencyOf(b.stats.late.Snapshot()), Unsent: unsent}
 	}
 	dec := b.stats.decision.Snapshot()
 	s.Decision = Decision{Sample: c.DecisionSample, Approved: b.stats.decided[0].Load(), Rejected: b.stats.decided[1].Load(),

@@ -126,4 +126,3 @@ func httpError(code int) error {
 	}
 	return status.Errorf(c, "HTTP %d", code)
 }
-

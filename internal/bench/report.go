@@ -21,9 +21,7 @@ type Summary struct {
 	Stopped  string        `json:"stopped"` // "duration" or "interrupted"
 	Commands OpGroup       `json:"commands"`
 	Reads    OpGroup       `json:"reads"`
-	// Late is how long after their due time operations were sent (a target
-	// rate only): high, the clients were too few for the rate.
-	Late           *Latency       `json:"late,omitempty"`
+	OpenLoop       *OpenLoop      `json:"open_loop,omitempty"` // at a target rate only
 	Decision       Decision       `json:"decision"`
 	WriteToVisible WriteToVisible `json:"write_to_visible"`
 	Lag            *Lag           `json:"lag,omitempty"`
@@ -74,6 +72,15 @@ type Latency struct {
 func latencyOf(s *Snapshot) Latency {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	return Latency{Count: s.Count, P50: ms(s.Quantile(0.5)), P90: ms(s.Quantile(0.9)), P99: ms(s.Quantile(0.99)), Max: ms(s.Max)}
+}
+
+// OpenLoop tells whether the clients kept to the target rate: Late is how
+// long after their due time operations were sent, Unsent how many were due
+// before the end but not sent by then. Either high: too few clients for the
+// rate, or a system too slow for it (its latencies say which).
+type OpenLoop struct {
+	Late   Latency `json:"late"`
+	Unsent int64   `json:"unsent"`
 }
 
 // Samples accounts for the orders sampled for a measurement that gave no
@@ -173,8 +180,9 @@ func (s *Summary) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if s.Late != nil {
-		fmt.Fprintf(w, "\nsent late (open loop): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", s.Late.P50, s.Late.P99, s.Late.Max)
+	if o := s.OpenLoop; o != nil {
+		fmt.Fprintf(w, "\nopen loop: sent late by p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d due but unsent at the end\n",
+			o.Late.P50, o.Late.P99, o.Late.Max, o.Unsent)
 	}
 	d := s.Decision
 	fmt.Fprintf(w, "\ndecision (PlaceOrder ack → APPROVED/REJECTED readable, WatchOrder; sample %g):\n"+

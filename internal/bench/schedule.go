@@ -27,13 +27,26 @@ func newSchedule(start time.Time, duration time.Duration, rate float64) *schedul
 }
 
 // take returns when the next operation is due, or false once the run is
-// over: at a rate, when the due time reaches the end; flat out, when now
-// does.
+// over: when now reaches the end, or, at a rate, the due time does.
+// Operations due but not taken by the end are counted by unsent.
 func (s *schedule) take(now time.Time) (time.Time, bool) {
 	if s.interval == 0 {
 		return now, now.Before(s.end)
 	}
+	if !now.Before(s.end) {
+		return time.Time{}, false
+	}
 	i := s.next.Add(1) - 1
 	due := s.start.Add(time.Duration(i) * s.interval)
 	return due, due.Before(s.end)
+}
+
+// unsent is how many operations were due before the end but never taken:
+// the clients were too few, or the system too slow, for the rate.
+func (s *schedule) unsent() int64 {
+	if s.interval == 0 {
+		return 0
+	}
+	due := int64((s.end.Sub(s.start) + s.interval - 1) / s.interval)
+	return max(due-s.next.Load(), 0)
 }

@@ -23,13 +23,13 @@ type stats struct {
 	// target rate: when it grows, the clients are too few for the rate.
 	late Histogram
 
-	decision   Histogram // PlaceOrder acknowledged → APPROVED/REJECTED readable
-	decided    [2]atomic.Uint64 // approved, rejected
-	undecided  outcomes
-	visible    Histogram // PlaceOrder acknowledged → GetOrder with min_position answered
-	invisible  outcomes
-	errMu      sync.Mutex
-	errs       map[errKey]uint64
+	decision  Histogram        // PlaceOrder acknowledged → APPROVED/REJECTED readable
+	decided   [2]atomic.Uint64 // approved, rejected
+	undecided outcomes
+	visible   Histogram // PlaceOrder acknowledged → GetOrder with min_position answered
+	invisible outcomes
+	errMu     sync.Mutex
+	errs      map[errKey]uint64
 }
 
 // outcomes counts samples that gave no time.
