@@ -15,12 +15,12 @@ import (
 // Summary is a run's result. Its JSON field names are stable: runs are
 // compared by them.
 type Summary struct {
-	Config   SummaryConfig `json:"config"`
-	Started  time.Time     `json:"started"`
-	Seconds  float64       `json:"seconds"` // of load, setup excluded
-	Stopped  string        `json:"stopped"` // "duration" or "interrupted"
-	Commands OpGroup       `json:"commands"`
-	Reads    OpGroup       `json:"reads"`
+	Config         SummaryConfig  `json:"config"`
+	Started        time.Time      `json:"started"`
+	Seconds        float64        `json:"seconds"` // of load, setup excluded
+	Stopped        string         `json:"stopped"` // "duration" or "interrupted"
+	Commands       OpGroup        `json:"commands"`
+	Reads          OpGroup        `json:"reads"`
 	OpenLoop       *OpenLoop      `json:"open_loop,omitempty"` // at a target rate only
 	Decision       Decision       `json:"decision"`
 	WriteToVisible WriteToVisible `json:"write_to_visible"`

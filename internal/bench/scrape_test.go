@@ -20,7 +20,9 @@ orderly_projector_lag_seconds{run="live",view="customers"} 0
 orderly_projector_lag_seconds{run="live",view="orders"} 0.75 1700000000000
 orderly_saga_events_handled_total{type="orderly.OrderPlaced"} 12
 `
-	want := func(name string) bool { return strings.HasPrefix(name, "orderly_saga_lag") || strings.HasPrefix(name, "orderly_saga_position") || strings.HasPrefix(name, "orderly_projector_") }
+	want := func(name string) bool {
+		return strings.HasPrefix(name, "orderly_saga_lag") || strings.HasPrefix(name, "orderly_saga_position") || strings.HasPrefix(name, "orderly_projector_")
+	}
 	series, err := parseMetrics(strings.NewReader(page), want)
 	if err != nil {
 		t.Fatal(err)
