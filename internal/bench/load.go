@@ -233,14 +233,14 @@ func (b *run) getREST(ctx context.Context, id string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	// Reading the body to its end lets the connection be reused.
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err
-	}
 	if resp.StatusCode != http.StatusOK {
-		return httpError(resp.StatusCode)
+		err = restError(resp.StatusCode, resp.Body)
 	}
-	return nil
+	// Reading the body to its end lets the connection be reused.
+	if _, cerr := io.Copy(io.Discard, resp.Body); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // ring is a client's recent orders, oldest first, for cancels.

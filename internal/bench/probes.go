@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
-	"net/http"
+	"encoding/json"
+	"io"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -102,27 +104,28 @@ func (b *run) probeVisibility(ctx context.Context) {
 	}
 }
 
-// httpError turns a REST answer other than 200 into the gRPC status the
-// gateway mapped it from, so errors are counted alike whichever way they came.
-func httpError(code int) error {
-	c := codes.Unknown
-	switch code {
-	case http.StatusBadRequest:
-		c = codes.InvalidArgument
-	case http.StatusNotFound:
-		c = codes.NotFound
-	case http.StatusConflict:
-		c = codes.Aborted
-	case http.StatusPreconditionFailed:
-		c = codes.FailedPrecondition
-	case http.StatusTooManyRequests:
-		c = codes.ResourceExhausted
-	case http.StatusInternalServerError:
-		c = codes.Internal
-	case http.StatusServiceUnavailable:
-		c = codes.Unavailable
-	case http.StatusGatewayTimeout:
-		c = codes.DeadlineExceeded
+// restError is the gRPC status behind a REST answer other than 200, read
+// from the gateway's error body ({"code": N, "details": [{"reason": ...}]}),
+// so errors are counted alike whichever way they came.
+func restError(httpCode int, body io.Reader) error {
+	var e struct {
+		Code    *int32 `json:"code"`
+		Details []struct {
+			Reason string `json:"reason"`
+		} `json:"details"`
 	}
-	return status.Errorf(c, "HTTP %d", code)
+	if err := json.NewDecoder(io.LimitReader(body, maxErrorBody)).Decode(&e); err != nil || e.Code == nil {
+		return status.Errorf(codes.Unknown, "HTTP %d without a gateway error body", httpCode)
+	}
+	st := status.Newf(codes.Code(*e.Code), "HTTP %d", httpCode)
+	for _, d := range e.Details {
+		if d.Reason != "" {
+			st, _ = st.WithDetails(&errdetails.ErrorInfo{Reason: d.Reason})
+			break
+		}
+	}
+	return st.Err()
 }
+
+// maxErrorBody bounds the error body read.
+const maxErrorBody = 64 << 10
