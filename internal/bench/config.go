@@ -61,7 +61,7 @@ func ParseFlags(args []string, output io.Writer) (Config, error) {
 	fs.StringVar(&c.Mix, "mix", DefaultMix, "weights of the operations: "+joinOps())
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the random choices (operations, customers, amounts)")
 	fs.Float64Var(&c.DecisionSample, "decision-sample", 0.1, "fraction of placed orders whose decision (APPROVED/REJECTED readable) is timed")
-	fs.IntVar(&c.Watchers, "watchers", 64, "most decisions timed at once (one WatchOrder stream each); a sample finding all busy is skipped and counted")
+	fs.IntVar(&c.Watchers, "watchers", 512, "most decisions timed at once (one WatchOrder stream each); a sample finding all busy is skipped and counted")
 	fs.DurationVar(&c.DecisionTimeout, "decision-timeout", time.Minute, "how long a timed order may stay undecided before it counts as timed out")
 	fs.Float64Var(&c.VisibleSample, "visible-sample", 0.1, "fraction of placed orders whose write-to-visible time (GetOrder with min_position) is measured")
 	fs.IntVar(&c.Probers, "probers", 16, "most write-to-visible reads at once; a sample finding all busy is skipped and counted")

@@ -170,6 +170,9 @@ func (s *Summary) WriteTable(w io.Writer) error {
 		c.Clients, mode, s.Seconds, s.Stopped, c.Customers, c.Mix)
 	fmt.Fprintln(tw, "operation\tok\trefused\terrors\tskipped\tper s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
 	group := func(title string, g OpGroup) {
+		if len(g.ByOp) == 0 {
+			return
+		}
 		for _, name := range slices.Sorted(maps.Keys(g.ByOp)) {
 			row(tw, name, g.ByOp[name])
 		}
