@@ -90,6 +90,10 @@ func Run(ctx context.Context, cfg Config, t Target, live io.Writer, log *slog.Lo
 		return nil, err
 	}
 	log.Info("setup done; load starting", "customers", b.customers.len(), "duration", cfg.Duration.String())
+	stopProfile, err := startProfile(cfg.CPUProfile)
+	if err != nil {
+		return nil, err
+	}
 
 	// Watchers and probers outlive the load: the orders of its last
 	// moments are still being decided.
@@ -113,11 +117,6 @@ func Run(ctx context.Context, cfg Config, t Target, live io.Writer, log *slog.Lo
 		bg.Go(func() { b.liveLoop(bgCtx, live, start) })
 	}
 
-	stopProfile, err := startProfile(cfg.CPUProfile)
-	if err != nil {
-		stopBG()
-		return nil, err
-	}
 	sched := newSchedule(start, cfg.Duration, cfg.Rate)
 	var clients sync.WaitGroup
 	for i := range cfg.Clients {
