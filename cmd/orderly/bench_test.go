@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,4 +81,60 @@ func TestBenchEmbedded(t *testing.T) {
 	if !strings.Contains(stderr.String(), "cmds") {
 		t.Errorf("no live line on stderr:\n%s", stderr.String())
 	}
+}
+
+// Interrupted (SIGINT cancels the context), the bench stops the load at
+// once and still prints the summary of what ran.
+func TestBenchInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout bytes.Buffer
+	var stderr syncBuffer // read while the bench writes it
+	done := make(chan error, 1)
+	go func() {
+		done <- bench.Main(ctx, []string{"-json", "-duration", "10m", "-clients", "4", "-customers", "5", "-report-every", "0"},
+			&stdout, &stderr, embeddedBench)
+	}()
+	// Cancel once the load is under way.
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(stderr.String(), "load starting") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the load never started:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("bench: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the bench did not stop after its context was cancelled")
+	}
+	var s bench.Summary
+	if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
+		t.Fatalf("no summary after the interrupt: %v\n%s", err, stdout.String())
+	}
+	if s.Stopped != "interrupted" || s.Commands.Total.OK == 0 || s.Errors.UnexpectedTotal != 0 {
+		t.Errorf("stopped %q, %d commands, unexpected errors %v", s.Stopped, s.Commands.Total.OK, s.Errors.Unexpected)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -67,7 +67,7 @@ func Run(ctx context.Context, cfg Config, t Target, live io.Writer, log *slog.Lo
 		visible:    newPool[string](visiblePool),
 		watch:      make(chan placed),
 		probe:      make(chan placed),
-		stats:      stats{errs: map[errKey]uint64{}},
+		stats:      stats{errs: map[errKey]uint64{}, errExample: map[errKey]string{}},
 	}
 	defer b.http.CloseIdleConnections()
 	cc, err := grpc.NewClient(t.Commands, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -304,7 +304,7 @@ func (b *run) summary(start time.Time, elapsed time.Duration, stopped string, dr
 		Config: SummaryConfig{Embedded: c.Embedded(), Clients: c.Clients, Rate: c.Rate, DurationSeconds: c.Duration.Seconds(),
 			Customers: c.Customers, Mix: c.mix.String(), Seed: c.Seed, DecisionSample: c.DecisionSample, VisibleSample: c.VisibleSample},
 		Started: start.UTC(), Seconds: secs, Stopped: stopped, Drain: drain,
-		Errors: Errors{Unexpected: map[string]uint64{}, Expected: map[string]uint64{}},
+		Errors: Errors{Unexpected: map[string]uint64{}, Expected: map[string]uint64{}, Examples: map[string]string{}},
 	}
 	// Errors by operation first: the per-operation rows count them.
 	var refused, failed [numOps]uint64
@@ -322,6 +322,7 @@ func (b *run) summary(start time.Time, elapsed time.Duration, stopped string, dr
 		}
 		s.Errors.Unexpected[name] += n
 		s.Errors.UnexpectedTotal += n
+		s.Errors.Examples[name] = b.stats.errExample[k]
 		if isOp {
 			failed[o] += n
 		}

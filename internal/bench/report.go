@@ -149,6 +149,8 @@ type Errors struct {
 	Unexpected      map[string]uint64 `json:"unexpected"`
 	UnexpectedTotal uint64            `json:"unexpected_total"`
 	Expected        map[string]uint64 `json:"expected"`
+	// Examples holds the first message of each kind of unexpected error.
+	Examples map[string]string `json:"examples"`
 }
 
 // WriteJSON writes s as indented JSON.
@@ -219,8 +221,8 @@ func (s *Summary) WriteTable(w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(w, "errors: %d unexpected\n", s.Errors.UnexpectedTotal)
-	writeCounts(w, "unexpected", s.Errors.Unexpected)
-	writeCounts(w, "expected (refusals by design)", s.Errors.Expected)
+	writeCounts(w, "unexpected", s.Errors.Unexpected, s.Errors.Examples)
+	writeCounts(w, "expected (refusals by design)", s.Errors.Expected, nil)
 	return nil
 }
 
@@ -230,9 +232,12 @@ func row(w io.Writer, name string, o OpStats) {
 		name, o.OK, o.Refused, o.Errors, o.Skipped, o.PerSec, l.P50, l.P90, l.P99, l.Max)
 }
 
-func writeCounts(w io.Writer, title string, m map[string]uint64) {
+func writeCounts(w io.Writer, title string, m map[string]uint64, examples map[string]string) {
 	keys := slices.SortedFunc(maps.Keys(m), func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), strings.Compare(a, b)) })
 	for _, k := range keys {
 		fmt.Fprintf(w, "  %s: %s %d\n", title, k, m[k])
+		if e, ok := examples[k]; ok {
+			fmt.Fprintf(w, "    first: %s\n", e)
+		}
 	}
 }

@@ -30,6 +30,9 @@ type stats struct {
 	invisible outcomes
 	errMu     sync.Mutex
 	errs      map[errKey]uint64
+	// errExample is the message of the first error of each kind: the code
+	// alone rarely says what went wrong.
+	errExample map[errKey]string
 }
 
 // outcomes counts samples that gave no time.
@@ -80,6 +83,9 @@ func codeOf(err error) codes.Code {
 func (s *stats) fail(opName string, err error) bool {
 	k := keyOf(opName, err)
 	s.errMu.Lock()
+	if s.errs[k] == 0 {
+		s.errExample[k] = err.Error()
+	}
 	s.errs[k]++
 	s.errMu.Unlock()
 	return expected[k]
