@@ -53,6 +53,7 @@ func parseAll(args []string) (allConfig, error) {
 		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
 			"       orderly eventstore [flags]  run only the embedded event store\n"+
 			"       orderly rebuild [flags]     rebuild the views of a running system\n"+
+			"       orderly bench [flags]       load a running system, or an embedded one, and measure it\n"+
 			"       orderly version\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -70,7 +71,15 @@ func parseAll(args []string) (allConfig, error) {
 // runAll runs the embedded event store, command-svc with its saga, the
 // projector and query-svc in one process, every part talking to the others
 // through the same protocols it would use across machines.
-func runAll(ctx context.Context, args []string) error {
+func runAll(ctx context.Context, args []string) error { return startAll(ctx, args, nil) }
+
+// allAddrs is where the all-in-one serves.
+type allAddrs struct{ eventStore, commands, queries, http string }
+
+// startAll is runAll, calling listening (when not nil, instead of printing
+// the banner) once every listener is open, for a caller that starts the
+// system on ports the OS picks.
+func startAll(ctx context.Context, args []string, listening func(allAddrs)) error {
 	cfg, err := parseAll(args)
 	if err != nil {
 		return err
@@ -149,7 +158,12 @@ func runAll(ctx context.Context, args []string) error {
 		return fmt.Errorf("REST listen: %w", err)
 	}
 
-	printBanner(os.Stdout, esAddr, cmdLis.Addr().String(), qryLis.Addr().String(), httpLis.Addr().String(), cfg.views)
+	addrs := allAddrs{esAddr, cmdLis.Addr().String(), qryLis.Addr().String(), httpLis.Addr().String()}
+	if listening != nil {
+		listening(addrs)
+	} else {
+		printBanner(os.Stdout, addrs.eventStore, addrs.commands, addrs.queries, addrs.http, cfg.views)
+	}
 	log.Info("orderly running", "eventstore", esAddr, "commands", cmdLis.Addr().String(),
 		"queries", qryLis.Addr().String(), "http", httpLis.Addr().String(), "views", cfg.views.Kind, "data", dataDir)
 	return serve.Run(ctx, log, serve.Grace, map[string]serve.Server{
