@@ -65,8 +65,8 @@ func startSagaWith(t *testing.T, env *commandtest.Env, cmds saga.Commands, opts 
 	return &running{Saga: s, metrics: reg, stop: stop}
 }
 
-// counter sums a counter's values over all its labels.
-func (r *running) counter(t *testing.T, name string) float64 {
+// metric sums a counter's or a gauge's values over all its labels.
+func (r *running) metric(t *testing.T, name string) float64 {
 	t.Helper()
 	families, err := r.metrics.Gather()
 	if err != nil {
@@ -76,7 +76,7 @@ func (r *running) counter(t *testing.T, name string) float64 {
 	for _, f := range families {
 		if f.GetName() == name {
 			for _, m := range f.GetMetric() {
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}

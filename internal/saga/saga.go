@@ -310,15 +310,20 @@ func (s *Saga) dispatch(ctx context.Context, lanes []chan job, raw *esdb.Recorde
 	}
 	j := job{raw: raw}
 	j.rec, j.err = eventlog.Decode(s.reg, raw)
-	h := fnv.New32a()
-	h.Write([]byte(laneKey(j.rec, j.err)))
 	j.done = s.wm.dispatch(raw.Position, raw.CreatedDate)
 	select {
-	case lanes[h.Sum32()%uint32(len(lanes))] <- j:
+	case lanes[laneOf(laneKey(j.rec, j.err), len(lanes))] <- j:
 		return true
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// laneOf picks the lane of a key among n.
+func laneOf(key string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
 }
 
 // laneKey is the customer an event belongs to. An event this build cannot

@@ -110,7 +110,7 @@ func TestCancelDuringReservation(t *testing.T) {
 	}
 	// The saga's own reservation attempt for "late" met the earlier one: an
 	// expected refusal, neither an error nor a dead letter.
-	if got := s.counter(t, "orderly_saga_errors_total") + s.counter(t, "orderly_saga_dead_letters_total"); got != 0 {
+	if got := s.metric(t, "orderly_saga_errors_total") + s.metric(t, "orderly_saga_dead_letters_total"); got != 0 {
 		t.Errorf("saga errors and dead letters = %v; want none", got)
 	}
 }
@@ -181,10 +181,10 @@ func TestKillAndRestart(t *testing.T) {
 
 	burst(30)
 	eventually(t, converge, func() (bool, string) {
-		return first.counter(t, "orderly_saga_events_handled_total") >= 10, "the first saga has not handled 10 events yet"
+		return first.metric(t, "orderly_saga_events_handled_total") >= 10, "the first saga has not handled 10 events yet"
 	})
 	first.stop() // mid-flow: orders are still pending
-	handledBefore := first.counter(t, "orderly_saga_events_handled_total")
+	handledBefore := first.metric(t, "orderly_saga_events_handled_total")
 	stoppedAt := first.Position()
 
 	burst(30) // while no saga runs
@@ -205,10 +205,10 @@ func TestKillAndRestart(t *testing.T) {
 		}
 	}
 	eventually(t, converge, func() (bool, string) {
-		n := second.counter(t, "orderly_saga_events_handled_total")
+		n := second.metric(t, "orderly_saga_events_handled_total")
 		return n >= past, fmt.Sprintf("the second saga handled %v events; want the %v past %d", n, past, stoppedAt)
 	})
-	if handledAfter := second.counter(t, "orderly_saga_events_handled_total"); handledAfter != past || handledBefore < upTo || stoppedAt == 0 {
+	if handledAfter := second.metric(t, "orderly_saga_events_handled_total"); handledAfter != past || handledBefore < upTo || stoppedAt == 0 {
 		t.Errorf("handled %v events, stopped at %d (%v events up to it), then %v; want the %v past it", handledBefore, stoppedAt, upTo, handledAfter, past)
 	}
 }
@@ -232,7 +232,7 @@ func TestRehandlingWritesNothing(t *testing.T) {
 	eventually(t, converge, func() (bool, string) {
 		return again.Position() >= head, fmt.Sprintf("replaying saga at %d of %d", again.Position(), head)
 	})
-	if handled := again.counter(t, "orderly_saga_events_handled_total"); handled < 7 {
+	if handled := again.metric(t, "orderly_saga_events_handled_total"); handled < 7 {
 		t.Fatalf("replaying saga handled %v events; want all 7 again", handled)
 	}
 	if after := streamEvents(t, env, orders); after != before {
@@ -296,7 +296,7 @@ func TestStoreRestart(t *testing.T) {
 	if st := env.Order(t, after.id).Status; st != domain.StatusApproved {
 		t.Fatalf("order placed after the restart is %v", st)
 	}
-	if s.counter(t, "orderly_saga_resubscriptions_total") == 0 {
+	if s.metric(t, "orderly_saga_resubscriptions_total") == 0 {
 		t.Error("no resubscription counted")
 	}
 }
