@@ -24,13 +24,13 @@ type running struct {
 }
 
 // startSaga runs a saga on env until stop or the end of the test.
-func startSaga(t *testing.T, env *commandtest.Env, opts saga.Options) *running {
+func startSaga(t testing.TB, env *commandtest.Env, opts saga.Options) *running {
 	t.Helper()
 	return startSagaWith(t, env, env.Service, opts)
 }
 
 // startSagaWith runs a saga that issues its commands to cmds.
-func startSagaWith(t *testing.T, env *commandtest.Env, cmds saga.Commands, opts saga.Options) *running {
+func startSagaWith(t testing.TB, env *commandtest.Env, cmds saga.Commands, opts saga.Options) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
@@ -66,7 +66,7 @@ func startSagaWith(t *testing.T, env *commandtest.Env, cmds saga.Commands, opts 
 }
 
 // metric sums a counter's or a gauge's values over all its labels.
-func (r *running) metric(t *testing.T, name string) float64 {
+func (r *running) metric(t testing.TB, name string) float64 {
 	t.Helper()
 	families, err := r.metrics.Gather()
 	if err != nil {

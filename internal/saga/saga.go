@@ -159,6 +159,9 @@ type Saga struct {
 // New returns a saga that follows the store through conn and issues its
 // commands to commands.
 func New(conn *eventlog.Conn, commands Commands, log *slog.Logger, opts Options) (*Saga, error) {
+	if opts.Workers < 0 || opts.LaneQueue < 0 || opts.MaxInFlight < 0 {
+		return nil, fmt.Errorf("saga: workers %d, lane queue %d, max in flight %d: none may be negative", opts.Workers, opts.LaneQueue, opts.MaxInFlight)
+	}
 	opts.setDefaults()
 	s := &Saga{conn: conn, commands: commands, reg: opts.Registry, log: log, opts: opts,
 		slots: make(chan struct{}, opts.MaxInFlight), nudge: make(chan struct{}, 1)}
