@@ -153,13 +153,14 @@ func TestDeadLetters(t *testing.T) {
 		got := reserved(t, env, cust)
 		return got == 2_000, fmt.Sprintf("customer holds %d after the replay; want 2000", got)
 	})
-	letters, resolved = readDeadLetters(t, env)
-	if len(resolved) != 1 || resolved[0] != letters[0].EventID {
-		t.Fatalf("resolutions %v; want the malformed cancellation's %s", resolved, letters[0].EventID)
-	}
-	if u := second.metric(t, "orderly_saga_dead_letters_unresolved"); u != 1 {
-		t.Errorf("%v unresolved dead letters after the replay; want the refused one", u)
-	}
+	eventually(t, converge, func() (bool, string) {
+		letters, resolved = readDeadLetters(t, env)
+		return len(resolved) == 1 && resolved[0] == letters[0].EventID, fmt.Sprintf("resolutions %v; want the malformed cancellation's %s", resolved, letters[0].EventID)
+	})
+	eventually(t, converge, func() (bool, string) {
+		u := second.metric(t, "orderly_saga_dead_letters_unresolved")
+		return u == 1, fmt.Sprintf("%v unresolved dead letters after the replay; want the refused one", u)
+	})
 	second.stop()
 
 	// A resolved letter is not replayed again.

@@ -64,27 +64,22 @@ func TestKillNine(t *testing.T) {
 			}
 		})
 	}
-	for range 4 {
-		killSagaProcess(t, env, time.Duration(300+rand.IntN(700))*time.Millisecond)
+	for range 5 {
+		killSagaProcess(t, env)
 	}
 	close(stop)
 	wg.Wait()
-	// The killed processes did part of the work, and checkpointed it.
-	cp := savedCheckpoint(t, env)
-	if cp == 0 {
-		t.Fatal("no saga process saved a checkpoint before it was killed")
-	}
-	t.Logf("killed sagas checkpointed up to %d of %d", cp, env.Head(t))
-
 	startSaga(t, env, killNineOpts)
 	eventually(t, converge, func() (bool, string) { return settled(t, env, orders) })
 	decidedOnce(t, env, orders)
 }
 
 // killSagaProcess starts a saga process on env and kills it with SIGKILL
-// after it has run for d.
-func killSagaProcess(t *testing.T, env *commandtest.Env, d time.Duration) {
+// at a random moment after it has saved a checkpoint (the clients keep
+// giving it work).
+func killSagaProcess(t *testing.T, env *commandtest.Env) {
 	t.Helper()
+	from := savedCheckpoint(t, env)
 	child := exec.Command(os.Args[0], "-test.run=^TestSagaProcess$")
 	child.Env = append(os.Environ(), childStoreEnv+"="+env.ConnString)
 	out, err := child.StdoutPipe()
@@ -105,8 +100,11 @@ func killSagaProcess(t *testing.T, env *commandtest.Env, d time.Duration) {
 	if lines.Err() != nil {
 		t.Fatalf("saga process: %v", lines.Err())
 	}
-	time.Sleep(d)
-	t.Logf("kill at %d of %d", savedCheckpoint(t, env), env.Head(t))
+	eventually(t, converge, func() (bool, string) {
+		return savedCheckpoint(t, env) > from, fmt.Sprintf("the saga process has not moved its checkpoint from %d", from)
+	})
+	time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+	t.Logf("kill at checkpoint %d of %d", savedCheckpoint(t, env), env.Head(t))
 }
 
 // childRunning is what a saga process prints once its saga is running.
