@@ -166,7 +166,8 @@ func (s *Saga) replay(ctx context.Context, dl DeadLetter) error {
 	if err != nil {
 		return fmt.Errorf("replay dead letter %s: %w", dl.EventID, err)
 	}
-	if err := s.appendDeadLetters(ctx, uuid.NewSHA1(deadLetterNS, []byte("resolved:"+dl.EventID)), ResolvedType, Resolution{EventID: dl.EventID, At: time.Now().UTC()}); err != nil {
+	// A fresh ID: a resolution recorded twice (its answer lost) is harmless.
+	if err := s.appendDeadLetters(ctx, uuid.New(), ResolvedType, Resolution{EventID: dl.EventID, At: time.Now().UTC()}); err != nil {
 		return err
 	}
 	s.metrics.unresolved.Set(float64(s.dead.mark(dl.EventID, false)))
