@@ -16,7 +16,6 @@ import (
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/command/commandtest"
 	"github.com/orderly/orderly/internal/domain"
-	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore/estest"
 	"github.com/orderly/orderly/internal/saga"
@@ -88,12 +87,7 @@ func TestCancelDuringReservation(t *testing.T) {
 	// Cancelled after its credit was reserved, before the saga approved it:
 	// the reservation is written here as the saga would, then the order is
 	// cancelled, so the saga meets a CreditReserved for a cancelled order.
-	late := place(t, env, cust, 2_000)
-	if _, err := env.Service.ReserveCredit(ctx(t), domain.ReserveCredit{CustomerID: cust, OrderID: late.id, Amount: domain.Money{Currency: "USD", Minor: 2_000}},
-		eventcodec.Metadata{CommandID: "reserved-elsewhere"}); err != nil {
-		t.Fatal(err)
-	}
-	cancel(t, env, &late)
+	late := cancelledWhileReserved(t, env, cust)
 
 	s := startSaga(t, env, saga.Options{})
 	orders := []placed{early, late}
