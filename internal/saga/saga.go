@@ -154,6 +154,8 @@ type Saga struct {
 	unsaved atomic.Int64
 	nudge   chan struct{}
 	saved   esdb.Position // owned by the saver, then by shutdown
+	// caughtUp is owned by Run's goroutine: the first catch-up is logged.
+	caughtUp bool
 }
 
 // New returns a saga that follows the store through conn and issues its
@@ -298,7 +300,10 @@ func (s *Saga) follow(ctx context.Context, lanes []chan job, resubscribe bool) e
 			// events.
 			s.wm.pass(*ev.CheckPointReached)
 		case ev.CaughtUp != nil:
-			s.log.Debug("saga caught up", "position", s.wm.dispatched().Commit)
+			if !s.caughtUp {
+				s.caughtUp = true
+				s.log.Info("saga caught up", "dispatched", s.wm.dispatched().Commit)
+			}
 		}
 	}
 }
