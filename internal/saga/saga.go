@@ -154,8 +154,9 @@ type Saga struct {
 	unsaved atomic.Int64
 	nudge   chan struct{}
 	saved   esdb.Position // owned by the saver, then by shutdown
-	// caughtUp is owned by Run's goroutine: the first catch-up is logged.
-	caughtUp bool
+	// Owned by Run's goroutine: whether a subscription ever succeeded (the
+	// next ones count as resubscriptions), and whether it caught up once.
+	subscribed, caughtUp bool
 }
 
 // New returns a saga that follows the store through conn and issues its
@@ -209,11 +210,9 @@ func (s *Saga) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.saveLoop(ctx) })
 
-	failures, subscribed := 0, false
-	for {
+	for failures := 0; ; {
 		before := s.wm.dispatched()
-		err := s.follow(ctx, lanes, subscribed)
-		subscribed = true
+		err := s.follow(ctx, lanes)
 		if ctx.Err() != nil {
 			break
 		}
@@ -261,7 +260,7 @@ func (s *Saga) start(ctx context.Context) bool {
 // follow subscribes from the watermark and dispatches events to the lanes
 // until the subscription drops or ctx is done. It blocks while the lanes
 // are full: the subscription is then the buffer.
-func (s *Saga) follow(ctx context.Context, lanes []chan job, resubscribe bool) error {
+func (s *Saga) follow(ctx context.Context, lanes []chan job) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var from esdb.AllPosition = s.wm.position()
@@ -279,9 +278,10 @@ func (s *Saga) follow(ctx context.Context, lanes []chan job, resubscribe bool) e
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	defer sub.Close()
-	if resubscribe {
+	if s.subscribed {
 		s.metrics.resubs.Inc()
 	}
+	s.subscribed = true
 	for {
 		ev := sub.Recv()
 		switch {
