@@ -37,6 +37,7 @@ type allConfig struct {
 	ferretListen string
 	mongoGiven   bool
 	logLevel     string
+	sagaWorkers  int
 }
 
 func parseAll(args []string) (allConfig, error) {
@@ -48,6 +49,7 @@ func parseAll(args []string) (allConfig, error) {
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8080", "REST address of both services, with /openapi.json and /metrics")
 	fs.StringVar(&c.ferretListen, "ferretdb-listen", "127.0.0.1:27017", "with -views mongo and no -mongo-uri: address of the embedded FerretDB serving the views")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&c.sagaWorkers, "saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	c.views.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
@@ -128,7 +130,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 	if err != nil {
 		return err
 	}
-	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry})
+	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry, Workers: cfg.sagaWorkers})
 	if err != nil {
 		return err
 	}
