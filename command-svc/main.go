@@ -24,6 +24,7 @@ func run(ctx context.Context, args []string) error {
 	httpListen := fs.String("http-listen", "127.0.0.1:8081", `REST gateway listen address for the command routes ("" disables it)`)
 	eventstore := fs.String("eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
 	runSaga := fs.Bool("saga", true, "run the credit saga in this process")
+	sagaWorkers := fs.Int("saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	storeTimeout := fs.Duration("store-timeout", 5*time.Second, "deadline of each event store call")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	var opts command.Options
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string) error {
 		servers["http"] = rest
 	}
 	if *runSaga {
-		credit, err := saga.New(conn, commands, log.With("component", "saga"), saga.Options{StoreTimeout: *storeTimeout, Registerer: metrics.Registry})
+		credit, err := saga.New(conn, commands, log.With("component", "saga"), saga.Options{StoreTimeout: *storeTimeout, Workers: *sagaWorkers, Registerer: metrics.Registry})
 		if err != nil {
 			return err
 		}

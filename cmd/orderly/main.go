@@ -13,6 +13,7 @@ import (
 // subcommands maps a subcommand name to its runner. Each runner parses its own
 // flags from args so that `orderly NAME -h` documents only what NAME accepts.
 var subcommands = map[string]func(ctx context.Context, args []string) error{
+	"bench":      runBench,
 	"eventstore": runEventStore,
 	"rebuild":    projectorcmd.Rebuild,
 	"version":    runVersion,

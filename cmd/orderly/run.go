@@ -38,6 +38,7 @@ type allConfig struct {
 	ferretListen string
 	mongoGiven   bool
 	logLevel     string
+	sagaWorkers  int
 }
 
 func parseAll(args []string) (allConfig, error) {
@@ -49,12 +50,14 @@ func parseAll(args []string) (allConfig, error) {
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8080", "REST address of both services, with /openapi.json and /metrics")
 	fs.StringVar(&c.ferretListen, "ferretdb-listen", "127.0.0.1:27017", "with -views mongo and no -mongo-uri: address of the embedded FerretDB serving the views")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&c.sagaWorkers, "saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	c.views.RegisterFlags(fs)
 	c.commands.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
 			"       orderly eventstore [flags]  run only the embedded event store\n"+
 			"       orderly rebuild [flags]     rebuild the views of a running system\n"+
+			"       orderly bench [flags]       load a running system, or an embedded one, and measure it\n"+
 			"       orderly version\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -72,7 +75,15 @@ func parseAll(args []string) (allConfig, error) {
 // runAll runs the embedded event store, command-svc with its saga, the
 // projector and query-svc in one process, every part talking to the others
 // through the same protocols it would use across machines.
-func runAll(ctx context.Context, args []string) error {
+func runAll(ctx context.Context, args []string) error { return startAll(ctx, args, nil) }
+
+// allAddrs is where the all-in-one serves.
+type allAddrs struct{ eventStore, commands, queries, http string }
+
+// startAll is runAll, calling listening (when not nil, instead of printing
+// the banner) once every listener is open, for a caller that starts the
+// system on ports the OS picks.
+func startAll(ctx context.Context, args []string, listening func(allAddrs)) error {
 	cfg, err := parseAll(args)
 	if err != nil {
 		return err
@@ -122,7 +133,7 @@ func runAll(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry})
+	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry, Workers: cfg.sagaWorkers})
 	if err != nil {
 		return err
 	}
@@ -152,7 +163,12 @@ func runAll(ctx context.Context, args []string) error {
 		return fmt.Errorf("REST listen: %w", err)
 	}
 
-	printBanner(os.Stdout, esAddr, cmdLis.Addr().String(), qryLis.Addr().String(), httpLis.Addr().String(), cfg.views)
+	addrs := allAddrs{esAddr, cmdLis.Addr().String(), qryLis.Addr().String(), httpLis.Addr().String()}
+	if listening != nil {
+		listening(addrs)
+	} else {
+		printBanner(os.Stdout, addrs.eventStore, addrs.commands, addrs.queries, addrs.http, cfg.views)
+	}
 	log.Info("orderly running", "eventstore", esAddr, "commands", cmdLis.Addr().String(),
 		"queries", qryLis.Addr().String(), "http", httpLis.Addr().String(), "views", cfg.views.Kind, "data", dataDir)
 	return serve.Run(ctx, log, serve.Grace, map[string]serve.Server{

@@ -9,6 +9,7 @@ package eventcodec
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -38,6 +39,12 @@ type Metadata struct {
 	// Actor identifies the authenticated caller, when there is one.
 	Actor string `json:"actor,omitempty"`
 }
+
+// ErrNewerSchema is in the chain of a decode error when the payload's schema
+// is newer than this build knows: a newer release wrote it (mid-upgrade). It
+// is not malformed, and an upgraded build will read it, so readers that must
+// not lose it wait rather than set it aside.
+var ErrNewerSchema = errors.New("schema newer than this build")
 
 // Upcaster rewrites a payload of one schema version into the next version.
 type Upcaster func(payload []byte) ([]byte, error)
@@ -109,7 +116,10 @@ func (r *Registry) Upcast(typ string, schema int, payload []byte) ([]byte, int, 
 	if !ok {
 		return nil, 0, fmt.Errorf("upcast %s: unregistered event type", typ)
 	}
-	if schema < 1 || schema > e.current {
+	if schema > e.current {
+		return nil, 0, fmt.Errorf("upcast %s: schema v%d unknown: %w (it knows v1-v%d)", typ, schema, ErrNewerSchema, e.current)
+	}
+	if schema < 1 {
 		return nil, 0, fmt.Errorf("upcast %s: schema v%d unknown (this build knows v1-v%d)", typ, schema, e.current)
 	}
 	for v := schema; v < e.current; v++ {

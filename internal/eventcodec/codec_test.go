@@ -1,6 +1,7 @@
 package eventcodec_test
 
 import (
+	"errors"
 	"os"
 	"reflect"
 	"strings"
@@ -88,18 +89,22 @@ func TestDecodeRefusals(t *testing.T) {
 		schema    int
 		payload   string
 		want      string
+		newer     bool // only a newer schema is ErrNewerSchema: readers wait for it
 	}{
-		{"unknown type", "orderly.Nope", 1, `{}`, "unregistered"},
-		{"schema from the future", domain.TypeOrderPlaced, 3, `{}`, "schema v3 unknown"},
-		{"schema zero", domain.TypeOrderApproved, 0, `{}`, "schema v0 unknown"},
-		{"bad json", domain.TypeOrderApproved, 1, `{"order_id":`, "decode orderly.OrderApproved"},
-		{"bad v1 json", domain.TypeOrderPlaced, 1, `[]`, "upcast orderly.OrderPlaced v1 to v2"},
+		{"unknown type", "orderly.Nope", 1, `{}`, "unregistered", false},
+		{"schema from the future", domain.TypeOrderPlaced, 3, `{}`, "schema v3 unknown", true},
+		{"schema zero", domain.TypeOrderApproved, 0, `{}`, "schema v0 unknown", false},
+		{"bad json", domain.TypeOrderApproved, 1, `{"order_id":`, "decode orderly.OrderApproved", false},
+		{"bad v1 json", domain.TypeOrderPlaced, 1, `[]`, "upcast orderly.OrderPlaced v1 to v2", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev, err := reg.Decode(tt.typ, tt.schema, []byte(tt.payload))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Decode = %v, %v; want error containing %q", ev, err, tt.want)
+			}
+			if errors.Is(err, eventcodec.ErrNewerSchema) != tt.newer {
+				t.Fatalf("Decode error %v: errors.Is(ErrNewerSchema) = %v; want %v", err, !tt.newer, tt.newer)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/orderly/orderly/internal/command"
@@ -19,15 +20,45 @@ const (
 	stepRelease = "release-credit"
 )
 
-// handle acts on one event. A domain refusal is an answer, not a failure:
-// the expected ones drive the flow, and an unexpected one would be refused
-// again on every retry, so it is logged and skipped. Anything else (the
-// store, a conflict) is returned to be retried.
+// Reasons an event is set aside as a dead letter.
+const (
+	reasonMalformed = "malformed"
+	reasonRefused   = "refused"
+)
+
+// poison is an event no retry can act on: it is set aside as a dead letter.
+type poison struct {
+	reason string
+	err    error
+}
+
+func (p *poison) Error() string { return p.reason + ": " + p.err.Error() }
+func (p *poison) Unwrap() error { return p.err }
+
+// react acts on one decoded event (decodeErr from decoding it). Its error is
+// a *poison to set aside, one carrying eventcodec.ErrNewerSchema to wait on,
+// or anything else (the store, a conflict) to retry.
+func (s *Saga) react(ctx context.Context, rec eventlog.Recorded, decodeErr error) error {
+	switch {
+	case errors.Is(decodeErr, eventcodec.ErrNewerSchema):
+		return decodeErr
+	case decodeErr != nil:
+		return &poison{reason: reasonMalformed, err: decodeErr}
+	}
+	return s.handle(ctx, rec)
+}
+
+// handle acts on one event. A domain refusal the flow expects is an answer;
+// any other would be refused again on every retry while money or an order
+// stays stuck, so it is returned as a *poison.
 func (s *Saga) handle(ctx context.Context, rec eventlog.Recorded) error {
 	switch e := rec.Event.(type) {
 	case domain.OrderPlaced:
 		_, err := s.commands.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: e.CustomerID, OrderID: e.OrderID, Amount: e.Total}, meta(rec, stepReserve))
-		return s.refusalIsFinal(rec, stepReserve, err)
+		if domain.ReasonOf(err) == domain.ReasonCreditAlreadyDecided {
+			return nil // decided by another command, whose event drives the flow on
+		}
+		return unexpected(stepReserve, err)
 
 	case domain.CreditReserved:
 		_, err := s.commands.ApproveOrder(ctx, e.OrderID, meta(rec, stepApprove))
@@ -35,9 +66,9 @@ func (s *Saga) handle(ctx context.Context, rec eventlog.Recorded) error {
 			// The order stopped being PENDING while its credit was being
 			// reserved: it was cancelled. Give the credit back.
 			_, err = s.commands.ReleaseCredit(ctx, domain.ReleaseCredit{CustomerID: e.CustomerID, OrderID: e.OrderID}, meta(rec, stepRelease))
-			return s.refusalIsFinal(rec, stepRelease, err)
+			return unexpected(stepRelease, err)
 		}
-		return s.refusalIsFinal(rec, stepApprove, err)
+		return unexpected(stepApprove, err)
 
 	case domain.CreditLimitExceeded:
 		reason := fmt.Sprintf("credit limit exceeded: order total %s, available %s", e.Amount, e.Available)
@@ -45,11 +76,11 @@ func (s *Saga) handle(ctx context.Context, rec eventlog.Recorded) error {
 		if domain.KindOf(err) == domain.KindRejected {
 			return nil // cancelled meanwhile; no credit was held
 		}
-		return s.refusalIsFinal(rec, stepReject, err)
+		return unexpected(stepReject, err)
 
 	case domain.OrderCancelled:
 		_, err := s.commands.ReleaseCredit(ctx, domain.ReleaseCredit{CustomerID: e.CustomerID, OrderID: e.OrderID}, meta(rec, stepRelease))
-		return s.refusalIsFinal(rec, stepRelease, err)
+		return unexpected(stepRelease, err)
 	}
 	return nil
 }
@@ -64,14 +95,11 @@ func meta(rec eventlog.Recorded, step string) eventcodec.Metadata {
 	}
 }
 
-// refusalIsFinal passes store failures through to be retried and drops
-// unexpected domain refusals after logging them.
-func (s *Saga) refusalIsFinal(rec eventlog.Recorded, step string, err error) error {
+// unexpected turns a domain refusal the caller did not expect into a
+// *poison, and passes other errors (to be retried) through.
+func unexpected(step string, err error) error {
 	if err == nil || domain.KindOf(err) == 0 {
 		return err
 	}
-	s.metrics.failures.WithLabelValues("refused").Inc()
-	s.log.Error("saga step refused; skipping it", "step", step, "event", rec.Type, "stream", rec.Stream,
-		"revision", rec.Revision, "reason", domain.ReasonOf(err), "err", err)
-	return nil
+	return &poison{reason: reasonRefused, err: fmt.Errorf("%s refused (%s): %w", step, domain.ReasonOf(err), err)}
 }

@@ -24,7 +24,13 @@ type running struct {
 }
 
 // startSaga runs a saga on env until stop or the end of the test.
-func startSaga(t *testing.T, env *commandtest.Env, opts saga.Options) *running {
+func startSaga(t testing.TB, env *commandtest.Env, opts saga.Options) *running {
+	t.Helper()
+	return startSagaWith(t, env, env.Service, opts)
+}
+
+// startSagaWith runs a saga that issues its commands to cmds.
+func startSagaWith(t testing.TB, env *commandtest.Env, cmds saga.Commands, opts saga.Options) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
@@ -32,7 +38,7 @@ func startSaga(t *testing.T, env *commandtest.Env, opts saga.Options) *running {
 		opts.MinBackoff = 20 * time.Millisecond
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := saga.New(env.Conn, env.Service, log, opts)
+	s, err := saga.New(env.Conn, cmds, log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +65,8 @@ func startSaga(t *testing.T, env *commandtest.Env, opts saga.Options) *running {
 	return &running{Saga: s, metrics: reg, stop: stop}
 }
 
-// counter sums a counter's values over all its labels.
-func (r *running) counter(t *testing.T, name string) float64 {
+// metric sums a counter's or a gauge's values over all its labels.
+func (r *running) metric(t testing.TB, name string) float64 {
 	t.Helper()
 	families, err := r.metrics.Gather()
 	if err != nil {
@@ -70,7 +76,7 @@ func (r *running) counter(t *testing.T, name string) float64 {
 	for _, f := range families {
 		if f.GetName() == name {
 			for _, m := range f.GetMetric() {
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -168,16 +174,16 @@ func streamEvents(t *testing.T, env *commandtest.Env, orders []placed) int {
 	return len(aggregateEvents(t, env, orders))
 }
 
-// sagaEvents counts the events among them that the saga reacts to.
-func sagaEvents(t *testing.T, env *commandtest.Env, orders []placed) int {
-	n := 0
+// sagaEvents are the events among them that the saga reacts to.
+func sagaEvents(t *testing.T, env *commandtest.Env, orders []placed) []eventlog.Recorded {
+	var out []eventlog.Recorded
 	for _, r := range aggregateEvents(t, env, orders) {
 		switch r.Event.(type) {
 		case domain.OrderPlaced, domain.OrderCancelled, domain.CreditReserved, domain.CreditLimitExceeded:
-			n++
+			out = append(out, r)
 		}
 	}
-	return n
+	return out
 }
 
 func aggregateEvents(t *testing.T, env *commandtest.Env, orders []placed) []eventlog.Recorded {

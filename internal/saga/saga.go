@@ -15,17 +15,28 @@
 // Every reaction is idempotent, so events may be delivered again (after a
 // restart from an older checkpoint, or a resubscription): command IDs are
 // derived from the triggering event's ID, event IDs from the command ID, and
-// a command whose events are already recorded writes nothing. Events are
-// handled one at a time, in log order.
+// a command whose events are already recorded writes nothing.
+//
+// Events run in parallel lanes. All four events carry the customer ID, and
+// an event's lane is chosen by it, so every step of one customer (and so of
+// each of its orders) runs in log order in one lane, and lanes never contend
+// for a customer. The checkpoint is a low watermark: it never passes an event
+// that has not finished. No event is skipped: a failing step is retried in
+// its lane, an event of a newer schema waits for an upgraded build, and a
+// malformed event or an unexpected refusal is set aside as a dead letter that
+// the saga replays on every start until it succeeds.
 package saga
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,36 +49,77 @@ import (
 	"github.com/orderly/orderly/internal/eventlog"
 )
 
+// Commands are the commands the saga issues; *command.Service has them.
+type Commands interface {
+	ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, meta eventcodec.Metadata) (command.Result, error)
+	ReleaseCredit(ctx context.Context, cmd domain.ReleaseCredit, meta eventcodec.Metadata) (command.Result, error)
+	ApproveOrder(ctx context.Context, orderID string, meta eventcodec.Metadata) (command.Result, error)
+	RejectOrder(ctx context.Context, orderID, reason string, meta eventcodec.Metadata) (command.Result, error)
+}
+
 // Options tune a Saga. Zero values take the defaults.
 type Options struct {
 	// CheckpointStream is where the saga records how far it got. Two sagas
 	// with different streams both handle every event (harmlessly). Default
 	// "saga-credit-checkpoint".
 	CheckpointStream string
+	// DeadLetterStream is where the saga sets aside the events it cannot
+	// act on, and records their resolution. Default
+	// "saga-credit-dead-letters".
+	DeadLetterStream string
 	// CheckpointEvery and CheckpointInterval bound the work redone after a
-	// crash: the checkpoint is saved after that many events or that much
-	// time, whichever comes first, and on shutdown. Defaults 100 and 1s.
+	// crash: the checkpoint is saved after that many events finish or that
+	// much time, whichever comes first, and on shutdown. Defaults 100 and 1s.
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
-	// StoreTimeout bounds the saga's own store calls (checkpoints); the
-	// commands have theirs. Default 5s.
+	// Workers is the number of lanes running steps concurrently. Default 64.
+	Workers int
+	// LaneQueue bounds the events waiting in one lane, and MaxInFlight those
+	// dispatched and not finished in all; past either the saga stops reading
+	// the subscription. Defaults 32 and 1024.
+	LaneQueue   int
+	MaxInFlight int
+	// StoreTimeout bounds the saga's own store calls (checkpoints, dead
+	// letters); the commands have theirs. Default 5s.
 	StoreTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the pause before resubscribing after
-	// the subscription dropped or a step failed. Defaults 100ms and 10s.
+	// the subscription dropped, or before retrying a failed step. Defaults
+	// 100ms and 10s.
 	MinBackoff, MaxBackoff time.Duration
+	// Registry decodes events; default eventcodec.Default().
+	Registry *eventcodec.Registry
 	// Registerer receives the saga metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
 }
 
+// Defaults; see Options.
+const (
+	DefaultWorkers     = 64
+	DefaultLaneQueue   = 32
+	DefaultMaxInFlight = 1024
+)
+
 func (o *Options) setDefaults() {
 	if o.CheckpointStream == "" {
 		o.CheckpointStream = "saga-credit-checkpoint"
+	}
+	if o.DeadLetterStream == "" {
+		o.DeadLetterStream = "saga-credit-dead-letters"
 	}
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = 100
 	}
 	if o.CheckpointInterval <= 0 {
 		o.CheckpointInterval = time.Second
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.LaneQueue <= 0 {
+		o.LaneQueue = DefaultLaneQueue
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
 	}
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = 5 * time.Second
@@ -78,131 +130,141 @@ func (o *Options) setDefaults() {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(10*time.Second, o.MinBackoff)
 	}
+	if o.Registry == nil {
+		o.Registry = eventcodec.Default()
+	}
 }
 
 // Saga is the credit process manager. Run it once per Saga value.
 type Saga struct {
 	conn     *eventlog.Conn
-	commands *command.Service
+	commands Commands
 	reg      *eventcodec.Registry
 	log      *slog.Logger
 	opts     Options
 	metrics  metrics
+	wm       watermark
+	dead     deadLetters
 
-	// position is the commit position up to which every event has been
-	// handled; it only grows.
-	position atomic.Uint64
-
-	// Owned by Run's goroutine.
-	last       esdb.Position // resume point: exclusive
-	saved      esdb.Position // last checkpoint written
-	unsaved    int           // events handled since
-	savedAt    time.Time
-	caughtUp   bool
-	subscribed bool
-}
-
-type metrics struct {
-	handled   *prometheus.CounterVec
-	failures  *prometheus.CounterVec
-	lag       prometheus.Gauge
-	position  prometheus.Gauge
-	resubs    prometheus.Counter
-	collected []prometheus.Collector
-}
-
-func newMetrics() metrics {
-	m := metrics{
-		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "orderly_saga_events_handled_total",
-			Help: "Events the credit saga handled, by event type.",
-		}, []string{"type"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "orderly_saga_errors_total",
-			Help: "Credit saga failures: transient (retried after resubscribing), refused (an unexpected domain refusal, skipped) or undecodable (skipped).",
-		}, []string{"kind"}),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "orderly_saga_lag_seconds",
-			Help: "Age of the event the credit saga last handled when it handled it; 0 once caught up.",
-		}),
-		position: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "orderly_saga_position",
-			Help: "Commit position up to which the credit saga has handled the log.",
-		}),
-		resubs: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "orderly_saga_resubscriptions_total",
-			Help: "Times the credit saga subscribed again after a drop or a failed step.",
-		}),
-	}
-	m.collected = []prometheus.Collector{m.handled, m.failures, m.lag, m.position, m.resubs}
-	return m
+	// slots bounds the events in flight: the dispatcher takes one per event,
+	// its lane gives it back when the event finishes.
+	slots chan struct{}
+	// unsaved counts events finished since the last checkpoint; at
+	// CheckpointEvery a nudge asks the saver to save early.
+	unsaved atomic.Int64
+	nudge   chan struct{}
+	saved   esdb.Position // owned by the saver, then by shutdown
+	// Owned by Run's goroutine: whether a subscription ever succeeded (the
+	// next ones count as resubscriptions), and whether it caught up once.
+	subscribed, caughtUp bool
 }
 
 // New returns a saga that follows the store through conn and issues its
 // commands to commands.
-func New(conn *eventlog.Conn, commands *command.Service, log *slog.Logger, opts Options) (*Saga, error) {
+func New(conn *eventlog.Conn, commands Commands, log *slog.Logger, opts Options) (*Saga, error) {
+	if opts.Workers < 0 || opts.LaneQueue < 0 || opts.MaxInFlight < 0 {
+		return nil, fmt.Errorf("saga: workers %d, lane queue %d, max in flight %d: none may be negative", opts.Workers, opts.LaneQueue, opts.MaxInFlight)
+	}
 	opts.setDefaults()
-	m := newMetrics()
+	s := &Saga{conn: conn, commands: commands, reg: opts.Registry, log: log, opts: opts,
+		slots: make(chan struct{}, opts.MaxInFlight), nudge: make(chan struct{}, 1)}
+	s.metrics = newMetrics(&s.wm)
 	if opts.Registerer != nil {
-		for _, c := range m.collected {
+		for _, c := range s.metrics.collected {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("saga metrics: %w", err)
 			}
 		}
 	}
-	return &Saga{conn: conn, commands: commands, reg: eventcodec.Default(), log: log, opts: opts, metrics: m}, nil
+	return s, nil
 }
 
-// Position is the commit position up to which the saga has handled the log:
-// every event of its interest at or below it has been acted upon, or logged
-// and skipped (undecodable, or its step refused). Tests and the all-in-one
-// use it to wait for the saga.
-func (s *Saga) Position() uint64 { return s.position.Load() }
+// Position is the commit position up to which the saga has finished the
+// log: every event of its interest at or below it has been acted upon, or
+// set aside as a dead letter. Tests and the all-in-one use it to wait for
+// the saga.
+func (s *Saga) Position() uint64 { return s.wm.position().Commit }
+
+// job is one event on its way through a lane.
+type job struct {
+	raw  *esdb.RecordedEvent
+	rec  eventlog.Recorded
+	err  error // from decoding rec
+	done *list.Element
+}
 
 // Run follows the log from the saga's checkpoint until ctx is done, then
 // saves the checkpoint and returns nil. It survives the store going away: a
-// dropped subscription or a failed step is retried from the last handled
-// event after a capped exponential backoff.
+// dropped subscription is resubscribed from the watermark after a capped
+// exponential backoff, while the lanes go on with what they hold.
 func (s *Saga) Run(ctx context.Context) error {
-	loaded := false
-	failures := 0
-	for {
-		var err error
-		if !loaded {
-			if s.last, err = s.loadCheckpoint(ctx); err == nil {
-				loaded, s.saved, s.savedAt = true, s.last, time.Now()
-				s.advance(s.last)
-				s.log.Info("saga starting", "from", s.last.Commit)
-			}
-		}
-		if loaded {
-			before := s.last
-			err = s.follow(ctx)
-			if s.last != before {
-				failures = 0 // it made progress: the next failure starts a fresh backoff
-			}
-		}
+	if !s.start(ctx) {
+		s.log.Info("saga stopped before it started")
+		return nil
+	}
+	var wg sync.WaitGroup
+	lanes := make([]chan job, s.opts.Workers)
+	for i := range lanes {
+		lanes[i] = make(chan job, s.opts.LaneQueue)
+		wg.Go(func() { s.lane(ctx, lanes[i]) })
+	}
+	wg.Go(func() { s.saveLoop(ctx) })
+
+	for failures := 0; ; {
+		before := s.wm.dispatched()
+		err := s.follow(ctx, lanes)
 		if ctx.Err() != nil {
-			s.shutdown()
-			return nil
+			break
+		}
+		if s.wm.dispatched() != before {
+			failures = 0 // it made progress: the next failure starts a fresh backoff
 		}
 		failures++
 		delay := backoff(s.opts.MinBackoff, s.opts.MaxBackoff, failures)
-		s.log.Warn("saga interrupted; retrying", "err", err, "after", delay.String(), "from", s.last.Commit)
+		s.log.Warn("saga subscription lost; resubscribing", "err", err, "after", delay.String(), "from", s.wm.position().Commit)
 		if !sleep(ctx, delay) {
-			s.shutdown()
-			return nil
+			break
+		}
+	}
+	// The lanes abandon their events on ctx: the watermark stays before
+	// them, and the next run handles them again.
+	wg.Wait()
+	s.shutdown()
+	return nil
+}
+
+// start loads the checkpoint and replays the dead letters, retrying until
+// it succeeds or ctx is done.
+func (s *Saga) start(ctx context.Context) bool {
+	for failures := 1; ; failures++ {
+		from, err := s.loadCheckpoint(ctx)
+		if err == nil {
+			s.wm.from(from)
+			s.saved = from
+			s.log.Info("saga starting", "from", from.Commit)
+			if err = s.replayDeadLetters(ctx); err == nil {
+				return true
+			}
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		delay := backoff(s.opts.MinBackoff, s.opts.MaxBackoff, failures)
+		s.log.Warn("saga cannot start; retrying", "err", err, "after", delay.String())
+		if !sleep(ctx, delay) {
+			return false
 		}
 	}
 }
 
-// follow subscribes from s.last and handles events until the subscription
-// drops, a step fails, or ctx is done.
-func (s *Saga) follow(ctx context.Context) error {
+// follow subscribes from the watermark and dispatches events to the lanes
+// until the subscription drops or ctx is done. It blocks while the lanes
+// are full: the subscription is then the buffer.
+func (s *Saga) follow(ctx context.Context, lanes []chan job) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var from esdb.AllPosition = s.last
-	if s.last == (esdb.Position{}) {
+	var from esdb.AllPosition = s.wm.position()
+	if from == (esdb.Position{}) {
 		from = esdb.Start{}
 	}
 	opts := esdb.SubscribeToAllOptions{
@@ -226,87 +288,106 @@ func (s *Saga) follow(ctx context.Context) error {
 		case ev.SubscriptionDropped != nil:
 			return fmt.Errorf("subscription dropped: %w", ev.SubscriptionDropped.Error)
 		case ev.EventAppeared != nil:
-			if err := s.handleRecorded(ctx, ev.EventAppeared.Event); err != nil {
-				return err
+			raw := ev.EventAppeared.Event
+			if !after(raw.Position, s.wm.dispatched()) {
+				continue // already in a lane: resubscribed from the watermark
 			}
-			s.unsaved++
-			s.advance(ev.EventAppeared.Event.Position)
-			s.maybeSave(ctx, false)
+			if !s.dispatch(ctx, lanes, raw) {
+				return ctx.Err()
+			}
 		case ev.CheckPointReached != nil:
 			// The server scanned this far without finding more of our
-			// events, and every earlier one has been handled.
-			s.advance(*ev.CheckPointReached)
-			s.maybeSave(ctx, false)
+			// events.
+			s.wm.pass(*ev.CheckPointReached)
 		case ev.CaughtUp != nil:
-			s.metrics.lag.Set(0)
 			if !s.caughtUp {
 				s.caughtUp = true
-				s.log.Info("saga caught up", "position", s.last.Commit)
+				s.log.Info("saga caught up", "dispatched", s.wm.dispatched().Commit)
 			}
-			s.maybeSave(ctx, true)
 		}
 	}
 }
 
-// advance moves the resume point to p, which has been handled.
-func (s *Saga) advance(p esdb.Position) {
-	if p.Commit < s.last.Commit || (p.Commit == s.last.Commit && p.Prepare < s.last.Prepare) {
-		return
+// dispatch hands one event to its lane once a slot is free; false when ctx
+// ended first.
+func (s *Saga) dispatch(ctx context.Context, lanes []chan job, raw *esdb.RecordedEvent) bool {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
 	}
-	s.last = p
-	s.position.Store(p.Commit)
-	s.metrics.position.Set(float64(p.Commit))
+	j := job{raw: raw}
+	j.rec, j.err = eventlog.Decode(s.reg, raw)
+	j.done = s.wm.dispatch(raw.Position, raw.CreatedDate)
+	select {
+	case lanes[laneOf(laneKey(j.rec, j.err), len(lanes))] <- j:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
-// handleRecorded decodes and handles one event. An event that cannot be
-// decoded would fail every time, so it is logged and skipped, as is a step
-// the domain refuses (refusalIsFinal). Other failures are returned and the
-// step retried: the store's, a conflict that outlived its retries, or an
-// aggregate this build cannot fold (a newer schema: the saga waits for the
-// upgrade rather than skip a credit step).
-func (s *Saga) handleRecorded(ctx context.Context, raw *esdb.RecordedEvent) error {
-	rec, err := eventlog.Decode(s.reg, raw)
-	if err != nil {
-		s.metrics.failures.WithLabelValues("undecodable").Inc()
-		s.log.Error("saga skips an event it cannot decode", "err", err)
-		return nil
-	}
-	if err := s.handle(ctx, rec); err != nil {
-		if ctx.Err() == nil {
-			s.metrics.failures.WithLabelValues("transient").Inc()
+// laneOf picks the lane of a key among n.
+func laneOf(key string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
+}
+
+// laneKey is the customer an event belongs to. An event this build cannot
+// decode is keyed by the customer_id its payload still carries, if any, so
+// that it waits in its customer's lane; failing that by its stream.
+func laneKey(rec eventlog.Recorded, decodeErr error) string {
+	if decodeErr == nil {
+		switch e := rec.Event.(type) {
+		case domain.OrderPlaced:
+			return e.CustomerID
+		case domain.CreditReserved:
+			return e.CustomerID
+		case domain.CreditLimitExceeded:
+			return e.CustomerID
+		case domain.OrderCancelled:
+			return e.CustomerID
 		}
-		return fmt.Errorf("%s %s@%d: %w", rec.Type, rec.Stream, rec.Revision, err)
 	}
-	s.metrics.handled.WithLabelValues(rec.Type).Inc()
-	s.metrics.lag.Set(time.Since(rec.RecordedAt).Seconds())
-	return nil
+	var p struct {
+		CustomerID string `json:"customer_id"`
+	}
+	if json.Unmarshal(rec.Stored, &p) == nil && p.CustomerID != "" {
+		return p.CustomerID
+	}
+	return rec.Stream
 }
 
-func (s *Saga) maybeSave(ctx context.Context, now bool) {
-	if s.last == s.saved {
-		return
-	}
-	if !now && s.unsaved < s.opts.CheckpointEvery && time.Since(s.savedAt) < s.opts.CheckpointInterval {
-		return
-	}
-	if err := s.saveCheckpoint(ctx); err != nil {
-		// Not fatal: a later save covers it, and at worst a restart redoes
-		// some idempotent work.
-		s.log.Warn("saga checkpoint not saved", "err", err)
+// saveLoop saves the checkpoint every CheckpointInterval, or sooner when
+// CheckpointEvery events have finished, until ctx is done.
+func (s *Saga) saveLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.nudge:
+		}
+		if err := s.save(ctx); err != nil {
+			// Not fatal: a later save covers it, and at worst a restart
+			// redoes some idempotent work.
+			s.log.Warn("saga checkpoint not saved", "err", err)
+		}
 	}
 }
 
-// shutdown saves the checkpoint on the way out, on a context of its own:
-// the run's is already done.
+// shutdown saves the checkpoint on the way out, once the lanes have
+// stopped, on a context of its own: the run's is already done.
 func (s *Saga) shutdown() {
-	if s.last != s.saved {
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.StoreTimeout)
-		defer cancel()
-		if err := s.saveCheckpoint(ctx); err != nil {
-			s.log.Warn("saga checkpoint not saved on shutdown", "err", err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.StoreTimeout)
+	defer cancel()
+	if err := s.save(ctx); err != nil {
+		s.log.Warn("saga checkpoint not saved on shutdown", "err", err)
 	}
-	s.log.Info("saga stopped", "position", s.last.Commit)
+	s.log.Info("saga stopped", "position", s.saved.Commit)
 }
 
 // checkpointType is the event type of checkpoints. It is outside the
@@ -347,10 +428,15 @@ func (s *Saga) loadCheckpoint(ctx context.Context) (esdb.Position, error) {
 	return pos, nil
 }
 
-func (s *Saga) saveCheckpoint(ctx context.Context) error {
+// save writes the watermark as the checkpoint, if it moved.
+func (s *Saga) save(ctx context.Context) error {
+	p := s.wm.position()
+	if p == s.saved {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
 	defer cancel()
-	data, err := json.Marshal(checkpoint{Commit: s.last.Commit, Prepare: s.last.Prepare})
+	data, err := json.Marshal(checkpoint{Commit: p.Commit, Prepare: p.Prepare})
 	if err != nil {
 		return fmt.Errorf("encode checkpoint: %w", err)
 	}
@@ -360,7 +446,8 @@ func (s *Saga) saveCheckpoint(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("save checkpoint to %s: %w", s.opts.CheckpointStream, err)
 	}
-	s.saved, s.unsaved, s.savedAt = s.last, 0, time.Now()
+	s.saved = p
+	s.unsaved.Store(0)
 	return nil
 }
 

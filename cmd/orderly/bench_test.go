@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderly/orderly/internal/bench"
+)
+
+// A short bench against the embedded system: every operation of the mix
+// answers, every measurement is populated, nothing fails unexpectedly, and
+// -json parses. Speed is not asserted: that is what the bench is for.
+func TestBenchEmbedded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := bench.Main(ctx, []string{"-json", "-duration", "3s", "-rate", "60", "-clients", "8", "-customers", "20",
+		"-decision-sample", "1", "-visible-sample", "1", "-drain", "60s", "-report-every", "1s"},
+		&stdout, &stderr, embeddedBench)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	var s bench.Summary
+	dec := json.NewDecoder(&stdout)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		t.Fatalf("-json output does not parse: %v\n%s", err, stdout.String())
+	}
+	t.Logf("live lines:\n%s", stderr.String())
+
+	if s.Errors.UnexpectedTotal != 0 || len(s.Errors.Unexpected) != 0 {
+		t.Errorf("unexpected errors: %v", s.Errors.Unexpected)
+	}
+	if !s.Config.Embedded || s.Stopped != "duration" {
+		t.Errorf("config %+v, stopped %q", s.Config, s.Stopped)
+	}
+	for _, g := range []bench.OpGroup{s.Commands, s.Reads} {
+		for name, o := range g.ByOp {
+			if o.OK+o.Refused == 0 || o.Latency.Count != o.OK+o.Refused || o.Latency.P99 <= 0 {
+				t.Errorf("%s: %+v", name, o)
+			}
+		}
+	}
+	if len(s.Commands.ByOp) != 5 || len(s.Reads.ByOp) != 3 {
+		t.Errorf("operations reported: commands %v, reads %v", s.Commands.ByOp, s.Reads.ByOp)
+	}
+	if s.OpenLoop == nil || s.OpenLoop.Late.Count == 0 {
+		t.Errorf("no send-lateness at a target rate: %+v", s.OpenLoop)
+	}
+	d := s.Decision
+	if d.Approved == 0 || d.Rejected == 0 || d.Latency.Count != d.Approved+d.Rejected || d.Latency.P50 <= 0 {
+		t.Errorf("decisions: %+v", d)
+	}
+	if d.Failed != 0 || d.TimedOut != 0 || d.Cut != 0 {
+		t.Errorf("decision samples lost: %+v", d.Samples)
+	}
+	// Every order was sampled: each is accounted for once, and an order
+	// over the limit, never cancelled, can only end REJECTED.
+	placed := s.Commands.ByOp["place"].OK + s.Commands.ByOp["place_over"].OK
+	if got := d.Approved + d.Rejected + d.Cancelled + d.Busy; got != placed {
+		t.Errorf("%d orders placed, %d decisions accounted for: %+v", placed, got, d)
+	}
+	if over := s.Commands.ByOp["place_over"].OK; d.Rejected+d.Busy < over {
+		t.Errorf("%d orders over the limit placed, only %d seen REJECTED (%d not watched)", over, d.Rejected, d.Busy)
+	}
+	v := s.WriteToVisible
+	if v.Latency.Count == 0 || v.Latency.P50 <= 0 || v.Failed != 0 || v.TimedOut != 0 || v.Latency.Count+v.Busy != placed {
+		t.Errorf("write-to-visible of %d orders: %+v", placed, v)
+	}
+	if s.Lag == nil || s.Lag.Scrapes == 0 || s.Lag.Error != "" {
+		t.Errorf("lag: %+v", s.Lag)
+	}
+	if s.Drain == nil || !s.Drain.Cleared {
+		t.Errorf("drain: %+v", s.Drain)
+	}
+	if !strings.Contains(stderr.String(), "cmds") {
+		t.Errorf("no live line on stderr:\n%s", stderr.String())
+	}
+}
+
+// Interrupted (SIGINT cancels the context), the bench stops the load at
+// once and still prints the summary of what ran.
+func TestBenchInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout bytes.Buffer
+	var stderr syncBuffer // read while the bench writes it
+	done := make(chan error, 1)
+	go func() {
+		done <- bench.Main(ctx, []string{"-json", "-duration", "10m", "-clients", "4", "-customers", "5", "-report-every", "0"},
+			&stdout, &stderr, embeddedBench)
+	}()
+	// Cancel once the load is under way.
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(stderr.String(), "load starting") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the load never started:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("bench: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the bench did not stop after its context was cancelled")
+	}
+	var s bench.Summary
+	if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
+		t.Fatalf("no summary after the interrupt: %v\n%s", err, stdout.String())
+	}
+	if s.Stopped != "interrupted" || s.Commands.Total.OK == 0 || s.Errors.UnexpectedTotal != 0 {
+		t.Errorf("stopped %q, %d commands, unexpected errors %v", s.Stopped, s.Commands.Total.OK, s.Errors.Unexpected)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,133 @@
+package saga_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/orderly/orderly/internal/command"
+	"github.com/orderly/orderly/internal/command/commandtest"
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventcodec"
+	"github.com/orderly/orderly/internal/saga"
+)
+
+// faulty fails the first `times` calls of one of the saga's commands with
+// err, then passes calls through.
+type faulty struct {
+	saga.Commands
+	command string
+	err     error
+	times   atomic.Int32
+}
+
+func (f *faulty) fail(command string) error {
+	if command == f.command && f.times.Add(-1) >= 0 {
+		return f.err
+	}
+	return nil
+}
+
+func (f *faulty) ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, meta eventcodec.Metadata) (command.Result, error) {
+	if err := f.fail("reserve"); err != nil {
+		return command.Result{}, err
+	}
+	return f.Commands.ReserveCredit(ctx, cmd, meta)
+}
+
+func (f *faulty) ReleaseCredit(ctx context.Context, cmd domain.ReleaseCredit, meta eventcodec.Metadata) (command.Result, error) {
+	if err := f.fail("release"); err != nil {
+		return command.Result{}, err
+	}
+	return f.Commands.ReleaseCredit(ctx, cmd, meta)
+}
+
+func (f *faulty) ApproveOrder(ctx context.Context, orderID string, meta eventcodec.Metadata) (command.Result, error) {
+	if err := f.fail("approve"); err != nil {
+		return command.Result{}, err
+	}
+	return f.Commands.ApproveOrder(ctx, orderID, meta)
+}
+
+func (f *faulty) RejectOrder(ctx context.Context, orderID, reason string, meta eventcodec.Metadata) (command.Result, error) {
+	if err := f.fail("reject"); err != nil {
+		return command.Result{}, err
+	}
+	return f.Commands.RejectOrder(ctx, orderID, reason, meta)
+}
+
+// TestStepFailures forces a step to fail: a transient failure, even in the
+// middle of a compensation, is retried in its lane until the flow settles;
+// an unexpected refusal sets the event aside, holding the credit, until a
+// restart replays it.
+func TestStepFailures(t *testing.T) {
+	t.Parallel()
+	transient := errors.New("test: store unavailable")
+	notFound := &domain.Error{Kind: domain.KindNotFound, Reason: domain.ReasonOrderNotFound, Message: "test: order not found"}
+	for _, tc := range []struct {
+		name     string
+		command  string
+		err      error
+		times    int32
+		setup    func(t *testing.T, env *commandtest.Env, cust string) placed
+		want     domain.OrderStatus
+		retried  bool // errors counted, no dead letter
+		replayed bool // one dead letter, settled by a restart
+	}{
+		{"release fails mid-compensation", "release", transient, 2, cancelledWhileReserved, domain.StatusCancelled, true, false},
+		{"reject fails", "reject", transient, 3, func(t *testing.T, env *commandtest.Env, cust string) placed {
+			return place(t, env, cust, 50_000) // over the limit
+		}, domain.StatusRejected, true, false},
+		{"approve refused unexpectedly", "approve", notFound, 1, func(t *testing.T, env *commandtest.Env, cust string) placed {
+			return place(t, env, cust, 1_000)
+		}, domain.StatusApproved, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := commandtest.Start(t, command.Options{})
+			cust := env.RegisterCustomer(t, 10_000)
+			o := tc.setup(t, env, cust)
+			cmds := &faulty{Commands: env.Service, command: tc.command, err: tc.err}
+			cmds.times.Store(tc.times)
+			s := startSagaWith(t, env, cmds, saga.Options{})
+			if tc.replayed {
+				eventually(t, converge, func() (bool, string) {
+					n := s.metric(t, "orderly_saga_dead_letters_total")
+					return n == 1, fmt.Sprintf("%v dead letters", n)
+				})
+				if o := env.Order(t, o.id); o.Status != domain.StatusPending || !env.Customer(t, cust).HasReservation(o.ID) {
+					t.Fatalf("order set aside is %v; want PENDING with its credit held", o.Status)
+				}
+				s.stop()
+				s = startSaga(t, env, saga.Options{})
+			}
+			eventually(t, converge, func() (bool, string) { return settled(t, env, []placed{o}) })
+			if st := env.Order(t, o.id).Status; st != tc.want {
+				t.Fatalf("order is %v; want %v", st, tc.want)
+			}
+			if tc.retried {
+				if n := s.metric(t, "orderly_saga_errors_total"); n < float64(tc.times) {
+					t.Errorf("%v failures counted; want %d", n, tc.times)
+				}
+				if n := s.metric(t, "orderly_saga_dead_letters_total"); n != 0 {
+					t.Errorf("%v dead letters; want none", n)
+				}
+			}
+		})
+	}
+}
+
+// cancelledWhileReserved is an order whose credit was reserved (as the
+// saga would) and which was then cancelled: the saga must approve-fail and
+// release.
+func cancelledWhileReserved(t *testing.T, env *commandtest.Env, cust string) placed {
+	o := place(t, env, cust, 2_000)
+	if _, err := env.Service.ReserveCredit(ctx(t), domain.ReserveCredit{CustomerID: cust, OrderID: o.id, Amount: domain.Money{Currency: "USD", Minor: 2_000}},
+		eventcodec.Metadata{CommandID: "reserved-elsewhere"}); err != nil {
+		t.Fatal(err)
+	}
+	cancel(t, env, &o)
+	return o
+}

@@ -1,0 +1,72 @@
+package saga
+
+import (
+	"context"
+	"errors"
+
+	"github.com/orderly/orderly/internal/eventcodec"
+)
+
+// lane runs its events one at a time, in the order dispatched (log order),
+// until ctx is done.
+func (s *Saga) lane(ctx context.Context, jobs <-chan job) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-jobs:
+			if !s.process(ctx, j) {
+				return // abandoned: unfinished, so the watermark stays before it
+			}
+			s.wm.finish(j.done)
+			<-s.slots
+			s.metrics.handled.WithLabelValues(j.raw.EventType).Inc()
+			if s.unsaved.Add(1) >= int64(s.opts.CheckpointEvery) {
+				select {
+				case s.nudge <- struct{}{}:
+				default: // a save is already due
+				}
+			}
+		}
+	}
+}
+
+// process runs j's step until it is done, retrying failures with backoff
+// in this lane only: false when ctx ended first. An event of a newer schema
+// waits here, stalling its lane, until a build that reads it runs.
+func (s *Saga) process(ctx context.Context, j job) bool {
+	waiting := false
+	defer func() {
+		if waiting {
+			s.metrics.waiting.Dec()
+		}
+	}()
+	for failures := 1; ; failures++ {
+		err := s.react(ctx, j.rec, j.err)
+		var p *poison
+		if errors.As(err, &p) {
+			err = s.setAside(ctx, j.raw, p)
+		}
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		kind := "transient"
+		if errors.Is(err, eventcodec.ErrNewerSchema) {
+			kind = "newer_schema"
+			if !waiting {
+				waiting = true
+				s.metrics.waiting.Inc()
+			}
+		}
+		s.metrics.failures.WithLabelValues(kind).Inc()
+		delay := backoff(s.opts.MinBackoff, s.opts.MaxBackoff, failures)
+		s.log.Warn("saga step waits; retrying it", "kind", kind, "type", j.rec.Type, "stream", j.rec.Stream,
+			"revision", j.rec.Revision, "schema", j.rec.Meta.Schema, "err", err, "after", delay.String())
+		if !sleep(ctx, delay) {
+			return false
+		}
+	}
+}

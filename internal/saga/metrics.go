@@ -1,0 +1,59 @@
+package saga
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	handled     *prometheus.CounterVec
+	failures    *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	unresolved  prometheus.Gauge
+	waiting     prometheus.Gauge
+	resubs      prometheus.Counter
+	collected   []prometheus.Collector
+}
+
+// newMetrics reads the lag, position and in-flight gauges from w when
+// scraped, so they never disagree with the checkpoint rule.
+func newMetrics(w *watermark) metrics {
+	m := metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderly_saga_events_handled_total",
+			Help: "Events the credit saga finished, by event type (dead-lettered ones included).",
+		}, []string{"type"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderly_saga_errors_total",
+			Help: "Failed attempts at a credit saga step, each retried in its lane: transient (the store, a conflict) or newer_schema (the event waits for an upgraded build).",
+		}, []string{"kind"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderly_saga_dead_letters_total",
+			Help: "Events the credit saga set aside as dead letters, by reason: malformed (undecodable at its own schema) or refused (an unexpected domain refusal).",
+		}, []string{"reason"}),
+		unresolved: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orderly_saga_dead_letters_unresolved",
+			Help: "Dead letters of the credit saga not yet replayed successfully (counted at start, and since).",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orderly_saga_waiting_events",
+			Help: "Events the credit saga waits on because their schema is newer than this build; each stalls its lane.",
+		}),
+		resubs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderly_saga_resubscriptions_total",
+			Help: "Times the credit saga subscribed again after the subscription dropped.",
+		}),
+	}
+	m.collected = []prometheus.Collector{m.handled, m.failures, m.deadLetters, m.unresolved, m.waiting, m.resubs,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "orderly_saga_lag_seconds",
+			Help: "Age of the oldest event the credit saga has not finished; with none, the age the last one had when it finished.",
+		}, func() float64 { return w.lag().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "orderly_saga_position",
+			Help: "Commit position up to which the credit saga has finished every event (its checkpoint to be).",
+		}, func() float64 { return float64(w.position().Commit) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "orderly_saga_in_flight",
+			Help: "Events the credit saga has dispatched to its lanes and not finished.",
+		}, func() float64 { return float64(w.unfinished()) }),
+	}
+	return m
+}
