@@ -27,6 +27,8 @@ func run(ctx context.Context, args []string) error {
 	sagaWorkers := fs.Int("saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	storeTimeout := fs.Duration("store-timeout", 5*time.Second, "deadline of each event store call")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	var opts command.Options
+	opts.RegisterFlags(fs)
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
 		return err
 	}
@@ -41,7 +43,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer conn.Close()
 	metrics := serve.NewMetrics()
-	commands, err := command.New(conn, log, command.Options{StoreTimeout: *storeTimeout, Registerer: metrics.Registry})
+	opts.StoreTimeout, opts.Registerer = *storeTimeout, metrics.Registry
+	commands, err := command.New(conn, log, opts)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 type allConfig struct {
 	esListen, commandsListen, queriesListen, httpListen string
 	views                                               viewstore.Config
+	commands                                            command.Options
 	// ferretListen is where embedded FerretDB serves the views when they
 	// are in MongoDB and no -mongo-uri names a server.
 	ferretListen string
@@ -51,6 +52,7 @@ func parseAll(args []string) (allConfig, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&c.sagaWorkers, "saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	c.views.RegisterFlags(fs)
+	c.commands.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
 			"       orderly eventstore [flags]  run only the embedded event store\n"+
@@ -126,7 +128,8 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 
 	metrics := serve.NewMetrics()
 	notifier := views.NewNotifier()
-	commands, err := command.New(conn, log.With("service", "command"), command.Options{Registerer: metrics.Registry})
+	cfg.commands.Registerer = metrics.Registry
+	commands, err := command.New(conn, log.With("service", "command"), cfg.commands)
 	if err != nil {
 		return err
 	}

@@ -35,48 +35,61 @@ type aggregate interface {
 }
 
 // kind names an aggregate type: where its instances live and how one starts.
+// Snapshotted kinds keep page logs of their state (see snapshot.go); orders
+// need none, as their streams hold a handful of events.
 type kind[A aggregate] struct {
-	name   string
-	stream func(id string) string
-	fresh  func(id string) A
+	name        string
+	stream      func(id string) string
+	fresh       func(id string) A
+	snapshotted bool
 }
 
 var (
-	customers = kind[*domain.Customer]{"customer", eventlog.CustomerStream, domain.NewCustomer}
-	orders    = kind[*domain.Order]{"order", eventlog.OrderStream, domain.NewOrder}
+	customers = kind[*domain.Customer]{"customer", eventlog.CustomerStream, domain.NewCustomer, true}
+	orders    = kind[*domain.Order]{"order", eventlog.OrderStream, domain.NewOrder, false}
 )
 
 // decision is a command's business logic: given the aggregate's current
-// state, the events to record or a *domain.Error.
+// state, the events to record or a *domain.Error. It must not change the
+// state it is given: that is the cached aggregate, changed only by events
+// the store accepted.
 type decision[A aggregate] func(ctx context.Context, agg A) ([]domain.Event, error)
 
-// execute runs one command on the aggregate k/id: read its stream, fold it,
-// decide, and append the decision at the revision it read. Every command of
-// the service goes through here (or through create).
+// execute runs one command on the aggregate k/id: decide against its cached
+// state (loaded on first use, from snapshot pages and the stream's tail), and
+// append the decision expecting the revision that state was folded to. The
+// store checks that expectation, so the cache never has to be trusted: a
+// state another writer (another replica) has moved on fails the append, and
+// the command catches up from that revision, folds, and decides again.
+// Every command of the service goes through here (or through create).
+//
+// Commands on one aggregate run one at a time in this process (the cache
+// entry's lock), so they do not conflict with each other.
 //
 // Idempotency: a command whose events are already in the stream (same
 // meta.CommandID) returns where they were recorded, without deciding again,
 // even if the state has moved on since; a different command (meta.Command)
 // under that ID is refused. A command that recorded nothing (it was refused,
 // or changed nothing) left no trace, so its replay is decided afresh against
-// the current state.
+// the current state. Such an answer is validated by no append, so it is given
+// only after a read of the stream from the cached revision found nothing new.
 //
-// Concurrency: if another writer appended since the read, the store refuses
-// the append (wrong expected version); the command is read and decided again,
-// after a jittered pause, up to MaxAttempts times, then fails with
+// Concurrency: if another writer appended since, the store refuses the
+// append (wrong expected version); the command catches up and is decided
+// again, after a jittered pause, up to MaxAttempts times, then fails with
 // ErrConflict.
 func execute[A aggregate](ctx context.Context, s *Service, k kind[A], id string, meta eventcodec.Metadata, decide decision[A]) (Result, error) {
 	return run(ctx, s, k, id, meta, decide, false)
 }
 
 // create is execute for a command that opens its aggregate's stream. That
-// stream is new but for replays and clashes, so the first attempt skips
-// reading it: it decides on a fresh aggregate and appends expecting no
-// stream. A replay's events carry the same IDs, which the store recognises
-// and acknowledges with their original position, writing nothing; anything
-// else that exists makes the append fail. After such a failure, or a
-// refusal, the command runs as execute would, finding a replay or refusing
-// the clash.
+// stream is new but for replays and clashes, so when the aggregate is not
+// cached the first attempt skips loading it: it decides on a fresh aggregate
+// and appends expecting no stream. A replay's events carry the same IDs,
+// which the store recognises and acknowledges with their original position,
+// writing nothing; anything else that exists makes the append fail. After
+// such a failure, or a refusal, the command runs as execute would, finding a
+// replay or refusing the clash.
 func create[A aggregate](ctx context.Context, s *Service, k kind[A], id string, meta eventcodec.Metadata, decide decision[A]) (Result, error) {
 	return run(ctx, s, k, id, meta, decide, true)
 }
@@ -85,83 +98,139 @@ func run[A aggregate](ctx context.Context, s *Service, k kind[A], id string, met
 	if meta.CommandID == "" {
 		return Result{}, errors.New("command without a command ID")
 	}
-	for attempt := 1; ; attempt++ {
-		res, err := attemptOnce(ctx, s, k, id, meta, decide, assumeNew)
-		var esErr *esdb.Error
-		conflict := errors.As(err, &esErr) && esErr.Code() == esdb.ErrorCodeWrongExpectedVersion
-		if assumeNew && (conflict || domain.KindOf(err) != 0) {
-			// The stream exists, or the decision was refused: either way the
-			// stream must be read, as it may show this very command applied.
-			assumeNew = false
-			continue
-		}
-		if !conflict {
+	e := acquire(s, k, id)
+	defer s.cache.release(e)
+	if !e.loaded && assumeNew {
+		if res, done, err := createNew(ctx, s, k, id, e, meta, decide); done {
 			return res, err
 		}
-		s.conflicts.WithLabelValues(k.name).Inc()
+	}
+	if !e.loaded {
+		if err := s.load(ctx, e); err != nil {
+			return Result{}, err
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := attemptOnce(ctx, s, k, e, meta, decide)
+		if !errors.Is(err, errMoved) {
+			return res, err
+		}
+		if isConflict(err) {
+			s.metrics.conflicts.WithLabelValues(k.name).Inc()
+		}
 		if attempt >= s.opts.MaxAttempts {
 			return Result{}, fmt.Errorf("%s %s after %d attempts: %w", k.name, id, attempt, ErrConflict)
 		}
-		if err := pause(ctx, attempt); err != nil {
-			return Result{}, err
+		if isConflict(err) {
+			if err := pause(ctx, attempt); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 }
 
-// attemptOnce reads (unless assumeNew), decides and appends once.
-func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], id string, meta eventcodec.Metadata, decide decision[A], assumeNew bool) (Result, error) {
-	stream := k.stream(id)
-	agg, history := k.fresh(id), []eventlog.Recorded(nil)
-	if !assumeNew {
-		var err error
-		if agg, history, err = load(ctx, s, k, id); err != nil {
+// acquire returns the cache entry of k/id, locked for the caller, who hands
+// it back with s.cache.release.
+func acquire[A aggregate](s *Service, k kind[A], id string) *entry {
+	e := s.cache.acquire(k.stream(id))
+	if !e.loaded {
+		e.fresh = func() aggregate { return k.fresh(id) }
+		e.snapshotted = k.snapshotted
+	}
+	return e
+}
+
+// errMoved reports an attempt that found the stream ahead of the cached
+// state; the state has caught up, and the command is to be decided again.
+var errMoved = errors.New("the stream moved on")
+
+func isConflict(err error) bool {
+	var esErr *esdb.Error
+	return errors.As(err, &esErr) && esErr.Code() == esdb.ErrorCodeWrongExpectedVersion
+}
+
+// createNew is create's first attempt, on a fresh aggregate. done is false
+// when the command must run as execute would: the decision was refused or
+// empty, or the stream exists.
+func createNew[A aggregate](ctx context.Context, s *Service, k kind[A], id string, e *entry, meta eventcodec.Metadata, decide decision[A]) (Result, bool, error) {
+	agg := k.fresh(id)
+	events, err := decide(ctx, agg)
+	if err != nil || len(events) == 0 {
+		return Result{}, false, nil
+	}
+	wr, err := s.appendEvents(ctx, e.stream, esdb.NoStream{}, events, meta)
+	if isConflict(err) {
+		return Result{}, false, nil
+	}
+	if err != nil {
+		return Result{}, true, err
+	}
+	// Cache the new stream only if the store says it holds exactly these
+	// events; an acknowledged replay of a stream that has grown since is
+	// left to load on its next use.
+	if wr.NextExpectedVersion == uint64(len(events)-1) {
+		s.reset(e, agg)
+		s.foldAppended(e, events, meta, wr)
+		e.loaded = true
+	}
+	return Result{Position: wr.CommitPosition, Revision: wr.NextExpectedVersion}, true, nil
+}
+
+// attemptOnce decides once against e and appends. It returns errMoved (with
+// the cause) when e turned out stale and has caught up.
+func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], e *entry, meta eventcodec.Metadata, decide decision[A]) (Result, error) {
+	if res, ok, err := s.recordedIn(ctx, e, meta); ok || err != nil {
+		return res, err
+	}
+	events, err := decide(ctx, e.agg.(A))
+	if err != nil || len(events) == 0 {
+		// No append validates this answer: confirm it against the tip.
+		moved, cerr := s.refresh(ctx, e)
+		switch {
+		case cerr != nil:
+			return Result{}, cerr
+		case moved:
+			return Result{}, errMoved
+		case err != nil:
 			return Result{}, err
 		}
-		if res, ok, err := recorded(history, meta); ok {
-			return res, err
-		}
+		return e.tip(), nil
 	}
-	events, err := decide(ctx, agg)
+	expected := esdb.ExpectedRevision(esdb.NoStream{})
+	if e.rev >= 0 {
+		expected = esdb.Revision(uint64(e.rev))
+	}
+	wr, err := s.appendEvents(ctx, e.stream, expected, events, meta)
+	if isConflict(err) {
+		if _, cerr := s.refresh(ctx, e); cerr != nil {
+			return Result{}, cerr
+		}
+		return Result{}, fmt.Errorf("%w: %w", errMoved, err)
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	if len(events) == 0 {
-		return tip(history), nil
-	}
+	s.foldAppended(e, events, meta, wr)
+	return Result{Position: wr.CommitPosition, Revision: wr.NextExpectedVersion}, nil
+}
 
+// appendEvents encodes a command's events, with IDs derived from its command
+// ID, and appends them to stream at the expected revision.
+func (s *Service) appendEvents(ctx context.Context, stream string, expected esdb.ExpectedRevision, events []domain.Event, meta eventcodec.Metadata) (*esdb.WriteResult, error) {
 	data := make([]esdb.EventData, len(events))
 	for i, ev := range events {
+		var err error
 		if data[i], err = eventlog.Encode(s.reg, eventID(meta.CommandID, stream, i), ev, meta); err != nil {
-			return Result{}, err
+			return nil, err
 		}
-	}
-	expected := esdb.ExpectedRevision(esdb.NoStream{})
-	if len(history) > 0 {
-		expected = esdb.Revision(history[len(history)-1].Revision)
 	}
 	wr, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
 		return c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: expected}, data...)
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("append to %s: %w", stream, err)
+		return nil, fmt.Errorf("append to %s: %w", stream, err)
 	}
-	return Result{Position: wr.CommitPosition, Revision: wr.NextExpectedVersion}, nil
-}
-
-// load reads the aggregate k/id and folds it; a stream that does not exist
-// yet is an aggregate with no history.
-func load[A aggregate](ctx context.Context, s *Service, k kind[A], id string) (A, []eventlog.Recorded, error) {
-	agg := k.fresh(id)
-	history, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
-		return eventlog.Read(ctx, c, s.reg, k.stream(id), 0, 0)
-	})
-	if err != nil && !errors.Is(err, eventlog.ErrStreamNotFound) {
-		return agg, nil, err
-	}
-	for _, r := range history {
-		agg.Apply(r.Event)
-	}
-	return agg, history, nil
+	return wr, nil
 }
 
 // as names the command meta is for.
@@ -170,8 +239,8 @@ func as(meta eventcodec.Metadata, command string) eventcodec.Metadata {
 	return meta
 }
 
-// recorded finds the events meta's command ID already wrote to a stream. If
-// another command wrote them, the ID was reused: answering with that
+// recorded finds the events meta's command ID already wrote among history.
+// If another command wrote them, the ID was reused: answering with that
 // command's result would report a command done that never ran.
 func recorded(history []eventlog.Recorded, meta eventcodec.Metadata) (Result, bool, error) {
 	for i := len(history) - 1; i >= 0; i-- {
@@ -189,15 +258,6 @@ func recorded(history []eventlog.Recorded, meta eventcodec.Metadata) (Result, bo
 		return Result{Position: history[i].Position, Revision: history[i].Revision}, true, nil
 	}
 	return Result{}, false, nil
-}
-
-// tip is where a stream stands.
-func tip(history []eventlog.Recorded) Result {
-	if len(history) == 0 {
-		return Result{}
-	}
-	last := history[len(history)-1]
-	return Result{Position: last.Position, Revision: last.Revision}
 }
 
 // storeCall runs one event store call under the store timeout.

@@ -3,7 +3,6 @@ package command
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -25,19 +24,10 @@ func usd(minor int64) domain.Money { return domain.Money{Currency: "USD", Minor:
 func newTestService(t *testing.T, opts Options) (*Service, *esdb.Client) {
 	t.Helper()
 	connString := estest.Start(t)
-	conn, err := eventlog.Connect(connString, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	s, err := New(conn, slog.New(slog.DiscardHandler), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, estest.Client(t, connString)
+	return serviceOn(t, connString, opts), estest.Client(t, connString)
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -122,9 +112,15 @@ func TestCreateOnExistingStream(t *testing.T) {
 
 func customerAt(t *testing.T, s *Service, id string) *domain.Customer {
 	t.Helper()
-	c, _, err := load(testCtx(t), s, customers, id)
+	recs, err := storeCall(testCtx(t), s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
+		return eventlog.Read(ctx, c, s.reg, eventlog.CustomerStream(id), 0, 0)
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	c := domain.NewCustomer(id)
+	for _, r := range recs {
+		c.Apply(r.Event)
 	}
 	return c
 }

@@ -2,9 +2,10 @@
 // event store, for gRPC and REST clients (Register, RegisterGateway) and for
 // the credit saga (the in-process methods of Service).
 //
-// Every command goes through one executor (see execute): read the
-// aggregate's stream with the official client, fold it with the pure domain,
-// decide, and append the new events at the revision read, retrying on
+// Every command goes through one executor (see execute): take the aggregate
+// folded with the pure domain from the cache (loading it from snapshot pages
+// and its stream's tail on a miss), decide, and append the new events at the
+// revision the state was folded to, catching up and deciding again on
 // concurrent writes. Event IDs are derived from the command ID, so a command
 // sent twice is applied once and answers the same result both times.
 package command
@@ -31,30 +32,84 @@ type Options struct {
 	// read stream while concurrent writers keep changing it, before it fails
 	// with ErrConflict (Aborted). Default 20.
 	MaxAttempts int
+	// CacheBytes bounds the estimated memory of the aggregates kept folded
+	// between commands (least recently used out first). Default 256 MiB.
+	CacheBytes int64
+	// SnapshotEvents is how many events of a customer one snapshot page
+	// covers; a page is written each time a customer's stream grows by that
+	// many. Negative disables snapshots. Default 1000, at most 4096.
+	SnapshotEvents int
+	// SnapshotQueueBytes bounds the pages waiting to be written; a page that
+	// does not fit is dropped (and counted). Default 64 MiB.
+	SnapshotQueueBytes int
 	// Identify names the authenticated caller of a gRPC request, recorded as
 	// the events' actor. Nil while the service runs without authentication.
 	Identify func(context.Context) string
 	// Registerer receives the command metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
+
+	// foldKey replaces the build's fold key, for tests.
+	foldKey uint64
 }
 
 const (
-	defaultStoreTimeout = 5 * time.Second
-	defaultMaxAttempts  = 20
-
-	// How old, and how many, the customers PlaceOrder remembers may be.
-	recentCustomerAge   = time.Second
-	recentCustomerCount = 10_000
+	defaultStoreTimeout       = 5 * time.Second
+	defaultMaxAttempts        = 20
+	defaultCacheBytes         = 256 << 20
+	defaultSnapshotEvents     = 1000
+	defaultSnapshotQueueBytes = 64 << 20
 )
 
 // Service runs commands. It is safe for concurrent use.
 type Service struct {
-	conn      *eventlog.Conn
-	reg       *eventcodec.Registry
-	log       *slog.Logger
-	opts      Options
-	conflicts *prometheus.CounterVec
-	recent    *recentCustomers
+	conn    *eventlog.Conn
+	reg     *eventcodec.Registry
+	log     *slog.Logger
+	opts    Options
+	metrics *metrics
+	cache   *aggCache
+	pages   *pageWriter
+	foldKey uint64
+}
+
+// metrics are recorded on the single path every command takes.
+type metrics struct {
+	conflicts                                 *prometheus.CounterVec
+	cacheHits, cacheMisses, cacheEvictions    prometheus.Counter
+	cacheBytes                                prometheus.Gauge
+	pagesWritten, pagesLoaded, pagesDiscarded prometheus.Counter
+	pagesDropped                              prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m := &metrics{
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderly_command_conflicts_total",
+			Help: "Appends refused because another writer changed the stream first; each is followed by a new attempt or, after MaxAttempts, ABORTED.",
+		}, []string{"aggregate"}),
+		cacheHits:      counter("orderly_command_cache_hits_total", "Commands that found their aggregate cached."),
+		cacheMisses:    counter("orderly_command_cache_misses_total", "Commands that had to load their aggregate."),
+		cacheEvictions: counter("orderly_command_cache_evictions_total", "Aggregates evicted from the cache to keep it within its bytes."),
+		cacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orderly_command_cache_bytes", Help: "Estimated bytes of the cached aggregates.",
+		}),
+		pagesWritten:   counter("orderly_command_snapshot_pages_written_total", "Snapshot pages appended."),
+		pagesLoaded:    counter("orderly_command_snapshot_pages_loaded_total", "Snapshot pages applied while loading aggregates."),
+		pagesDiscarded: counter("orderly_command_snapshot_pages_discarded_total", "Snapshot pages not used: another fold version, or a stream that was recreated."),
+		pagesDropped:   counter("orderly_command_snapshot_pages_dropped_total", "Snapshot pages not written: queue full, too large, or the append failed."),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.conflicts, m.cacheHits, m.cacheMisses, m.cacheEvictions, m.cacheBytes,
+			m.pagesWritten, m.pagesLoaded, m.pagesDiscarded, m.pagesDropped} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("command metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
 }
 
 // New returns a service that reaches the event store through conn.
@@ -65,20 +120,37 @@ func New(conn *eventlog.Conn, log *slog.Logger, opts Options) (*Service, error) 
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = defaultMaxAttempts
 	}
-	conflicts := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "orderly_command_conflicts_total",
-		Help: "Appends refused because another writer changed the stream first; each is followed by a new attempt or, after MaxAttempts, ABORTED.",
-	}, []string{"aggregate"})
-	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(conflicts); err != nil {
-			return nil, fmt.Errorf("command metrics: %w", err)
-		}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = defaultCacheBytes
 	}
-	return &Service{
-		conn: conn, reg: eventcodec.Default(), log: log, opts: opts, conflicts: conflicts,
-		recent: newRecentCustomers(recentCustomerAge, recentCustomerCount),
-	}, nil
+	if opts.SnapshotEvents == 0 {
+		opts.SnapshotEvents = defaultSnapshotEvents
+	}
+	if opts.SnapshotEvents > maxPageEvents {
+		return nil, fmt.Errorf("snapshot pages of %d events: at most %d fit the store's event size", opts.SnapshotEvents, maxPageEvents)
+	}
+	if opts.SnapshotQueueBytes <= 0 {
+		opts.SnapshotQueueBytes = defaultSnapshotQueueBytes
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		conn: conn, reg: eventcodec.Default(), log: log, opts: opts, metrics: m,
+		cache: newAggCache(opts.CacheBytes, m),
+	}
+	s.pages = &pageWriter{s: s, maxBytes: opts.SnapshotQueueBytes}
+	s.foldKey = foldKey(s.reg)
+	if opts.foldKey != 0 {
+		s.foldKey = opts.foldKey
+	}
+	return s, nil
 }
+
+// WaitSnapshots returns once the snapshot pages queued so far are written
+// (or failed), for a graceful shutdown or a test.
+func (s *Service) WaitSnapshots(ctx context.Context) error { return s.pages.wait(ctx) }
 
 // The methods below are the commands the credit saga issues. They are not in
 // the public contract: only the saga decides on credit and order outcomes.
@@ -134,21 +206,41 @@ func (s *Service) changeCreditLimit(ctx context.Context, cmd domain.ChangeCredit
 // placeOrder also consults the customer, which must exist and fixes the
 // order's currency. It does not lock the customer: an order placed while the
 // customer changes is still judged by the saga against the credit at
-// reservation time. That is also why a recent read of the customer will do
-// (see recentCustomers).
+// reservation time. What it reads of the customer (registered, its ID and
+// currency) never changes once registered, so a cached profile is as good as
+// a fresh read; only a customer not (yet) seen registered is read again.
 func (s *Service) placeOrder(ctx context.Context, cmd domain.PlaceOrder, meta eventcodec.Metadata) (Result, error) {
 	return create(ctx, s, orders, cmd.OrderID, as(meta, "PlaceOrder"), func(ctx context.Context, o *domain.Order) ([]domain.Event, error) {
-		customer, ok := s.recent.get(cmd.CustomerID, time.Now())
-		if !ok {
-			readAt := time.Now()
-			var err error
-			if customer, _, err = load(ctx, s, customers, cmd.CustomerID); err != nil {
-				return nil, err
-			}
-			s.recent.put(customer, readAt)
+		customer, err := s.customerProfile(ctx, cmd.CustomerID)
+		if err != nil {
+			return nil, err
 		}
 		return o.Place(cmd, customer)
 	})
+}
+
+// customerProfile returns the customer's profile (see Customer.Profile), or
+// an unregistered customer.
+func (s *Service) customerProfile(ctx context.Context, id string) (*domain.Customer, error) {
+	stream := customers.stream(id)
+	if e := s.cache.peek(stream); e != nil {
+		if p := e.profile.Load(); p != nil {
+			return p, nil
+		}
+	}
+	e := acquire(s, customers, id)
+	defer s.cache.release(e)
+	if !e.loaded {
+		if err := s.load(ctx, e); err != nil {
+			return nil, err
+		}
+	} else if _, err := s.refresh(ctx, e); err != nil {
+		return nil, err
+	}
+	if p := e.profile.Load(); p != nil {
+		return p, nil
+	}
+	return customers.fresh(id), nil
 }
 
 func (s *Service) cancelOrder(ctx context.Context, cmd domain.CancelOrder, meta eventcodec.Metadata) (Result, error) {

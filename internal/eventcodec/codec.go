@@ -84,6 +84,10 @@ func (r *Registry) Types() []string {
 	return types
 }
 
+// Current returns the schema version typ is decoded to (0 if unregistered):
+// a fold of stored events depends on it, so snapshots record it.
+func (r *Registry) Current(typ string) int { return r.entries[typ].current }
+
 // Known reports whether typ is a registered event type.
 func (r *Registry) Known(typ string) bool {
 	_, ok := r.entries[typ]

@@ -62,6 +62,9 @@ func StartOn(t testing.TB, connString string, opts command.Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Before the connection closes (cleanups run last first): a page written
+	// after the test would log to a finished test.
+	t.Cleanup(func() { _ = svc.WaitSnapshots(context.Background()) })
 
 	// Served as command-svc serves it: the gateway calls the gRPC listener.
 	metrics := serve.NewMetrics()

@@ -1,0 +1,467 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventcodec"
+	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/eventstore"
+	"github.com/orderly/orderly/internal/eventstore/estest"
+)
+
+// value reads a counter or gauge.
+func value(m prometheus.Metric) float64 {
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		panic(err)
+	}
+	if out.Counter != nil {
+		return out.Counter.GetValue()
+	}
+	return out.Gauge.GetValue()
+}
+
+// serviceOn runs a service (a replica) on the store at connString.
+func serviceOn(t testing.TB, connString string, opts Options) *Service {
+	t.Helper()
+	conn, err := eventlog.Connect(connString, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	s, err := New(conn, slog.New(slog.DiscardHandler), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.WaitSnapshots(context.Background()) })
+	return s
+}
+
+// stored is an event to write straight to a stream: a domain event, or nil
+// for a type this build does not know.
+type stored struct {
+	ev        domain.Event
+	commandID string
+}
+
+// appendAll writes events to stream through the official client, many per
+// append, and returns the stream's last revision.
+func appendAll(t testing.TB, c *esdb.Client, stream string, events []stored) uint64 {
+	t.Helper()
+	reg := eventcodec.Default()
+	var last uint64
+	for len(events) > 0 {
+		n := min(len(events), 1000)
+		data := make([]esdb.EventData, n)
+		for i, s := range events[:n] {
+			if s.ev == nil {
+				data[i] = esdb.EventData{EventID: uuid.New(), EventType: "orderly.FromTheFuture", ContentType: esdb.ContentTypeJson, Data: []byte(`{"x":1}`)}
+				continue
+			}
+			var err error
+			if data[i], err = eventlog.Encode(reg, uuid.New(), s.ev, eventcodec.Metadata{CommandID: s.commandID, Command: "Test"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wr, err := c.AppendToStream(testCtx(t), stream, esdb.AppendToStreamOptions{}, data...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, events = wr.NextExpectedVersion, events[n:]
+	}
+	return last
+}
+
+// randomHistory is a customer's life: registration, then limit changes,
+// reservations, refusals and releases of many orders, unknown event types,
+// and commands of one and of several events.
+func randomHistory(rng *rand.Rand, id string, n int) []stored {
+	h := []stored{{domain.CustomerRegistered{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1_000_000)}, "register-" + id}}
+	var reserved []string
+	cmd := "c0"
+	for i := 1; i < n; i++ {
+		if rng.IntN(3) > 0 { // else the event shares the previous one's command
+			cmd = fmt.Sprintf("c%d-%d", i, rng.IntN(1_000))
+		}
+		var ev domain.Event
+		switch k := rng.IntN(10); {
+		case k == 0:
+			ev = domain.CreditLimitChanged{CustomerID: id, CreditLimit: usd(rng.Int64N(2_000_000))}
+		case k == 1:
+			ev = nil
+		case k == 2:
+			ev = domain.CreditLimitExceeded{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(rng.Int64N(1_000))}
+		case k < 6 && len(reserved) > 0:
+			j := rng.IntN(len(reserved))
+			ev = domain.CreditReleased{CustomerID: id, OrderID: reserved[j], Amount: usd(7)}
+			reserved = append(reserved[:j], reserved[j+1:]...)
+		default:
+			o := uuid.NewString()
+			reserved = append(reserved, o)
+			ev = domain.CreditReserved{CustomerID: id, OrderID: o, Amount: usd(7)}
+		}
+		h = append(h, stored{ev, cmd})
+	}
+	return h
+}
+
+// foldFromZero is the customer and command index a plain fold of the stream
+// gives: what every load must agree with.
+func foldFromZero(t *testing.T, c *esdb.Client, id string) (*domain.Customer, map[uint64]uint64) {
+	t.Helper()
+	recs, err := eventlog.Read(testCtx(t), c, eventcodec.Default(), eventlog.CustomerStream(id), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cust, ids := domain.NewCustomer(id), map[uint64]uint64{}
+	for _, r := range recs {
+		cust.Apply(r.Event)
+		if r.Meta.CommandID != "" {
+			ids[idHash(r.Meta.CommandID)] = r.Revision
+		}
+	}
+	return cust, ids
+}
+
+// loaded loads customer id into s's cache as a command would, and returns
+// its state and index.
+func loaded(t testing.TB, s *Service, id string) (*domain.Customer, map[uint64]uint64) {
+	t.Helper()
+	e := acquire(s, customers, id)
+	defer s.cache.release(e)
+	if !e.loaded {
+		if err := s.load(testCtx(t), e); err != nil {
+			t.Fatal(err)
+		}
+	} else if _, err := s.refresh(testCtx(t), e); err != nil {
+		t.Fatal(err)
+	}
+	return e.agg.(*domain.Customer), e.ids
+}
+
+// TestSnapshotFoldEqualsFoldFromZero: for random histories and random page
+// lengths, a customer loaded from snapshot pages and the stream's tail is the
+// customer folded from the first event, index included; so is one loaded
+// after more events followed the pages.
+func TestSnapshotFoldEqualsFoldFromZero(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	client := estest.Client(t, connString)
+	rng := rand.New(rand.NewPCG(14, 2))
+	for round := range 12 {
+		id := uuid.NewString()
+		pageEvents := 1 + rng.IntN(40)
+		opts := Options{SnapshotEvents: pageEvents}
+		appendAll(t, client, eventlog.CustomerStream(id), randomHistory(rng, id, rng.IntN(400)+1))
+
+		writer := serviceOn(t, connString, opts)
+		loaded(t, writer, id) // folds from zero and writes the pages
+		if err := writer.WaitSnapshots(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		// More events after the pages: the tail.
+		more := randomHistory(rng, id, rng.IntN(3*pageEvents))[1:]
+		appendAll(t, client, eventlog.CustomerStream(id), more)
+
+		reader := serviceOn(t, connString, opts)
+		got, gotIDs := loaded(t, reader, id)
+		want, wantIDs := foldFromZero(t, client, id)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d (pages of %d): loaded %+v; folded from zero %+v", round, pageEvents, got, want)
+		}
+		if !reflect.DeepEqual(gotIDs, wantIDs) {
+			t.Fatalf("round %d: index of %d entries; folded from zero %d", round, len(gotIDs), len(wantIDs))
+		}
+		if value(writer.metrics.pagesWritten) > 0 && value(reader.metrics.pagesLoaded) == 0 {
+			t.Fatalf("round %d: pages were written but none loaded", round)
+		}
+		// The writer's cache, caught up, agrees too.
+		if got, _ := loaded(t, writer, id); !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: cached and caught up %+v; folded %+v", round, got, want)
+		}
+	}
+}
+
+// TestSnapshotOfAnotherFoldVersionIsDiscarded: pages written under another
+// fold key are not applied; they are deleted and rewritten under this one.
+func TestSnapshotOfAnotherFoldVersionIsDiscarded(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	client := estest.Client(t, connString)
+	id := uuid.NewString()
+	appendAll(t, client, eventlog.CustomerStream(id), randomHistory(rand.New(rand.NewPCG(1, 2)), id, 200))
+	opts := Options{SnapshotEvents: 20}
+
+	old := serviceOn(t, connString, WithFoldKey(opts, 0xdead))
+	loaded(t, old, id)
+	if err := old.WaitSnapshots(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := value(old.metrics.pagesWritten); n != 10 {
+		t.Fatalf("old build wrote %v pages; want 10", n)
+	}
+
+	cur := serviceOn(t, connString, opts)
+	got, _ := loaded(t, cur, id)
+	if want, _ := foldFromZero(t, client, id); !reflect.DeepEqual(got, want) {
+		t.Fatalf("loaded %+v; folded %+v", got, want)
+	}
+	if l, d := value(cur.metrics.pagesLoaded), value(cur.metrics.pagesDiscarded); l != 0 || d != 10 {
+		t.Fatalf("pages loaded %v, discarded %v; want 0 and 10", l, d)
+	}
+	if err := cur.WaitSnapshots(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	next := serviceOn(t, connString, opts)
+	loaded(t, next, id)
+	if l, d := value(next.metrics.pagesLoaded), value(next.metrics.pagesDiscarded); l != 10 || d != 0 {
+		t.Fatalf("after rewrite: pages loaded %v, discarded %v; want 10 and 0", l, d)
+	}
+}
+
+// TestSnapshotOfARecreatedStreamIsNotUsed: pages of a stream that was deleted
+// and written anew describe another history; the load sees that the event
+// they end at is gone and folds the stream as it is.
+func TestSnapshotOfARecreatedStreamIsNotUsed(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	client := estest.Client(t, connString)
+	id := uuid.NewString()
+	stream := eventlog.CustomerStream(id)
+	rng := rand.New(rand.NewPCG(3, 4))
+	last := appendAll(t, client, stream, randomHistory(rng, id, 100))
+	opts := Options{SnapshotEvents: 10}
+	w := serviceOn(t, connString, opts)
+	loaded(t, w, id)
+	if err := w.WaitSnapshots(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.DeleteStream(testCtx(t), stream, esdb.DeleteStreamOptions{ExpectedRevision: esdb.Revision(last)}); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, client, stream, randomHistory(rng, id, 30))
+
+	r := serviceOn(t, connString, opts)
+	got, gotIDs := loaded(t, r, id)
+	want, wantIDs := foldFromZero(t, client, id)
+	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotIDs, wantIDs) {
+		t.Fatalf("loaded %+v with %d credit lines, %d ids; the recreated stream folds to %+v, %d lines, %d ids",
+			got.Head(), got.CreditLines(), len(gotIDs), want.Head(), want.CreditLines(), len(wantIDs))
+	}
+	if d := value(r.metrics.pagesDiscarded); d == 0 {
+		t.Fatal("no page discarded")
+	}
+	// The writer's own cache, folded from the old stream, is caught too.
+	if got, _ := loaded(t, w, id); !reflect.DeepEqual(got, want) {
+		t.Fatalf("stale cache caught up to %+v; want %+v", got, want)
+	}
+}
+
+// TestReplicasShareAStore: two services on one store, each with its own
+// cache. Every decision must be the one a single writer would make: the
+// stale cache is caught by the expected revision on appends, and by a read of
+// the tip on refusals.
+func TestReplicasShareAStore(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	a, b := serviceOn(t, connString, Options{}), serviceOn(t, connString, Options{})
+	ctx := testCtx(t)
+	id := uuid.NewString()
+	meta := func(cmd string) eventcodec.Metadata {
+		return eventcodec.Metadata{CommandID: uuid.NewString(), Command: cmd}
+	}
+
+	// b sees no customer and caches that...
+	_, err := b.changeCreditLimit(ctx, domain.ChangeCreditLimit{CustomerID: id, CreditLimit: usd(200)}, meta("ChangeCreditLimit"))
+	if domain.ReasonOf(err) != domain.ReasonCustomerNotFound {
+		t.Fatalf("change on a missing customer: %v", err)
+	}
+	// ...a registers it...
+	if _, err := a.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(100)}, meta("RegisterCustomer")); err != nil {
+		t.Fatal(err)
+	}
+	// ...and b must not answer from its stale "not registered".
+	if _, err := b.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(60)}, meta("ReserveCredit")); err != nil {
+		t.Fatalf("reserve on b after a registered: %v", err)
+	}
+	// a's cache misses b's reservation: a second 60 must not fit.
+	second := uuid.NewString()
+	if _, err := a.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: id, OrderID: second, Amount: usd(60)}, meta("ReserveCredit")); err != nil {
+		t.Fatal(err)
+	}
+	c := customerAt(t, a, id)
+	if c.Reserved.Minor != 60 || c.HasReservation(second) {
+		t.Fatalf("reserved %d, second order reserved %v; want 60 and false (credit overdrawn by a stale cache)", c.Reserved.Minor, c.HasReservation(second))
+	}
+	// b's cache thinks the limit is 100 and nothing changed; a raised it.
+	if _, err := a.changeCreditLimit(ctx, domain.ChangeCreditLimit{CustomerID: id, CreditLimit: usd(300)}, meta("ChangeCreditLimit")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.changeCreditLimit(ctx, domain.ChangeCreditLimit{CustomerID: id, CreditLimit: usd(100)}, meta("ChangeCreditLimit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := customerAt(t, b, id); c.CreditLimit.Minor != 100 || res.Revision != 4 {
+		t.Fatalf("limit %d at revision %d after b set it back to 100; want 100 at 4 (a no-op answered from a stale cache)", c.CreditLimit.Minor, res.Revision)
+	}
+}
+
+// TestCacheBoundedInBytes: with room for a few customers, the cache evicts,
+// stays within its bound, and commands on evicted customers are still right,
+// replays included.
+func TestCacheBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	s := serviceOn(t, connString, Options{CacheBytes: 4 * entryBytes})
+	ctx := testCtx(t)
+	ids := make([]string, 12)
+	first := make([]Result, len(ids))
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		if _, err := s.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: ids[i], Name: "Ada", Email: "ada@example.com", CreditLimit: usd(100)},
+			eventcodec.Metadata{CommandID: "reg-" + ids[i], Command: "RegisterCustomer"}); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if first[i], err = s.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: ids[i], OrderID: ids[i], Amount: usd(70)},
+			eventcodec.Metadata{CommandID: "reserve-" + ids[i], Command: "ReserveCredit"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := value(s.metrics.cacheBytes); b > 4*entryBytes {
+		t.Fatalf("cache holds %v bytes; bound %d", b, 4*entryBytes)
+	}
+	if n := value(s.metrics.cacheEvictions); n < 8 {
+		t.Fatalf("%v evictions; want at least 8", n)
+	}
+	for i, id := range ids {
+		again, err := s.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: id, OrderID: id, Amount: usd(70)},
+			eventcodec.Metadata{CommandID: "reserve-" + id, Command: "ReserveCredit"})
+		if err != nil || again != first[i] {
+			t.Fatalf("replay on an evicted customer: %+v, %v; want %+v", again, err, first[i])
+		}
+		other := uuid.NewString()
+		if _, err := s.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: id, OrderID: other, Amount: usd(70)},
+			eventcodec.Metadata{CommandID: "reserve-" + other, Command: "ReserveCredit"}); err != nil {
+			t.Fatal(err)
+		}
+		if c := customerAt(t, s, id); c.Reserved.Minor != 70 || c.HasReservation(other) {
+			t.Fatalf("customer %d: reserved %d; want 70 (the second order exceeds)", i, c.Reserved.Minor)
+		}
+	}
+}
+
+// TestReplayAfter100kEvents: a command replayed after 100,000 later events on
+// its aggregate returns its first result and writes nothing, from the cache
+// that saw it and from a new replica that has to load the stream; another
+// command under its ID is refused.
+func TestReplayAfter100kEvents(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	client := estest.Client(t, connString)
+	s := serviceOn(t, connString, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // 100k events under -race
+	defer cancel()
+	id := uuid.NewString()
+	if _, err := s.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(100)},
+		eventcodec.Metadata{CommandID: "register", Command: "RegisterCustomer"}); err != nil {
+		t.Fatal(err)
+	}
+	change := func(s *Service, limit int64) (Result, error) {
+		return s.changeCreditLimit(ctx, domain.ChangeCreditLimit{CustomerID: id, CreditLimit: usd(limit)},
+			eventcodec.Metadata{CommandID: "limit-1", Command: "ChangeCreditLimit"})
+	}
+	first, err := change(s, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := make([]stored, 100_000)
+	for i := range later {
+		later[i] = stored{domain.CreditLimitExceeded{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(1_000)}, fmt.Sprintf("later-%d", i)}
+	}
+	t0 := time.Now()
+	last := appendAll(t, client, eventlog.CustomerStream(id), later)
+	t.Logf("appended %d events in %v", len(later), time.Since(t0))
+
+	replicas := map[string]*Service{"cached": s}
+	// A new replica's first load folds the 100,000 events, which the embedded
+	// store reads one point lookup each: seconds, but minutes under -race.
+	restarted := serviceOn(t, connString, Options{StoreTimeout: time.Minute})
+	if !raceEnabled {
+		replicas["restarted"] = restarted
+	}
+	for name, svc := range replicas {
+		// A different limit: a decision now would append.
+		t0 := time.Now()
+		again, err := change(svc, 900)
+		t.Logf("%s: replay answered in %v", name, time.Since(t0))
+		if err != nil || again != first {
+			t.Fatalf("%s: replay = %+v, %v; want the first result %+v", name, again, err, first)
+		}
+		_, err = svc.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(1)},
+			eventcodec.Metadata{CommandID: "limit-1", Command: "ReserveCredit"})
+		if domain.ReasonOf(err) != domain.ReasonCommandIDReused {
+			t.Fatalf("%s: another command under a used ID: %v; want %s", name, err, domain.ReasonCommandIDReused)
+		}
+	}
+	if !raceEnabled {
+		if got, _ := loaded(t, restarted, id); got.CreditLimit.Minor != 500 {
+			t.Fatalf("limit %d; want 500", got.CreditLimit.Minor)
+		}
+	}
+	recs, err := eventlog.Read(ctx, client, eventcodec.Default(), eventlog.CustomerStream(id), last, 0)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("the stream grew past revision %d: %d events, %v", last, len(recs), err)
+	}
+}
+
+// TestRefusedAppendLeavesTheCache: an append the store refuses (here, an
+// event over its size limit) changes nothing in the cached aggregate, which
+// still equals its stream folded, and the next command decides on it.
+func TestRefusedAppendLeavesTheCache(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t, estest.WithConfig(func(c *eventstore.Config) { c.MaxEventSize = 1 << 10 }))
+	client := estest.Client(t, connString)
+	s := serviceOn(t, connString, Options{})
+	ctx := testCtx(t)
+	id := uuid.NewString()
+	if _, err := s.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(100)},
+		eventcodec.Metadata{CommandID: "register", Command: "RegisterCustomer"}); err != nil {
+		t.Fatal(err)
+	}
+	order := uuid.NewString()
+	reserve := func(meta eventcodec.Metadata) error {
+		_, err := s.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: id, OrderID: order, Amount: usd(60)}, meta)
+		return err
+	}
+	huge := eventcodec.Metadata{CommandID: "reserve", Command: "ReserveCredit", CorrelationID: strings.Repeat("x", 2<<10)}
+	if err := reserve(huge); err == nil {
+		t.Fatal("an event over the store's limit was appended")
+	}
+	e := acquire(s, customers, id) // as cached, not caught up
+	got, gotIDs, rev := e.agg.(*domain.Customer), e.ids, e.rev
+	s.cache.release(e)
+	want, wantIDs := foldFromZero(t, client, id)
+	if rev != 0 || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotIDs, wantIDs) {
+		t.Fatalf("after a refused append the cache (revision %d) holds %+v (%d ids); the stream folds to %+v (%d ids)", rev, got, len(gotIDs), want, len(wantIDs))
+	}
+	if err := reserve(eventcodec.Metadata{CommandID: "reserve", Command: "ReserveCredit"}); err != nil {
+		t.Fatalf("the same command, now within the limit: %v", err)
+	}
+	if c := customerAt(t, s, id); !c.HasReservation(order) {
+		t.Fatal("no reservation after the second try")
+	}
+}

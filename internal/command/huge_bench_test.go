@@ -1,0 +1,131 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventcodec"
+	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/gctune"
+)
+
+// BenchmarkHugeCustomer runs commands on a customer whose stream holds
+// ORDERLY_BENCH_EVENTS events (default 1,000,000, each deciding another
+// order, so its credit book and command index hold as many entries), on an
+// on-disk store (fsync on). It reports p50/p99 of the first command after a
+// restart (a new Service: cold cache, snapshot pages present), and of
+// ChangeCreditLimit and the saga's ReserveCredit on the cached customer.
+//
+//	go test -run '^$' -bench HugeCustomer -benchtime 200x -timeout 30m ./internal/command/
+//	ORDERLY_BENCH_EVENTS=100000 go test -run '^$' -bench HugeCustomer -benchtime 50x ./internal/command/
+func BenchmarkHugeCustomer(b *testing.B) {
+	defer gctune.Apply()() // the services' garbage collector policy
+	n := 1_000_000
+	if v := os.Getenv("ORDERLY_BENCH_EVENTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("ORDERLY_BENCH_EVENTS=%q: want a positive count", v)
+		}
+	}
+	connString := estest.Start(b, estest.OnDisk())
+	client := estest.Client(b, connString)
+	id := uuid.NewString()
+	history := make([]stored, n)
+	history[0] = stored{domain.CustomerRegistered{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1_000_000)}, "register"}
+	for i := 1; i < n; i++ {
+		history[i] = stored{domain.CreditLimitExceeded{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(2_000_000)}, fmt.Sprintf("exceed-%d", i)}
+	}
+	t0 := time.Now()
+	appendAll(b, client, eventlog.CustomerStream(id), history)
+	b.Logf("%d events appended in %v", n, time.Since(t0))
+
+	// Replicas are made by hand, not by serviceOn, whose cleanups would keep
+	// every replica's cache alive: a restarted process holds one.
+	opts := Options{StoreTimeout: time.Minute}
+	replica := func() (*Service, func()) {
+		conn, err := eventlog.Connect(connString, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := New(conn, slog.New(slog.DiscardHandler), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s, func() {
+			if err := s.WaitSnapshots(context.Background()); err != nil {
+				b.Error(err)
+			}
+			_ = conn.Close()
+		}
+	}
+
+	first, closeFirst := replica()
+	t0 = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	e := acquire(first, customers, id)
+	err := first.load(ctx, e)
+	first.cache.release(e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("first load, folded from the first event: %v", time.Since(t0))
+	closeFirst()
+	b.Logf("snapshot pages written: %v", value(first.metrics.pagesWritten))
+	first = nil
+
+	limit := int64(1_000_000)
+	changeLimit := func(s *Service) error {
+		limit++
+		_, err := s.changeCreditLimit(testCtx(b), domain.ChangeCreditLimit{CustomerID: id, CreditLimit: usd(limit)},
+			eventcodec.Metadata{CommandID: uuid.NewString(), Command: "ChangeCreditLimit"})
+		return err
+	}
+	b.Run("first-after-restart", func(b *testing.B) {
+		latencies(b, func() error {
+			s, closeIt := replica()
+			defer closeIt()
+			return changeLimit(s)
+		})
+	})
+	s, closeIt := replica()
+	defer closeIt()
+	b.Run("ChangeCreditLimit", func(b *testing.B) {
+		latencies(b, func() error { return changeLimit(s) })
+	})
+	b.Run("ReserveCredit", func(b *testing.B) {
+		latencies(b, func() error {
+			_, err := s.ReserveCredit(testCtx(b), domain.ReserveCredit{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(1)},
+				eventcodec.Metadata{CommandID: uuid.NewString(), Command: "ReserveCredit"})
+			return err
+		})
+	})
+}
+
+// latencies runs op b.N times, one after the other, and reports the p50 and
+// p99 of its latency.
+func latencies(b *testing.B, op func() error) {
+	all := make([]time.Duration, 0, b.N)
+	for range b.N {
+		t0 := time.Now()
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+		all = append(all, time.Since(t0))
+	}
+	slices.Sort(all)
+	ms := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(ms(0.50), "p50-ms")
+	b.ReportMetric(ms(0.99), "p99-ms")
+	b.ReportMetric(ms(1), "max-ms")
+}

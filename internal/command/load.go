@@ -1,0 +1,206 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventcodec"
+	"github.com/orderly/orderly/internal/eventlog"
+)
+
+// readChunk is how many events one read returns while an entry loads or
+// catches up: the whole history of a large aggregate is never held at once,
+// and each read has a store deadline of its own.
+const readChunk = 4096
+
+// errStale reports a cached entry whose stream no longer holds the event the
+// entry was folded to: the stream was deleted and recreated (or truncated).
+var errStale = errors.New("the stream is not the one cached")
+
+// reset empties e onto agg, an aggregate with no events.
+func (s *Service) reset(e *entry, agg aggregate) {
+	e.loaded, e.agg, e.rev, e.pos = false, agg, -1, 0
+	e.lastID = [16]byte{}
+	e.ids = map[uint64]uint64{}
+	e.snap = nil
+	e.profile.Store(nil)
+	if e.snapshotted && s.opts.SnapshotEvents > 0 {
+		e.snap = &pageTracker{}
+	}
+}
+
+// load builds e from its snapshot pages, if any, and the events after them.
+// Pages that do not lead to the stream as it is now are discarded, and e is
+// folded from the first event.
+func (s *Service) load(ctx context.Context, e *entry) error {
+	s.reset(e, e.fresh())
+	var pages pageLog
+	if e.snap != nil {
+		var err error
+		if pages, err = s.loadPages(ctx, e); err != nil {
+			return err
+		}
+	}
+	_, err := s.catchUp(ctx, e)
+	if errors.Is(err, errStale) && pages.used > 0 {
+		s.metrics.pagesDiscarded.Add(float64(pages.used))
+		s.log.Warn("snapshot pages do not match their stream; folding it from the start", "stream", e.stream, "pages", pages.used)
+		s.dropPages(ctx, e.stream, pages.lastRev)
+		s.reset(e, e.fresh())
+		_, err = s.catchUp(ctx, e)
+	}
+	if err != nil {
+		return err
+	}
+	e.noteProfile()
+	e.loaded = true
+	return nil
+}
+
+// refresh folds into e whatever was appended since it was folded (reloading
+// it if the stream was recreated); moved reports whether there was any.
+func (s *Service) refresh(ctx context.Context, e *entry) (moved bool, err error) {
+	n, err := s.catchUp(ctx, e)
+	if errors.Is(err, errStale) {
+		return true, s.load(ctx, e)
+	}
+	return n > 0, err
+}
+
+// catchUp folds the events after e.rev into e, and returns how many. It reads
+// from e.rev itself, to check the event there is still the one folded.
+func (s *Service) catchUp(ctx context.Context, e *entry) (int, error) {
+	from, check := uint64(0), e.rev >= 0
+	if check {
+		from = uint64(e.rev)
+	}
+	n := 0
+	for {
+		recs, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
+			return eventlog.Read(ctx, c, s.reg, e.stream, from, readChunk)
+		})
+		if errors.Is(err, eventlog.ErrStreamNotFound) && !check {
+			return n, nil
+		}
+		if errors.Is(err, eventlog.ErrStreamNotFound) {
+			return n, fmt.Errorf("%s: %w", e.stream, errStale)
+		}
+		if err != nil {
+			return n, err
+		}
+		full := len(recs) == readChunk
+		if check {
+			if len(recs) == 0 || recs[0].Revision != uint64(e.rev) || recs[0].EventID != e.lastID {
+				return n, fmt.Errorf("%s@%d: %w", e.stream, e.rev, errStale)
+			}
+			e.pos = recs[0].Position // unknown after snapshot pages
+			recs, check = recs[1:], false
+		}
+		for _, r := range recs {
+			s.fold(e, r)
+		}
+		n += len(recs)
+		if !full {
+			return n, nil
+		}
+		from = uint64(e.rev) + 1
+	}
+}
+
+// fold applies one stored event to e.
+func (s *Service) fold(e *entry, r eventlog.Recorded) {
+	if r.Event != nil {
+		e.agg.Apply(r.Event)
+	}
+	if r.Meta.CommandID != "" {
+		e.ids[idHash(r.Meta.CommandID)] = r.Revision
+	}
+	e.rev, e.pos, e.lastID = int64(r.Revision), r.Position, r.EventID
+	if e.snap != nil {
+		s.track(e, r)
+	}
+	e.noteProfile()
+}
+
+// noteProfile publishes a customer's profile once it is registered.
+func (e *entry) noteProfile() {
+	if c, ok := e.agg.(*domain.Customer); ok && c.Registered && e.profile.Load() == nil {
+		e.profile.Store(c.Profile())
+	}
+}
+
+// foldAppended applies to e the events of a command the store accepted, as
+// wr says they were stored.
+func (s *Service) foldAppended(e *entry, events []domain.Event, meta eventcodec.Metadata, wr *esdb.WriteResult) {
+	first := wr.NextExpectedVersion + 1 - uint64(len(events))
+	for i, ev := range events {
+		s.fold(e, eventlog.Recorded{
+			Stream: e.stream, EventID: eventID(meta.CommandID, e.stream, i), Type: ev.EventType(),
+			Revision: first + uint64(i), Position: wr.CommitPosition, Meta: meta, Event: ev,
+		})
+	}
+}
+
+// recordedIn looks meta's command ID up in e's index and confirms a hit by
+// reading the one event it points to. If that event belongs to another
+// command ID (two IDs share a hash), the stream is scanned as before the
+// index existed.
+func (s *Service) recordedIn(ctx context.Context, e *entry, meta eventcodec.Metadata) (Result, bool, error) {
+	rev, ok := e.ids[idHash(meta.CommandID)]
+	if !ok {
+		return Result{}, false, nil
+	}
+	read := func(from, max uint64) ([]eventlog.Recorded, error) {
+		return storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
+			return eventlog.Read(ctx, c, s.reg, e.stream, from, max)
+		})
+	}
+	recs, err := read(rev, 1)
+	if err != nil {
+		return Result{}, false, err
+	}
+	if len(recs) == 1 && recs[0].Revision == rev && recs[0].Meta.CommandID == meta.CommandID {
+		return recorded(recs, meta)
+	}
+	s.log.Warn("command ID hash collision; scanning the stream", "stream", e.stream, "revision", rev)
+	var (
+		res   Result
+		found bool
+	)
+	for from := uint64(0); ; from += readChunk {
+		if recs, err = read(from, readChunk); err != nil {
+			return Result{}, false, err
+		}
+		// The command's last event is the one that counts.
+		if r, ok, err := recorded(recs, meta); ok {
+			if err != nil {
+				return r, ok, err
+			}
+			res, found = r, true
+		}
+		if len(recs) < readChunk {
+			return res, found, nil
+		}
+	}
+}
+
+// tip is where e's stream stands.
+func (e *entry) tip() Result {
+	if e.rev < 0 {
+		return Result{}
+	}
+	return Result{Position: e.pos, Revision: uint64(e.rev)}
+}
+
+// idHash is the index key of a command ID. FNV-1a: stable across processes
+// and releases, as snapshot pages store it.
+func idHash(commandID string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(commandID))
+	return h.Sum64()
+}

@@ -1,0 +1,460 @@
+package command
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"sync"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
+
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventcodec"
+	"github.com/orderly/orderly/internal/eventlog"
+)
+
+// Snapshot pages: a customer's state, persisted so that loading it costs
+// O(state), not O(history), and never a fold of a million events.
+//
+// A customer's state grows with its history (its credit book keeps every
+// order ever decided), so one snapshot of all of it would outgrow the store's
+// event size limit and cost O(state) to rewrite. Instead each page covers a
+// run of SnapshotEvents events and holds only what changed in it: the head
+// (scalars) as it stands at the run's end, the credit lines its events
+// touched, and its idempotency index entries. Pages go to the stream
+// "snapshot-<stream>", as binary events of a type outside "orderly.", so
+// the projector's and the saga's type filters never see them.
+//
+// Loading reads the pages forwards and applies each that continues the chain
+// (a page starting where the last applied one ended): repeats written by
+// another replica, and pages past a gap left by a failed write, are passed
+// over. Then the stream is read from the last covered revision on: the event
+// there must be the one the page names, or the stream was deleted and
+// recreated, and the pages are dropped. Every page carries the fold key
+// (page format, domain.FoldVersion, and each event type's current schema):
+// pages of another key are never applied.
+//
+// Pages are written in the background, never on a command's path, through a
+// queue bounded in bytes; a page that cannot be queued or written is logged
+// and counted, and its entry writes no more pages (later ones would follow a
+// gap) until it is loaded again.
+const (
+	pageFormat    = 1
+	pageEventType = "snapshot.page"
+	pagePrefix    = "snapshot-"
+	// pageChunk is how many pages one read returns while loading.
+	pageChunk = 64
+	// maxPageEvents keeps the largest page (every event touching its own
+	// credit line) well within the store's 1 MiB event limit.
+	maxPageEvents = 4096
+	maxPageBytes  = 900 << 10
+)
+
+func snapshotStream(stream string) string { return pagePrefix + stream }
+
+// foldKey names what a fold of stored events means to this build.
+func foldKey(reg *eventcodec.Registry) uint64 {
+	h := fnv.New64a()
+	_, _ = fmt.Fprintf(h, "format %d fold %d", pageFormat, domain.FoldVersion)
+	for _, t := range reg.Types() {
+		_, _ = fmt.Fprintf(h, " %s:%d", t, reg.Current(t))
+	}
+	return h.Sum64()
+}
+
+// pageTracker gathers the changes of the page being built.
+type pageTracker struct {
+	from   uint64 // first revision of the page
+	keys   []string
+	ids    []idRev
+	broken bool
+}
+
+type idRev struct{ hash, rev uint64 }
+
+// page is one decoded snapshot page.
+type page struct {
+	foldKey        uint64
+	from, to       uint64
+	lastID         uuid.UUID
+	lines, idCount uint64 // sizes of the credit book and the index after the page
+	head           domain.CustomerHead
+	credits        []creditLine
+	ids            []idRev
+}
+
+type creditLine struct {
+	orderID string
+	credit  domain.Credit
+}
+
+// track notes what r changed and, at the end of a page's run, queues the
+// page. It runs inside fold, so within a command only when a page ends: the
+// page's encoding (a few thousand entries) is the only cost on that path.
+func (s *Service) track(e *entry, r eventlog.Recorded) {
+	t := e.snap
+	if t.broken {
+		return
+	}
+	if k, ok := domain.CreditKey(r.Event); ok {
+		t.keys = append(t.keys, k)
+	}
+	if r.Meta.CommandID != "" {
+		t.ids = append(t.ids, idRev{idHash(r.Meta.CommandID), r.Revision})
+	}
+	if r.Revision+1-t.from < uint64(s.opts.SnapshotEvents) {
+		return
+	}
+	c := e.agg.(*domain.Customer)
+	p := page{
+		foldKey: s.foldKey, from: t.from, to: r.Revision, lastID: r.EventID,
+		lines: uint64(c.CreditLines()), idCount: uint64(len(e.ids)), head: c.Head(), ids: t.ids,
+	}
+	seen := make(map[string]bool, len(t.keys))
+	for _, k := range t.keys {
+		if !seen[k] {
+			seen[k] = true
+			line, _ := c.CreditLine(k)
+			p.credits = append(p.credits, creditLine{k, line})
+		}
+	}
+	data := p.encode()
+	t.from, t.keys, t.ids = r.Revision+1, t.keys[:0], t.ids[:0]
+	if len(data) > maxPageBytes || !s.pages.enqueue(pageJob{stream: snapshotStream(e.stream), id: pageID(e.stream, p), data: data}) {
+		t.broken = true
+		s.metrics.pagesDropped.Inc()
+		s.log.Warn("snapshot page not queued; this aggregate writes no more pages until it is loaded again",
+			"stream", e.stream, "from", p.from, "to", p.to, "bytes", len(data))
+	}
+}
+
+// pageID names a page, so a page written twice by one writer is stored once.
+func pageID(stream string, p page) uuid.UUID {
+	return derive("snapshot", stream, strconv.FormatUint(p.from, 10), strconv.FormatUint(p.to, 10), strconv.FormatUint(p.foldKey, 16))
+}
+
+// pageLog is what loadPages found.
+type pageLog struct {
+	used    int   // pages applied
+	lastRev int64 // revision of the last page read, -1 if none
+}
+
+// loadPages applies e's snapshot pages to e (fresh from reset), leaving it
+// at the last revision they cover.
+func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, error) {
+	stream := snapshotStream(e.stream)
+	found := pageLog{lastRev: -1}
+	var chain []string // the pages to apply, as read
+	var last page      // the last page's header
+	next, stale := uint64(0), 0
+	for from := uint64(0); ; {
+		raw, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+			return eventlog.ReadRaw(ctx, c, stream, from, pageChunk)
+		})
+		if errors.Is(err, eventlog.ErrStreamNotFound) {
+			break
+		}
+		if err != nil {
+			return found, err
+		}
+		for _, re := range raw {
+			found.lastRev = int64(re.EventNumber)
+			if re.EventType != pageEventType {
+				continue
+			}
+			data := string(re.Data)
+			var h page
+			if err := h.decode(data, false); err != nil || h.foldKey != s.foldKey {
+				stale++
+				continue
+			}
+			if h.from != next {
+				continue // a repeat, or past a gap
+			}
+			chain, last, next = append(chain, data), h, h.to+1
+		}
+		if len(raw) < pageChunk {
+			break
+		}
+		from = raw[len(raw)-1].EventNumber + 1
+	}
+	if stale > 0 {
+		s.metrics.pagesDiscarded.Add(float64(stale))
+		if len(chain) == 0 {
+			s.log.Info("snapshot pages of another fold version discarded", "stream", e.stream, "pages", stale)
+			s.dropPages(ctx, e.stream, found.lastRev)
+		}
+	}
+	if len(chain) == 0 {
+		return found, nil
+	}
+	c := e.agg.(*domain.Customer)
+	c.Restore(domain.CustomerHead{}, int(min(last.lines, 1<<26)))
+	e.ids = make(map[uint64]uint64, min(last.idCount, 1<<26))
+	for _, data := range chain {
+		var p page
+		if err := p.decode(data, true); err != nil {
+			return found, fmt.Errorf("snapshot page of %s: %w", e.stream, err)
+		}
+		c.Restore(p.head, 0)
+		for _, l := range p.credits {
+			c.RestoreCredit(l.orderID, l.credit)
+		}
+		for _, x := range p.ids {
+			e.ids[x.hash] = x.rev
+		}
+	}
+	e.rev, e.lastID = int64(last.to), last.lastID
+	e.snap.from = last.to + 1
+	found.used = len(chain)
+	s.metrics.pagesLoaded.Add(float64(len(chain)))
+	return found, nil
+}
+
+// dropPages deletes a snapshot stream whose pages are of no use, so loads stop
+// reading them; new pages recreate it. Expecting the revision read keeps a
+// page another replica wrote meanwhile.
+func (s *Service) dropPages(ctx context.Context, stream string, lastRev int64) {
+	if lastRev < 0 {
+		return
+	}
+	_, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) (*esdb.DeleteResult, error) {
+		return c.DeleteStream(ctx, snapshotStream(stream), esdb.DeleteStreamOptions{ExpectedRevision: esdb.Revision(uint64(lastRev))})
+	})
+	if err != nil {
+		s.log.Warn("snapshot pages not deleted", "stream", stream, "err", err)
+	}
+}
+
+// pageJob is a page waiting to be written.
+type pageJob struct {
+	stream string
+	id     uuid.UUID
+	data   []byte
+}
+
+// pageWriter appends pages in the order queued, from one goroutine that runs
+// while there are pages to write.
+type pageWriter struct {
+	s        *Service
+	maxBytes int
+
+	mu    sync.Mutex
+	queue []pageJob
+	bytes int
+	done  chan struct{} // closed when the running drain ends; nil when idle
+}
+
+// enqueue queues j unless that would pass the queue's bound.
+func (w *pageWriter) enqueue(j pageJob) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.bytes+len(j.data) > w.maxBytes {
+		return false
+	}
+	w.queue = append(w.queue, j)
+	w.bytes += len(j.data)
+	if w.done == nil {
+		w.done = make(chan struct{})
+		go w.drain(w.done)
+	}
+	return true
+}
+
+func (w *pageWriter) drain(done chan struct{}) {
+	defer close(done)
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 {
+			w.queue, w.done = nil, nil
+			w.mu.Unlock()
+			return
+		}
+		j := w.queue[0]
+		w.queue = w.queue[1:]
+		w.mu.Unlock()
+
+		_, err := storeCall(context.Background(), w.s, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
+			return c.AppendToStream(ctx, j.stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}},
+				esdb.EventData{EventID: j.id, EventType: pageEventType, ContentType: esdb.ContentTypeBinary, Data: j.data})
+		})
+		w.mu.Lock()
+		w.bytes -= len(j.data)
+		w.mu.Unlock()
+		if err != nil {
+			w.s.metrics.pagesDropped.Inc()
+			w.s.log.Warn("snapshot page not written", "stream", j.stream, "err", err)
+			continue
+		}
+		w.s.metrics.pagesWritten.Inc()
+	}
+}
+
+// wait returns once the queued pages are written (or failed).
+func (w *pageWriter) wait(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		done := w.done
+		w.mu.Unlock()
+		if done == nil {
+			return nil
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// The page encoding: little-endian fixed 64-bit hashes, varints elsewhere,
+// strings as a length and bytes.
+func (p *page) encode() []byte {
+	b := make([]byte, 0, 128+len(p.credits)*64+len(p.ids)*12)
+	b = append(b, pageFormat)
+	b = binary.LittleEndian.AppendUint64(b, p.foldKey)
+	b = binary.AppendUvarint(b, p.from)
+	b = binary.AppendUvarint(b, p.to)
+	b = append(b, p.lastID[:]...)
+	b = binary.AppendUvarint(b, p.lines)
+	b = binary.AppendUvarint(b, p.idCount)
+	b = appendBool(b, p.head.Registered)
+	b = appendString(b, p.head.Name)
+	b = appendString(b, p.head.Email)
+	b = appendMoney(b, p.head.CreditLimit)
+	b = appendMoney(b, p.head.Reserved)
+	b = binary.AppendUvarint(b, uint64(len(p.credits)))
+	for _, l := range p.credits {
+		b = appendString(b, l.orderID)
+		b = append(b, l.credit.State)
+		b = appendMoney(b, l.credit.Amount)
+	}
+	b = binary.AppendUvarint(b, uint64(len(p.ids)))
+	for _, x := range p.ids {
+		b = binary.LittleEndian.AppendUint64(b, x.hash)
+		b = binary.AppendUvarint(b, x.rev)
+	}
+	return b
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+func appendMoney(b []byte, m domain.Money) []byte {
+	return binary.AppendVarint(appendString(b, m.Currency), m.Minor)
+}
+
+var errBadPage = errors.New("malformed snapshot page")
+
+// decode reads a page from data; without body, only what precedes the head.
+// Strings are slices of data, so a page's keys cost no allocation each.
+func (p *page) decode(data string, body bool) error {
+	r := pageReader{s: data}
+	if r.byte() != pageFormat {
+		return errBadPage
+	}
+	p.foldKey = r.fixed64()
+	p.from, p.to = r.uvarint(), r.uvarint()
+	copy(p.lastID[:], r.take(16))
+	p.lines, p.idCount = r.uvarint(), r.uvarint()
+	if r.err != nil || p.to < p.from {
+		return errBadPage
+	}
+	if !body {
+		return nil
+	}
+	p.head = domain.CustomerHead{Registered: r.byte() == 1, Name: r.string(), Email: r.string(), CreditLimit: r.money(), Reserved: r.money()}
+	n := r.count()
+	p.credits = make([]creditLine, n)
+	for i := range p.credits {
+		p.credits[i] = creditLine{orderID: r.string(), credit: domain.Credit{State: r.byte(), Amount: r.money()}}
+	}
+	n = r.count()
+	p.ids = make([]idRev, n)
+	for i := range p.ids {
+		p.ids[i] = idRev{hash: r.fixed64(), rev: r.uvarint()}
+	}
+	if r.err != nil || r.s != "" {
+		return errBadPage
+	}
+	return nil
+}
+
+// pageReader consumes an encoded page; after the first error every read
+// returns zero values and err stays set.
+type pageReader struct {
+	s   string
+	err error
+}
+
+func (r *pageReader) take(n int) string {
+	if r.err != nil || n < 0 || n > len(r.s) {
+		r.err = errBadPage
+		return ""
+	}
+	v := r.s[:n]
+	r.s = r.s[n:]
+	return v
+}
+
+func (r *pageReader) byte() byte {
+	if v := r.take(1); v != "" {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *pageReader) fixed64() uint64 {
+	v := r.take(8)
+	if v == "" {
+		return 0
+	}
+	return binary.LittleEndian.Uint64([]byte(v))
+}
+
+func (r *pageReader) uvarint() uint64 {
+	var x uint64
+	for shift := 0; shift < 64 && r.err == nil; shift += 7 {
+		c := r.byte()
+		x |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return x
+		}
+	}
+	r.err = errBadPage
+	return 0
+}
+
+func (r *pageReader) varint() int64 {
+	u := r.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
+}
+
+// count reads a length and checks it against the bytes left (every element
+// takes at least one), so a corrupt length cannot make decode allocate much.
+func (r *pageReader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.s)) {
+		r.err = errBadPage
+		return 0
+	}
+	return int(n)
+}
+
+func (r *pageReader) string() string { return r.take(r.count()) }
+
+func (r *pageReader) money() domain.Money {
+	return domain.Money{Currency: r.string(), Minor: r.varint()}
+}
