@@ -26,6 +26,11 @@ type Result struct {
 	Position uint64
 	// Revision is the stream's revision after the command.
 	Revision uint64
+	// Appended are the command's events that the store acknowledged in this
+	// call, as stored; none when it wrote nothing (a replay answered from
+	// the stream, a refusal, a no-op). The saga acts on them at once rather
+	// than wait to read them back from the log.
+	Appended []eventlog.Recorded
 }
 
 // aggregate is a domain aggregate as the executor sees it: a state that
@@ -168,12 +173,13 @@ func createNew[A aggregate](ctx context.Context, s *Service, k kind[A], id strin
 	// Cache the new stream only if the store says it holds exactly these
 	// events; an acknowledged replay of a stream that has grown since is
 	// left to load on its next use.
+	appended := recordedAppend(e.stream, events, meta, wr)
 	if wr.NextExpectedVersion == uint64(len(events)-1) {
 		s.reset(e, agg)
-		s.foldAppended(e, events, meta, wr)
+		s.foldAppended(e, appended)
 		e.loaded = true
 	}
-	return Result{Position: wr.CommitPosition, Revision: wr.NextExpectedVersion}, true, nil
+	return Result{Position: wr.CommitPosition, Revision: wr.NextExpectedVersion, Appended: appended}, true, nil
 }
 
 // attemptOnce decides once against e and appends. It returns errMoved (with
@@ -210,8 +216,9 @@ func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], e *ent
 	if err != nil {
 		return Result{}, err
 	}
-	s.foldAppended(e, events, meta, wr)
-	return Result{Position: wr.CommitPosition, Revision: wr.NextExpectedVersion}, nil
+	appended := recordedAppend(e.stream, events, meta, wr)
+	s.foldAppended(e, appended)
+	return Result{Position: wr.CommitPosition, Revision: wr.NextExpectedVersion, Appended: appended}, nil
 }
 
 // appendEvents encodes a command's events, with IDs derived from its command

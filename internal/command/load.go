@@ -134,15 +134,24 @@ func (e *entry) noteProfile() {
 	}
 }
 
-// foldAppended applies to e the events of a command the store accepted, as
-// wr says they were stored.
-func (s *Service) foldAppended(e *entry, events []domain.Event, meta eventcodec.Metadata, wr *esdb.WriteResult) {
+// recordedAppend is how the store recorded a command's events, as wr says:
+// IDs derived from the command ID, consecutive revisions ending at wr's.
+func recordedAppend(stream string, events []domain.Event, meta eventcodec.Metadata, wr *esdb.WriteResult) []eventlog.Recorded {
 	first := wr.NextExpectedVersion + 1 - uint64(len(events))
+	out := make([]eventlog.Recorded, len(events))
 	for i, ev := range events {
-		s.fold(e, eventlog.Recorded{
-			Stream: e.stream, EventID: eventID(meta.CommandID, e.stream, i), Type: ev.EventType(),
+		out[i] = eventlog.Recorded{
+			Stream: stream, EventID: eventID(meta.CommandID, stream, i), Type: ev.EventType(),
 			Revision: first + uint64(i), Position: wr.CommitPosition, Meta: meta, Event: ev,
-		})
+		}
+	}
+	return out
+}
+
+// foldAppended applies to e the events of a command the store accepted.
+func (s *Service) foldAppended(e *entry, appended []eventlog.Recorded) {
+	for _, rec := range appended {
+		s.fold(e, rec)
 	}
 }
 

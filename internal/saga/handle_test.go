@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -80,7 +82,9 @@ func TestStepFailures(t *testing.T) {
 		{"reject fails", "reject", transient, 3, func(t *testing.T, env *commandtest.Env, cust string) placed {
 			return place(t, env, cust, 50_000) // over the limit
 		}, domain.StatusRejected, true, false},
-		{"approve refused unexpectedly", "approve", notFound, 1, func(t *testing.T, env *commandtest.Env, cust string) placed {
+		// Refused until the restart without the fault: the head start after
+		// the reservation and the delivery of CreditReserved both meet it.
+		{"approve refused unexpectedly", "approve", notFound, 1_000, func(t *testing.T, env *commandtest.Env, cust string) placed {
 			return place(t, env, cust, 1_000)
 		}, domain.StatusApproved, false, true},
 	} {
@@ -130,4 +134,75 @@ func cancelledWhileReserved(t *testing.T, env *commandtest.Env, cust string) pla
 	}
 	cancel(t, env, &o)
 	return o
+}
+
+// calls records the order of the saga's command calls, by command and order.
+type calls struct {
+	saga.Commands
+	mu  sync.Mutex
+	log []string
+}
+
+func (c *calls) add(command, orderID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.log = append(c.log, command+" "+orderID)
+}
+
+func (c *calls) ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, meta eventcodec.Metadata) (command.Result, error) {
+	res, err := c.Commands.ReserveCredit(ctx, cmd, meta)
+	c.add("reserve", cmd.OrderID)
+	return res, err
+}
+
+func (c *calls) ApproveOrder(ctx context.Context, orderID string, meta eventcodec.Metadata) (command.Result, error) {
+	c.add("approve", orderID)
+	return c.Commands.ApproveOrder(ctx, orderID, meta)
+}
+
+func (c *calls) RejectOrder(ctx context.Context, orderID, reason string, meta eventcodec.Metadata) (command.Result, error) {
+	c.add("reject", orderID)
+	return c.Commands.RejectOrder(ctx, orderID, reason, meta)
+}
+
+// TestFollowUpAtOnce: the saga approves or rejects an order right after
+// reserving its credit, in the same lane, rather than after the subscription
+// brings CreditReserved back from behind every order placed meanwhile. The
+// orders are all placed before the saga starts, so in the log every
+// OrderPlaced comes before any credit decision: a saga that waited for
+// delivery would reserve for all of them before deciding any. The later
+// deliveries find their steps done and write nothing more.
+func TestFollowUpAtOnce(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	cust := env.RegisterCustomer(t, 10_000)
+	var orders []placed
+	for _, total := range []int64{1_000, 50_000, 2_000, 3_000} { // the second is over the limit
+		orders = append(orders, place(t, env, cust, total))
+	}
+	c := &calls{Commands: env.Service}
+	s := startSagaWith(t, env, c, saga.Options{Workers: 1})
+	eventually(t, converge, func() (bool, string) { return settled(t, env, orders) })
+	eventually(t, converge, func() (bool, string) {
+		n := s.metric(t, "orderly_saga_events_handled_total")
+		return n == float64(2*len(orders)), fmt.Sprintf("%v events handled; want %d", n, 2*len(orders))
+	})
+	c.mu.Lock()
+	log := slices.Clone(c.log)
+	c.mu.Unlock()
+	for i, o := range orders {
+		next := "approve " + o.id
+		if o.total > 10_000 {
+			next = "reject " + o.id
+		}
+		if want := []string{"reserve " + o.id, next}; len(log) < 2*i+2 || !slices.Equal(log[2*i:2*i+2], want) {
+			t.Fatalf("calls %q; want order %d decided right after its reservation (%q)", log, i, want)
+		}
+	}
+	if n := s.metric(t, "orderly_saga_follow_ups_total"); n != float64(len(orders)) {
+		t.Errorf("%v follow-ups; want %d", n, len(orders))
+	}
+	if n, want := streamEvents(t, env, orders), 1+3*len(orders); n != want {
+		t.Errorf("%d events in the orders' and customer's streams; want the registration, and each order placed, credit decided and order decided once (%d)", n, want)
+	}
 }

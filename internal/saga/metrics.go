@@ -9,6 +9,7 @@ type metrics struct {
 	unresolved  prometheus.Gauge
 	waiting     prometheus.Gauge
 	resubs      prometheus.Counter
+	followUps   prometheus.Counter
 	collected   []prometheus.Collector
 }
 
@@ -22,7 +23,7 @@ func newMetrics(w *watermark) metrics {
 		}, []string{"type"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderly_saga_errors_total",
-			Help: "Failed attempts at a credit saga step, each retried in its lane: transient (the store, a conflict) or newer_schema (the event waits for an upgraded build).",
+			Help: "Failed attempts at a credit saga step, each retried in its lane: transient (the store, a conflict) newer_schema (the event waits for an upgraded build) or follow_up (a step taken ahead of its trigger's delivery, taken again on delivery).",
 		}, []string{"kind"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderly_saga_dead_letters_total",
@@ -41,10 +42,14 @@ func newMetrics(w *watermark) metrics {
 			Help: "Times the credit saga subscribed again after the subscription dropped.",
 		}),
 	}
-	m.collected = []prometheus.Collector{m.handled, m.failures, m.deadLetters, m.unresolved, m.waiting, m.resubs,
+	m.followUps = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "orderly_saga_follow_ups_total",
+		Help: "Steps the credit saga took right after the step that recorded their trigger, ahead of the trigger's delivery.",
+	})
+	m.collected = []prometheus.Collector{m.handled, m.failures, m.deadLetters, m.unresolved, m.waiting, m.resubs, m.followUps,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "orderly_saga_lag_seconds",
-			Help: "Age of the oldest event the credit saga has not finished; with none, the age the last one had when it finished.",
+			Help: "Age of the oldest event the credit saga has received and not finished; 0 when it has finished all it received.",
 		}, func() float64 { return w.lag().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "orderly_saga_position",

@@ -19,8 +19,6 @@ type watermark struct {
 	// last is the position of the last event dispatched, or the last point
 	// the subscription reported scanning past without a match.
 	last esdb.Position
-	// lastAge is the age the last finished event had when it finished.
-	lastAge time.Duration
 }
 
 type inFlight struct {
@@ -59,7 +57,6 @@ func (w *watermark) pass(p esdb.Position) {
 func (w *watermark) finish(e *list.Element) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.lastAge = time.Since(e.Value.(*inFlight).recordedAt)
 	w.pending.Remove(e)
 }
 
@@ -89,15 +86,14 @@ func (w *watermark) unfinished() int {
 	return w.pending.Len()
 }
 
-// lag is the age of the oldest unfinished event, or, with none, the age the
-// last finished one had when it finished.
+// lag is the age of the oldest unfinished event; 0 with none.
 func (w *watermark) lag() time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if f := w.pending.Front(); f != nil {
 		return time.Since(f.Value.(*inFlight).recordedAt)
 	}
-	return w.lastAge
+	return 0
 }
 
 // after reports whether a comes after b in the log.
