@@ -40,10 +40,10 @@ type Options struct {
 	// BatchSize is the most events applied in one batch (default 1000).
 	BatchSize int
 	// BatchWait is the longest a batch waits to fill where a backlog is
-	// likely — after a full batch, and in a rebuild (default 20ms;
+	// likely — after a full batch, when events came while the previous
+	// batch waited for the writer, and in a rebuild (default 20ms;
 	// negative: never). Otherwise a batch takes what has arrived, without
-	// waiting: what arrives while one batch is written makes the next, so
-	// an idle projector writes each event at once and a busy one in batches.
+	// waiting, so an idle projector writes each event at once.
 	BatchWait time.Duration
 	// Partitions is how many partitions decode and fold a batch in
 	// parallel (default GOMAXPROCS).

@@ -271,9 +271,10 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 // applied already.
 //
 // Batches form by natural accumulation: a decoded batch is held until the
-// writer takes it, and what arrives meanwhile starts the next batch. An idle
-// system thus writes an event as soon as it arrives, while under load each
-// batch holds what came during the previous write. held counts the events
+// writer takes it, and what arrives meanwhile starts the next batch, which
+// then waits up to BatchWait to fill (events keep coming: fewer, larger
+// writes cost less). An idle system thus writes an event as soon as it
+// arrives, and a busy one in batches. held counts the events
 // in its hands (as of its last batch cut or hand-over), for the lag metrics.
 func (f *follower) decodeLoop(ctx context.Context, in <-chan item, lanes []lane, out chan<- decodedBatch, held *atomic.Int64) {
 	floors := make([]uint64, len(lanes))
@@ -289,13 +290,15 @@ func (f *follower) decodeLoop(ctx context.Context, in <-chan item, lanes []lane,
 		}
 		held.Store(int64(len(b.events)))
 		caughtUp = caughtUp || b.caughtUp
-		// A full batch left events behind: the next may wait to fill too.
-		backlog = len(b.events) >= f.p.opts.BatchSize
 		carried, err = f.handOver(ctx, in, out, decodeBatch(b, lanes, floors))
 		held.Store(int64(len(carried.events)))
 		if err != nil || b.err != nil {
 			return
 		}
+		// Signs of a backlog, which make the next batch wait to fill: this
+		// one was full (it left events behind), or events came while it
+		// waited for the writer.
+		backlog = len(b.events) >= f.p.opts.BatchSize || len(carried.events) > 0
 	}
 }
 
@@ -438,7 +441,7 @@ const idleTick = 250 * time.Millisecond
 // collect completes one batch, started by carried: it waits for a first item
 // if there is none yet, then takes what has already arrived, up to a full
 // batch. It waits longer, until the batch is full or BatchWait has passed,
-// only where a backlog is likely: in a rebuild, and after a full batch.
+// only where a backlog is likely: in a rebuild, and when backlog is set.
 // When idle is set it gives up waiting for a first item after idleTick, with
 // an empty batch.
 func (f *follower) collect(ctx context.Context, in <-chan item, carried pending, idle, backlog bool) (pending, error) {

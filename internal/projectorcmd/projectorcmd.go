@@ -44,7 +44,7 @@ func (c *common) register(fs *flag.FlagSet, batchSize int) {
 	fs.StringVar(&c.eventstore, "eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
 	c.store.RegisterFlags(fs)
 	fs.IntVar(&c.opts.BatchSize, "batch-size", batchSize, "most events applied in one batch")
-	fs.DurationVar(&c.opts.BatchWait, "batch-wait", 20*time.Millisecond, "longest a batch waits to fill after a full batch, and in a rebuild (0: never); otherwise it takes what has arrived")
+	fs.DurationVar(&c.opts.BatchWait, "batch-wait", 20*time.Millisecond, "longest a batch waits to fill when events queue up, and in a rebuild (0: never); an idle projector writes each event at once")
 	fs.DurationVar(&c.opts.StoreTimeout, "store-timeout", 30*time.Second, "deadline of each view store call (retried on failure)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
