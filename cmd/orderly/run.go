@@ -37,6 +37,8 @@ type allConfig struct {
 	ferretListen string
 	mongoGiven   bool
 	logLevel     string
+	// queryTimeout bounds each store call of the queries.
+	queryTimeout time.Duration
 }
 
 func parseAll(args []string) (allConfig, error) {
@@ -48,6 +50,7 @@ func parseAll(args []string) (allConfig, error) {
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8080", "REST address of both services, with /openapi.json and /metrics")
 	fs.StringVar(&c.ferretListen, "ferretdb-listen", "127.0.0.1:27017", "with -views mongo and no -mongo-uri: address of the embedded FerretDB serving the views")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&c.queryTimeout, "store-timeout", 5*time.Second, "deadline of each event store and view store call of the queries, whatever the caller's")
 	c.views.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
@@ -127,7 +130,7 @@ func runAll(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	queries := query.New(conn, vs, query.Options{Notifier: notifier, Log: log.With("service", "query")})
+	queries := query.New(conn, vs, query.Options{Notifier: notifier, StoreTimeout: cfg.queryTimeout, Log: log.With("service", "query")})
 
 	cmdSrv, cmdLis, err := serve.ListenGRPC(cfg.commandsListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
 	if err != nil {
