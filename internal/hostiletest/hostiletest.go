@@ -4,13 +4,14 @@
 package hostiletest
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -54,39 +55,55 @@ func CheckCost(t testing.TB, what string, size int, fn func()) {
 	}
 }
 
-// CheckStatus fails t unless err is a status with code want, at most
-// MaxAnswer bytes with its details.
-func CheckStatus(t testing.TB, what string, err error, want interface{ String() string }) {
+// CheckGRPC sends req by call, which must refuse it as InvalidArgument with
+// a status of at most MaxAnswer bytes, at a cost CheckCost accepts.
+func CheckGRPC(t testing.TB, what string, req proto.Message, call func(proto.Message) error) {
 	t.Helper()
+	size := proto.Size(req)
+	if size > MaxMessage {
+		t.Fatalf("%s: %d-byte request, over %d", what, size, MaxMessage)
+	}
+	var err error
+	CheckCost(t, what, size, func() { err = call(req) })
 	st, _ := status.FromError(err)
-	if st.Code().String() != want.String() {
-		t.Errorf("%s: status %v, want %v", what, err, want)
+	if st.Code() != codes.InvalidArgument {
+		t.Errorf("%s: status %v, want %v", what, err, codes.InvalidArgument)
 	}
 	if n := proto.Size(st.Proto()); n > MaxAnswer {
 		t.Errorf("%s: status of %d bytes, want at most %d", what, n, MaxAnswer)
 	}
 }
 
-// Do sends a REST request and returns its status code and body, failing t
-// unless the body is at most MaxAnswer bytes.
-func Do(t testing.TB, ctx context.Context, method, url string, body []byte) (int, []byte) {
+// CheckREST sends a REST request, which must be refused with 400 and a
+// body of at most MaxAnswer bytes, at a cost CheckCost accepts.
+func CheckREST(t testing.TB, ctx context.Context, what, method, url, body string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	var code int
+	var answer []byte
+	CheckCost(t, what, len(url)+len(body), func() { code, answer = do(t, ctx, method, url, body) })
+	if code != http.StatusBadRequest {
+		t.Errorf("%s: status %d, want 400", what, code)
+	}
+	if len(answer) > MaxAnswer {
+		t.Errorf("%s: %d-byte answer, want at most %d (starts %.200q)", what, len(answer), MaxAnswer, answer)
+	}
+}
+
+func do(t testing.TB, ctx context.Context, method, url, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		t.Fatalf("%s %.200s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
+	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read answer: %v", method, url, err)
-	}
-	if len(raw) > MaxAnswer {
-		t.Errorf("%s %s: %d-byte answer, want at most %d (starts %.200q)", method, url, len(raw), MaxAnswer, raw)
+		t.Fatalf("%s %.200s: read answer: %v", method, url, err)
 	}
 	return resp.StatusCode, raw
 }

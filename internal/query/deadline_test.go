@@ -2,9 +2,7 @@ package query_test
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/command/commandtest"
 	"github.com/orderly/orderly/internal/eventstore/estest"
 	"github.com/orderly/orderly/internal/views"
 )
@@ -24,38 +23,6 @@ const (
 	testStoreTimeout = 200 * time.Millisecond
 	farDeadline      = 10 * time.Second
 )
-
-// silentListener accepts connections and never answers on them: a store
-// that is up but hung.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = lis.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return lis.Addr().String()
-}
 
 // blockingViews is the real view store, except that its reads never answer:
 // each returns only when its context ends.
@@ -120,7 +87,7 @@ func wantREST(t *testing.T, e *env, path string, want int) {
 // over gRPC with a far deadline and over REST with none.
 func TestEventStoreHung(t *testing.T) {
 	t.Parallel()
-	e := startOn(t, sqliteStore(t), "esdb://"+silentListener(t)+"?tls=false", testStoreTimeout)
+	e := startOn(t, sqliteStore(t), commandtest.SilentStore(t), testStoreTimeout)
 	ctx, cancel := context.WithTimeout(e.ctx, farDeadline)
 	defer cancel()
 	order := id(2, 1)
