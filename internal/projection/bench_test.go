@@ -13,6 +13,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
@@ -176,7 +177,28 @@ func BenchmarkLiveSQLite(b *testing.B) {
 	// the appenders', the second how fast the views were complete.
 	b.ReportMetric(float64(events)/appending.Seconds(), "appended-events/s")
 	b.ReportMetric(float64(events)/projecting.Seconds(), "events/s")
+	b.ReportMetric(meanBatch(b, r.registry), "events/batch")
 	cpu.Report(b, events)
+}
+
+// meanBatch is the mean size of the batches the projector applied.
+func meanBatch(b *testing.B, reg *prometheus.Registry) float64 {
+	families, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	var n uint64
+	for _, f := range families {
+		if f.GetName() != "orderly_projector_batch_events" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			sum += m.GetHistogram().GetSampleSum()
+			n += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return sum / float64(max(n, 1))
 }
 
 // BenchmarkLiveBacklogSQLite measures how fast the live projector applies

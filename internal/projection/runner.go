@@ -274,8 +274,8 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 // writer takes it, and what arrives meanwhile starts the next batch, which
 // then waits up to BatchWait to fill (events keep coming: fewer, larger
 // writes cost less). An idle system thus writes an event as soon as it
-// arrives, and a busy one in batches. held counts the events
-// in its hands (as of its last batch cut or hand-over), for the lag metrics.
+// arrives, and a busy one in batches. held counts the events in its hands
+// (as of its last batch cut or hand-over), for the lag metrics.
 func (f *follower) decodeLoop(ctx context.Context, in <-chan item, lanes []lane, out chan<- decodedBatch, held *atomic.Int64) {
 	floors := make([]uint64, len(lanes))
 	for i, l := range lanes {
