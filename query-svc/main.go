@@ -26,6 +26,7 @@ func run(ctx context.Context, args []string) error {
 	eventstore := fs.String("eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
 	tokenKey := fs.String("page-token-key", "", "secret sealing page tokens; replicas must share it (empty: random per process)")
 	maxWait := fs.Duration("max-wait", 10*time.Second, "longest min_position wait, and a watch's wait for its first answer, for a call without a deadline")
+	storeTimeout := fs.Duration("store-timeout", 5*time.Second, "deadline of each event store and view store call, whatever the caller's")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	var vc viewstore.Config
 	vc.RegisterFlags(fs)
@@ -48,7 +49,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer vs.Close()
 
-	svc := query.New(store, vs, query.Options{PageTokenKey: []byte(*tokenKey), MaxWait: *maxWait, Log: log})
+	svc := query.New(store, vs, query.Options{PageTokenKey: []byte(*tokenKey), MaxWait: *maxWait, StoreTimeout: *storeTimeout, Log: log})
 	metrics := serve.NewMetrics()
 	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, orderlyv1.QueryService_ServiceDesc.ServiceName, svc.Register)
 	if err != nil {

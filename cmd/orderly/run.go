@@ -39,6 +39,8 @@ type allConfig struct {
 	mongoGiven   bool
 	logLevel     string
 	sagaWorkers  int
+	// storeTimeout bounds each store call of the commands and the queries.
+	storeTimeout time.Duration
 }
 
 func parseAll(args []string) (allConfig, error) {
@@ -51,6 +53,7 @@ func parseAll(args []string) (allConfig, error) {
 	fs.StringVar(&c.ferretListen, "ferretdb-listen", "127.0.0.1:27017", "with -views mongo and no -mongo-uri: address of the embedded FerretDB serving the views")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&c.sagaWorkers, "saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
+	fs.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Second, "deadline of each event store call of the commands, and of each event store and view store call of the queries, whatever the caller's")
 	c.views.RegisterFlags(fs)
 	c.commands.RegisterFlags(fs)
 	fs.Usage = func() {
@@ -128,7 +131,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 
 	metrics := serve.NewMetrics()
 	notifier := views.NewNotifier()
-	cfg.commands.Registerer = metrics.Registry
+	cfg.commands.Registerer, cfg.commands.StoreTimeout = metrics.Registry, cfg.storeTimeout
 	commands, err := command.New(conn, log.With("service", "command"), cfg.commands)
 	if err != nil {
 		return err
@@ -141,7 +144,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 	if err != nil {
 		return err
 	}
-	queries := query.New(conn, vs, query.Options{Notifier: notifier, Log: log.With("service", "query")})
+	queries := query.New(conn, vs, query.Options{Notifier: notifier, StoreTimeout: cfg.storeTimeout, Log: log.With("service", "query")})
 
 	cmdSrv, cmdLis, err := serve.ListenGRPC(cfg.commandsListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
 	if err != nil {

@@ -65,10 +65,7 @@ func (a grpcAPI) PlaceOrder(ctx context.Context, req *orderlyv1.PlaceOrderReques
 	cmd := domain.PlaceOrder{
 		OrderID:    orderIDFor(meta.CommandID),
 		CustomerID: req.GetCustomerId(),
-		Lines:      make([]domain.OrderLine, len(req.GetLines())),
-	}
-	for i, l := range req.GetLines() {
-		cmd.Lines[i] = domain.OrderLine{SKU: l.GetSku(), Quantity: l.GetQuantity(), UnitPrice: money(l.GetUnitPrice())}
+		Lines:      lines(req.GetLines()),
 	}
 	if err := validate(bad, cmd.Validate()); err != nil {
 		return nil, err
@@ -91,6 +88,17 @@ func (a grpcAPI) CancelOrder(ctx context.Context, req *orderlyv1.CancelOrderRequ
 		return nil, a.s.status(ctx, err, "cancel order")
 	}
 	return &orderlyv1.CancelOrderResponse{OrderId: cmd.OrderID, Position: res.Position, Revision: res.Revision}, nil
+}
+
+// lines converts an order's lines. Past MaxLines+1 they are not converted:
+// too many lines are refused without being looked at (PlaceOrder.Validate).
+func lines(ls []*orderlyv1.OrderLine) []domain.OrderLine {
+	ls = ls[:min(len(ls), domain.MaxLines+1)]
+	out := make([]domain.OrderLine, len(ls))
+	for i, l := range ls {
+		out[i] = domain.OrderLine{SKU: l.GetSku(), Quantity: l.GetQuantity(), UnitPrice: money(l.GetUnitPrice())}
+	}
+	return out
 }
 
 func money(m *orderlyv1.Money) domain.Money {

@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -277,10 +278,9 @@ func TestValidation(t *testing.T) {
 	okReg := domain.RegisterCustomer{CustomerID: custID, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(100)}
 	okLine := domain.OrderLine{SKU: "SKU-1", Quantity: 1, UnitPrice: usd(100)}
 	okPlace := domain.PlaceOrder{OrderID: orderID, CustomerID: custID, Lines: []domain.OrderLine{okLine}}
+	// Every line is malformed too: too many lines are refused without
+	// checking a single one.
 	manyLines := make([]domain.OrderLine, domain.MaxLines+1)
-	for i := range manyLines {
-		manyLines[i] = okLine
-	}
 
 	tests := []struct {
 		name string
@@ -353,6 +353,29 @@ func TestValidation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestViolationsCapped: a command with hundreds of malformed fields lists
+// the first MaxViolations, then one more naming where the listing stops and
+// how many were left out.
+func TestViolationsCapped(t *testing.T) {
+	lines := make([]domain.OrderLine, domain.MaxLines) // 3 violations each
+	err := domain.PlaceOrder{OrderID: orderID, CustomerID: custID, Lines: lines}.Validate()
+	var de *domain.Error
+	if !errors.As(err, &de) || de.Kind != domain.KindInvalid {
+		t.Fatalf("want an invalid-argument refusal, got %v", err)
+	}
+	if len(de.Violations) != domain.MaxViolations+1 {
+		t.Fatalf("%d violations listed, want %d", len(de.Violations), domain.MaxViolations+1)
+	}
+	if v := de.Violations[0]; v.Field != "lines[0].sku" {
+		t.Errorf("first violation %+v, want lines[0].sku", v)
+	}
+	more := de.Violations[domain.MaxViolations]
+	wantMore := 3*domain.MaxLines - domain.MaxViolations
+	if more.Field != "lines[6].unit_price.currency_code" || !strings.Contains(more.Description, fmt.Sprintf("and %d more", wantMore)) {
+		t.Errorf("last violation %+v, want the 21st field and %d more", more, wantMore)
 	}
 }
 

@@ -21,19 +21,38 @@ const (
 	MaxCommandIDLen = 128
 )
 
-// violations collects every problem of a command before answering, so a client
-// fixes all its fields in one round trip.
-type violations []FieldViolation
+// MaxViolations is the most field violations a refusal lists; one more says
+// how many were left out. A client fixes the first ones anyway, and the
+// answer stays small whatever the request.
+const MaxViolations = 20
 
-func (v *violations) add(field, format string, args ...any) {
-	*v = append(*v, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
+// violations collects the problems of a command before answering, so a client
+// fixes all its fields in one round trip (up to MaxViolations of them).
+type violations struct {
+	list    []FieldViolation
+	omitted int
 }
 
-func (v violations) err(what string) error {
-	if len(v) == 0 {
+func (v *violations) add(field, format string, args ...any) {
+	if len(v.list) >= MaxViolations {
+		if v.omitted == 0 {
+			// The first one left out names where the listing stops.
+			v.list = append(v.list, FieldViolation{Field: field})
+		}
+		v.omitted++
+		return
+	}
+	v.list = append(v.list, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
+}
+
+func (v *violations) err(what string) error {
+	if len(v.list) == 0 {
 		return nil
 	}
-	return &Error{Kind: KindInvalid, Reason: ReasonInvalidArgument, Message: "invalid " + what, Violations: v}
+	if v.omitted > 0 {
+		v.list[MaxViolations].Description = fmt.Sprintf("and %d more violations from here on, not listed", v.omitted)
+	}
+	return &Error{Kind: KindInvalid, Reason: ReasonInvalidArgument, Message: "invalid " + what, Violations: v.list}
 }
 
 // checkID requires a canonical lower-case UUID: IDs are minted by the write

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore/estest"
@@ -32,7 +35,8 @@ import (
 //     (bounded by how fast the appenders, on the same two cores, append);
 //   - LiveBacklogSQLite: the live projector catching up a backlog of updates:
 //     how fast it can go live;
-//   - RebuildSQLite: a rebuild of a million events (-rebuild-events).
+//   - RebuildSQLite: a rebuild of a million events (-rebuild-events);
+//   - IdleVisible: write-to-visible of single appends on an idle system.
 //
 // Each reports events/s over every event of $all (every view reads them
 // all and folds its own), and the process CPU time per event, steadier than
@@ -173,7 +177,28 @@ func BenchmarkLiveSQLite(b *testing.B) {
 	// the appenders', the second how fast the views were complete.
 	b.ReportMetric(float64(events)/appending.Seconds(), "appended-events/s")
 	b.ReportMetric(float64(events)/projecting.Seconds(), "events/s")
+	b.ReportMetric(meanBatch(b, r.registry), "events/batch")
 	cpu.Report(b, events)
+}
+
+// meanBatch is the mean size of the batches the projector applied.
+func meanBatch(b *testing.B, reg *prometheus.Registry) float64 {
+	families, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	var n uint64
+	for _, f := range families {
+		if f.GetName() != "orderly_projector_batch_events" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			sum += m.GetHistogram().GetSampleSum()
+			n += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return sum / float64(max(n, 1))
 }
 
 // BenchmarkLiveBacklogSQLite measures how fast the live projector applies
@@ -227,4 +252,27 @@ func BenchmarkRebuildSQLite(b *testing.B) {
 	}
 	b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
 	cpu.Report(b, events*b.N)
+}
+
+// BenchmarkIdleVisible measures write-to-visible on an idle system: one
+// event appended at a time, each waited for until the views' checkpoint
+// passes it (as a read with min_position would), with the default options.
+// It reports the median and the 90th percentile.
+func BenchmarkIdleVisible(b *testing.B) {
+	tuneGC(b)
+	client, conn := connect(b, estest.Start(b))
+	store := openSQLiteAt(b, filepath.Join(b.TempDir(), "views.db"))
+	r := runProjector(b, conn, store, projection.Options{})
+	w := newWriter(b, client)
+	took := make([]time.Duration, 0, b.N)
+	for i := range b.N {
+		id := fmt.Sprintf("idle-%d", i)
+		start := time.Now()
+		pos := w.append(eventlog.CustomerStream(id), domain.CustomerRegistered{CustomerID: id, Name: "Idle", Email: id + "@example.com", CreditLimit: usd(100)})
+		waitFor(b, store, r.notifier, pos)
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(took[len(took)*9/10].Microseconds())/1000, "p90-ms")
 }

@@ -553,3 +553,18 @@ func TestViewStoreOutage(t *testing.T) {
 		t.Error("no view store error counted during the outage")
 	}
 }
+
+// TestIdleWriteVisibleAtOnce writes to an idle system one event at a time,
+// each waiting for the last: with an hour of BatchWait, each is visible only
+// if a batch takes what has arrived without waiting for more.
+func TestIdleWriteVisibleAtOnce(t *testing.T) {
+	client, conn := connect(t, estest.Start(t))
+	store := openSQLite(t)
+	r := runProjector(t, conn, store, projection.Options{BatchWait: time.Hour})
+	w := newWriter(t, client)
+	for i := range 3 {
+		id := fmt.Sprintf("idle-%d", i)
+		pos := w.append(eventlog.CustomerStream(id), domain.CustomerRegistered{CustomerID: id, Name: "Idle", Email: id + "@example.com", CreditLimit: usd(100)})
+		waitFor(t, store, r.notifier, pos)
+	}
+}

@@ -39,10 +39,11 @@ import (
 type Options struct {
 	// BatchSize is the most events applied in one batch (default 1000).
 	BatchSize int
-	// BatchWait is the longest a batch waits, after its first event, for
-	// more before it is written (default 20ms; negative: no wait, a batch
-	// takes what has already arrived): the projector's added latency when
-	// events trickle in. Under load batches fill before.
+	// BatchWait is the longest a batch waits to fill where a backlog is
+	// likely — after a full batch, when events came while the previous
+	// batch waited for the writer, and in a rebuild (default 20ms;
+	// negative: never). Otherwise a batch takes what has arrived, without
+	// waiting, so an idle projector writes each event at once.
 	BatchWait time.Duration
 	// Partitions is how many partitions decode and fold a batch in
 	// parallel (default GOMAXPROCS).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -163,6 +164,11 @@ type pending struct {
 	err        error
 }
 
+// empty reports whether b holds nothing to apply or act on.
+func (b *pending) empty() bool {
+	return len(b.events) == 0 && b.checkpoint == 0 && !b.caughtUp && b.err == nil
+}
+
 func (b *pending) add(it item) {
 	switch {
 	case it.event != nil:
@@ -219,10 +225,13 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 		return fmt.Errorf("subscribe to $all from %d: %w", from, err)
 	}
 	items := make(chan item, 2*f.p.opts.BatchSize)
-	batches := make(chan decodedBatch, 1)
+	// Unbuffered: decodeLoop holds the next batch, still accumulating, until
+	// the writer is free for it.
+	batches := make(chan decodedBatch)
 	var stages sync.WaitGroup
 	stages.Go(func() { receive(subCtx, sub, items) })
-	stages.Go(func() { f.decodeLoop(subCtx, items, lanes, batches) })
+	var held atomic.Int64 // events decodeLoop holds, not yet handed over
+	stages.Go(func() { f.decodeLoop(subCtx, items, lanes, batches, &held) })
 	defer func() {
 		cancel()
 		_ = sub.Close()
@@ -243,14 +252,13 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 		}
 		caughtUp = caughtUp || b.caughtUp
 		for _, l := range lanes {
-			l.observe(ctx, caughtUp, len(items)+len(batches))
+			l.observe(ctx, caughtUp, len(items)+int(held.Load()))
 		}
 		if b.err != nil {
 			return fmt.Errorf("subscription dropped: %w", b.err)
 		}
 		if f.rebuild && caughtUp {
-			idle := len(b.events) == 0 && b.checkpoint == 0 && !b.caughtUp
-			if lanes, err = f.switchCaughtUp(ctx, lanes, idle); err != nil {
+			if lanes, err = f.switchCaughtUp(ctx, lanes, b.empty()); err != nil {
 				return err
 			}
 		}
@@ -261,25 +269,55 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 // lane's share, until the subscription drops or ctx ends. A lane skips the
 // events up to its checkpoint when the subscription started, which it has
 // applied already.
-func (f *follower) decodeLoop(ctx context.Context, in <-chan item, lanes []lane, out chan<- decodedBatch) {
+//
+// Batches form by natural accumulation: a decoded batch is held until the
+// writer takes it, and what arrives meanwhile starts the next batch, which
+// then waits up to BatchWait to fill (events keep coming: fewer, larger
+// writes cost less). An idle system thus writes an event as soon as it
+// arrives, and a busy one in batches. held counts the events in its hands
+// (as of its last batch cut or hand-over), for the lag metrics.
+func (f *follower) decodeLoop(ctx context.Context, in <-chan item, lanes []lane, out chan<- decodedBatch, held *atomic.Int64) {
 	floors := make([]uint64, len(lanes))
 	for i, l := range lanes {
 		floors[i] = l.checkpoint()
 	}
-	caughtUp := false
+	var carried pending
+	caughtUp, backlog := false, false
 	for {
-		b, err := f.collect(ctx, in, f.rebuild && caughtUp)
+		b, err := f.collect(ctx, in, carried, f.rebuild && caughtUp, backlog)
 		if err != nil {
 			return
 		}
+		held.Store(int64(len(b.events)))
 		caughtUp = caughtUp || b.caughtUp
-		select {
-		case out <- decodeBatch(b, lanes, floors):
-		case <-ctx.Done():
+		carried, err = f.handOver(ctx, in, out, decodeBatch(b, lanes, floors))
+		held.Store(int64(len(carried.events)))
+		if err != nil || b.err != nil {
 			return
 		}
-		if b.err != nil {
-			return
+		// Signs of a backlog, which make the next batch wait to fill: this
+		// one was full (it left events behind), or events came while it
+		// waited for the writer.
+		backlog = len(b.events) >= f.p.opts.BatchSize || len(carried.events) > 0
+	}
+}
+
+// handOver waits for the writer to take d and returns what arrived from in
+// meanwhile, at most a full batch (the subscription waits then).
+func (f *follower) handOver(ctx context.Context, in <-chan item, out chan<- decodedBatch, d decodedBatch) (pending, error) {
+	var next pending
+	for {
+		take := in
+		if d.err != nil || next.err != nil || len(next.events) >= f.p.opts.BatchSize {
+			take = nil
+		}
+		select {
+		case out <- d:
+			return next, nil
+		case it := <-take:
+			next.add(it)
+		case <-ctx.Done():
+			return next, ctx.Err()
 		}
 	}
 }
@@ -400,28 +438,32 @@ func receive(ctx context.Context, sub *esdb.Subscription, out chan<- item) {
 // tries its switches again: nothing may arrive for a long time.
 const idleTick = 250 * time.Millisecond
 
-// collect gathers one batch: it waits for a first item, then takes more
-// until the batch is full or BatchWait has passed since the first. With a
-// negative BatchWait it takes only what has already arrived. When idle is set
-// it gives up waiting for a first item after idleTick, with an empty batch.
-func (f *follower) collect(ctx context.Context, in <-chan item, idle bool) (pending, error) {
-	var b pending
-	var tick <-chan time.Time
-	if idle {
-		timer := time.NewTimer(idleTick)
-		defer timer.Stop()
-		tick = timer.C
-	}
-	select {
-	case it := <-in:
-		b.add(it)
-	case <-tick:
-		return b, nil
-	case <-ctx.Done():
-		return b, ctx.Err()
+// collect completes one batch, started by carried: it waits for a first item
+// if there is none yet, then takes what has already arrived, up to a full
+// batch. It waits longer, until the batch is full or BatchWait has passed,
+// only where a backlog is likely: in a rebuild, and when backlog is set.
+// When idle is set it gives up waiting for a first item after idleTick, with
+// an empty batch.
+func (f *follower) collect(ctx context.Context, in <-chan item, carried pending, idle, backlog bool) (pending, error) {
+	b := carried
+	if b.empty() {
+		var tick <-chan time.Time
+		if idle {
+			timer := time.NewTimer(idleTick)
+			defer timer.Stop()
+			tick = timer.C
+		}
+		select {
+		case it := <-in:
+			b.add(it)
+		case <-tick:
+			return b, nil
+		case <-ctx.Done():
+			return b, ctx.Err()
+		}
 	}
 	var wait <-chan time.Time
-	if f.p.opts.BatchWait > 0 {
+	if (f.rebuild || backlog) && f.p.opts.BatchWait > 0 {
 		timer := time.NewTimer(f.p.opts.BatchWait)
 		defer timer.Stop()
 		wait = timer.C

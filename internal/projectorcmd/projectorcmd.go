@@ -32,9 +32,9 @@ type common struct {
 	logLevel   string
 }
 
-// Batch sizes by default: a live projector applies what arrives within
-// -batch-wait, rarely a full batch; a rebuild always fills its batches, and
-// larger ones write each SQLite page fewer times.
+// Batch sizes by default: a live projector applies what arrived while it
+// wrote the previous batch, rarely a full batch; a rebuild always fills its
+// batches, and larger ones write each SQLite page fewer times.
 const (
 	LiveBatchSize    = 1000
 	RebuildBatchSize = 4000
@@ -44,7 +44,7 @@ func (c *common) register(fs *flag.FlagSet, batchSize int) {
 	fs.StringVar(&c.eventstore, "eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
 	c.store.RegisterFlags(fs)
 	fs.IntVar(&c.opts.BatchSize, "batch-size", batchSize, "most events applied in one batch")
-	fs.DurationVar(&c.opts.BatchWait, "batch-wait", 20*time.Millisecond, "longest a batch waits for more events after its first (0: none)")
+	fs.DurationVar(&c.opts.BatchWait, "batch-wait", 20*time.Millisecond, "longest a batch waits to fill when events queue up, and in a rebuild (0: never); an idle projector writes each event at once")
 	fs.DurationVar(&c.opts.StoreTimeout, "store-timeout", 30*time.Second, "deadline of each view store call (retried on failure)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }

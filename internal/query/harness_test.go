@@ -75,17 +75,24 @@ func eachStore(t *testing.T, fn func(t *testing.T, e *env)) {
 
 func start(t testing.TB, vs views.Store) *env {
 	t.Helper()
+	return startOn(t, vs, estest.Start(t), 0)
+}
+
+// startOn is start on the event store at connString, with a store timeout
+// (0: the default).
+func startOn(t testing.TB, vs views.Store, connString string, storeTimeout time.Duration) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 
-	conn, err := eventlog.Connect(estest.Start(t), nil)
+	conn, err := eventlog.Connect(connString, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 
-	svc := query.New(conn, vs, query.Options{PageTokenKey: []byte("test"), MaxWait: time.Second, Log: log})
+	svc := query.New(conn, vs, query.Options{PageTokenKey: []byte("test"), MaxWait: time.Second, StoreTimeout: storeTimeout, Log: log})
 	metrics := serve.NewMetrics()
 	gs, _ := serve.NewGRPCServer(log, metrics)
 	svc.Register(gs)

@@ -156,7 +156,7 @@ func (s *Service) GetOrderAt(ctx context.Context, req *orderlyv1.GetOrderAtReque
 
 // readOrder reads an order's stream, undecoded; a missing order is NotFound.
 func (s *Service) readOrder(ctx context.Context, orderID string, from, max uint64) ([]*esdb.RecordedEvent, error) {
-	recs, err := eventlog.Call(ctx, s.store, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+	recs, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
 		return eventlog.ReadRaw(ctx, c, eventlog.OrderStream(orderID), from, max)
 	})
 	switch {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -34,8 +35,14 @@ type Options struct {
 	// MaxWait bounds a min_position wait, and a watch's wait for its first
 	// answer, when the call has no deadline.
 	MaxWait time.Duration
-	Log     *slog.Logger
+	// StoreTimeout bounds each call to the event store and to the view
+	// store (default 5s), whatever the caller's deadline, if any: a store
+	// that does not answer makes calls fail (Unavailable), not pile up.
+	StoreTimeout time.Duration
+	Log          *slog.Logger
 }
+
+const defaultStoreTimeout = 5 * time.Second
 
 // Service implements orderlyv1.QueryServiceServer.
 type Service struct {
@@ -46,6 +53,7 @@ type Service struct {
 	tokens   *pagetoken.Codec
 	notifier *views.Notifier
 	maxWait  time.Duration
+	timeout  time.Duration // of each store call
 	log      *slog.Logger
 	hub      *hub
 }
@@ -56,19 +64,32 @@ func New(store *eventlog.Conn, r views.Reader, opts Options) *Service {
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 10 * time.Second
 	}
+	if opts.StoreTimeout <= 0 {
+		opts.StoreTimeout = defaultStoreTimeout
+	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
 	return &Service{
 		store:    store,
 		reg:      eventcodec.Default(),
-		views:    r,
+		views:    timedReader{r: r, timeout: opts.StoreTimeout},
 		tokens:   pagetoken.New(opts.PageTokenKey),
 		notifier: opts.Notifier,
 		maxWait:  opts.MaxWait,
+		timeout:  opts.StoreTimeout,
 		log:      opts.Log,
-		hub:      newHub(store, opts.Log),
+		hub:      newHub(store, opts.Log, opts.StoreTimeout),
 	}
+}
+
+// storeCall runs one event store call under the store timeout; a call it
+// cuts short fails with eventlog.ErrTimeout, which apierr.From answers as
+// Unavailable (the caller's own deadline stays DeadlineExceeded).
+func storeCall[T any](ctx context.Context, s *Service, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, eventlog.ErrTimeout)
+	defer cancel()
+	return eventlog.Call(ctx, s.store, op)
 }
 
 // Register adds the service to a gRPC server.

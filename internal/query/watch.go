@@ -23,6 +23,8 @@ import (
 type hub struct {
 	store *eventlog.Conn
 	log   *slog.Logger
+	// timeout bounds reading the head and opening a subscription.
+	timeout time.Duration
 
 	mu       sync.Mutex
 	watchers map[string]map[*watcher]struct{} // by order ID
@@ -37,8 +39,8 @@ type watcher struct {
 	positions chan uint64
 }
 
-func newHub(store *eventlog.Conn, log *slog.Logger) *hub {
-	return &hub{store: store, log: log, watchers: map[string]map[*watcher]struct{}{},
+func newHub(store *eventlog.Conn, log *slog.Logger, timeout time.Duration) *hub {
+	return &hub{store: store, log: log, timeout: timeout, watchers: map[string]map[*watcher]struct{}{},
 		ready: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -112,7 +114,7 @@ func (h *hub) run(ctx context.Context) error {
 // its last event, at the start of an empty store, or (the store not
 // answering) at its end.
 func (h *hub) head(ctx context.Context) esdb.AllPosition {
-	ctx, cancel := context.WithTimeout(ctx, headTimeout)
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	from, err := eventlog.Call(ctx, h.store, func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) {
 		p, ok, err := eventlog.AllHead(ctx, c)
@@ -127,18 +129,25 @@ func (h *hub) head(ctx context.Context) esdb.AllPosition {
 	return from
 }
 
-// headTimeout bounds head's read; the subscription after it retries anyway.
-const headTimeout = 5 * time.Second
-
 // follow serves one subscription, calling confirmed once it is; it returns
 // the last position seen.
 func (h *hub) follow(ctx context.Context, from esdb.AllPosition, confirmed func()) (*esdb.Position, error) {
-	sub, err := eventlog.Call(ctx, h.store, func(ctx context.Context, c *esdb.Client) (*esdb.Subscription, error) {
+	// The subscription lives as long as subCtx, so subscribing cannot have
+	// a deadline of its own: a timer cancels it instead if the store hangs,
+	// and run subscribes again.
+	subCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	hung := time.AfterFunc(h.timeout, func() { cancel(eventlog.ErrTimeout) })
+	sub, err := eventlog.Call(subCtx, h.store, func(ctx context.Context, c *esdb.Client) (*esdb.Subscription, error) {
 		return c.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{
 			From:   from,
 			Filter: &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{eventlog.OrderPrefix}},
 		})
 	})
+	if !hung.Stop() && err == nil {
+		_ = sub.Close()
+		err = eventlog.ErrTimeout
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +200,7 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 	case <-s.hub.done:
 		return status.Error(codes.Unavailable, "server is shutting down; watch again")
 	case <-first.Done(): // the store is unreachable
-		return apierr.From(first, s.log, first.Err(), "watch order: waiting for the event store")
+		return apierr.From(ctx, s.log, eventlog.ErrTimeout, "watch order: waiting for the event store")
 	}
 	w := s.hub.add(id)
 	defer s.hub.remove(id, w)
@@ -256,7 +265,7 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 // orderHead is the commit position of the order's last event; an order
 // that was never placed is NotFound.
 func (s *Service) orderHead(ctx context.Context, id string) (uint64, error) {
-	pos, err := eventlog.Call(ctx, s.store, func(ctx context.Context, c *esdb.Client) (uint64, error) {
+	pos, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) (uint64, error) {
 		return eventlog.Head(ctx, c, eventlog.OrderStream(id))
 	})
 	switch {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -32,21 +33,46 @@ var errorMarshaler = &runtime.JSONPb{}
 // the gateway itself could not decode (bad JSON, a malformed query or path
 // parameter) gets the same google.rpc.BadRequest detail the services give, so
 // every 400 names its field.
+//
+// The gateway's own messages quote the request (a value it could not parse,
+// an unknown field's name), which may be megabytes long: they are cut to
+// maxGatewayMessage bytes, so that a refusal stays small.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument && !hasBadRequest(st) {
+		msg := truncate(st.Message(), maxGatewayMessage)
 		field := "body"
 		for _, re := range fieldInMessage {
-			if sub := re.FindStringSubmatch(st.Message()); sub != nil {
+			if sub := re.FindStringSubmatch(msg); sub != nil {
 				field = sub[1]
 				break
 			}
 		}
-		br := &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: st.Message()}}}
+		st = status.New(st.Code(), msg)
+		br := &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}}
 		if ds, derr := st.WithDetails(br); derr == nil {
 			err = ds.Err()
+		} else {
+			err = st.Err()
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
+}
+
+// maxGatewayMessage bounds the message of a request the gateway could not
+// decode.
+const maxGatewayMessage = 512
+
+// truncate cuts s to at most n bytes, on a UTF-8 boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 func hasBadRequest(st *status.Status) bool {

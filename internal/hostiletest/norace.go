@@ -1,0 +1,7 @@
+//go:build !race
+
+package hostiletest
+
+// Scale divides the size of hostile requests: 1, full size, without the
+// race detector.
+const Scale = 1
