@@ -104,6 +104,7 @@ func (s *Saga) followUp(ctx context.Context, appended []eventlog.Recorded) {
 				"type", rec.Type, "stream", rec.Stream, "revision", rec.Revision, "err", err)
 			return
 		}
+		s.ahead.add(rec.EventID)
 		s.metrics.followUps.Inc()
 	}
 }

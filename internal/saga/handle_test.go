@@ -171,7 +171,7 @@ func (c *calls) RejectOrder(ctx context.Context, orderID, reason string, meta ev
 // orders are all placed before the saga starts, so in the log every
 // OrderPlaced comes before any credit decision: a saga that waited for
 // delivery would reserve for all of them before deciding any. The later
-// deliveries find their steps done and write nothing more.
+// deliveries are counted done without issuing the steps again.
 func TestFollowUpAtOnce(t *testing.T) {
 	t.Parallel()
 	env := commandtest.Start(t, command.Options{})
@@ -198,6 +198,9 @@ func TestFollowUpAtOnce(t *testing.T) {
 		if want := []string{"reserve " + o.id, next}; len(log) < 2*i+2 || !slices.Equal(log[2*i:2*i+2], want) {
 			t.Fatalf("calls %q; want order %d decided right after its reservation (%q)", log, i, want)
 		}
+	}
+	if len(log) != 2*len(orders) {
+		t.Errorf("calls %q; want no step issued again when its trigger is delivered after the head start", log)
 	}
 	if n := s.metric(t, "orderly_saga_follow_ups_total"); n != float64(len(orders)) {
 		t.Errorf("%v follow-ups; want %d", n, len(orders))

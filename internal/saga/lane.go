@@ -41,6 +41,9 @@ func (s *Saga) process(ctx context.Context, j job) bool {
 			s.metrics.waiting.Dec()
 		}
 	}()
+	if j.err == nil && s.ahead.take(j.rec.EventID) {
+		return true // its step was taken right after the step that recorded it
+	}
 	for failures := 1; ; failures++ {
 		err := s.react(ctx, j.rec, j.err)
 		var p *poison

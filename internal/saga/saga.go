@@ -72,7 +72,8 @@ type Options struct {
 	// much time, whichever comes first, and on shutdown. Defaults 100 and 1s.
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
-	// Workers is the number of lanes running steps concurrently. Default 64.
+	// Workers is the number of lanes running steps concurrently. Default 256:
+	// a lane waits on its commands' appends, not on CPU, so lanes are cheap.
 	Workers int
 	// LaneQueue bounds the events waiting in one lane, and MaxInFlight those
 	// dispatched and not finished in all; past either the saga stops reading
@@ -94,7 +95,7 @@ type Options struct {
 
 // Defaults; see Options.
 const (
-	DefaultWorkers     = 64
+	DefaultWorkers     = 256
 	DefaultLaneQueue   = 32
 	DefaultMaxInFlight = 1024
 )
@@ -145,6 +146,7 @@ type Saga struct {
 	metrics  metrics
 	wm       watermark
 	dead     deadLetters
+	ahead    ahead
 
 	// slots bounds the events in flight: the dispatcher takes one per event,
 	// its lane gives it back when the event finishes.
