@@ -103,8 +103,8 @@ func (s *Saga) appendDeadLetters(ctx context.Context, id uuid.UUID, typ string, 
 // replayDeadLetters acts again on every unresolved dead letter, before the
 // lanes start: a build that can now decode the event, or a state in which
 // its step is no longer refused, handles it, and a resolution records that.
-// Those that still fail stay unresolved for the next start. It returns only
-// failures worth retrying (the store's).
+// Those that still fail, for whatever reason, stay unresolved for the next
+// start. It fails only when the dead-letter stream cannot be read.
 func (s *Saga) replayDeadLetters(ctx context.Context) error {
 	raw, err := s.read(ctx, s.opts.DeadLetterStream, 0, 0)
 	if errors.Is(err, eventlog.ErrStreamNotFound) {
@@ -116,19 +116,24 @@ func (s *Saga) replayDeadLetters(ctx context.Context) error {
 	var letters []DeadLetter
 	resolved := map[string]bool{}
 	for _, r := range raw {
+		var err error
 		switch r.EventType {
 		case DeadLetterType:
 			var dl DeadLetter
-			if err := json.Unmarshal(r.Data, &dl); err != nil {
-				return fmt.Errorf("%s@%d: %w", s.opts.DeadLetterStream, r.EventNumber, err)
+			if err = json.Unmarshal(r.Data, &dl); err == nil {
+				letters = append(letters, dl)
 			}
-			letters = append(letters, dl)
 		case ResolvedType:
 			var res Resolution
-			if err := json.Unmarshal(r.Data, &res); err != nil {
-				return fmt.Errorf("%s@%d: %w", s.opts.DeadLetterStream, r.EventNumber, err)
+			if err = json.Unmarshal(r.Data, &res); err == nil {
+				resolved[res.EventID] = true
 			}
-			resolved[res.EventID] = true
+		}
+		if err != nil {
+			// Written by hand, most likely: not worth keeping every other
+			// customer's credit waiting.
+			s.log.Error("saga skips an unreadable record of its dead-letter stream", "stream", s.opts.DeadLetterStream,
+				"revision", r.EventNumber, "type", r.EventType, "err", err)
 		}
 	}
 	for _, dl := range letters {
@@ -137,7 +142,14 @@ func (s *Saga) replayDeadLetters(ctx context.Context) error {
 		}
 		resolved[dl.EventID] = true // a poison event redelivered has two letters
 		if err := s.replay(ctx, dl); err != nil {
-			return err
+			// One letter's trouble (the store, a customer this build cannot
+			// fold) must not keep the saga from starting for everyone else.
+			s.metrics.unresolved.Set(float64(s.dead.mark(dl.EventID, true)))
+			s.log.Warn("saga dead letter not replayed; left for the next start", "event_id", dl.EventID,
+				"stream", dl.Stream, "revision", dl.Revision, "err", err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
 	}
 	return nil

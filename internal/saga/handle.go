@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/domain"
@@ -24,6 +25,7 @@ const (
 const (
 	reasonMalformed = "malformed"
 	reasonRefused   = "refused"
+	reasonPanicked  = "panicked"
 )
 
 // poison is an event no retry can act on: it is set aside as a dead letter.
@@ -38,7 +40,17 @@ func (p *poison) Unwrap() error { return p.err }
 // react acts on one decoded event (decodeErr from decoding it). Its error is
 // a *poison to set aside, one carrying eventcodec.ErrNewerSchema to wait on,
 // or anything else (the store, a conflict) to retry.
-func (s *Saga) react(ctx context.Context, rec eventlog.Recorded, decodeErr error) error {
+//
+// A panic while acting is a bug that would recur on every retry: it is set
+// aside too, rather than take every other customer's credit down with it.
+func (s *Saga) react(ctx context.Context, rec eventlog.Recorded, decodeErr error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("saga step panicked", "type", rec.Type, "stream", rec.Stream,
+				"revision", rec.Revision, "panic", r, "stack", string(debug.Stack()))
+			err = &poison{reason: reasonPanicked, err: fmt.Errorf("panic: %v", r)}
+		}
+	}()
 	switch {
 	case errors.Is(decodeErr, eventcodec.ErrNewerSchema):
 		return decodeErr
@@ -98,7 +110,9 @@ func (s *Saga) handle(ctx context.Context, rec eventlog.Recorded) error {
 // retries and dead letters; so a failure here is counted and left at that.
 func (s *Saga) followUp(ctx context.Context, appended []eventlog.Recorded) {
 	for _, rec := range appended {
-		if err := s.handle(ctx, rec); err != nil {
+		// react, not handle: a panic there is the followed event's, and
+		// recovered as such, never blamed on the step that recorded it.
+		if err := s.react(ctx, rec, nil); err != nil {
 			s.metrics.failures.WithLabelValues("follow_up").Inc()
 			s.log.Debug("saga follow-up step failed; the event's delivery takes it again",
 				"type", rec.Type, "stream", rec.Stream, "revision", rec.Revision, "err", err)

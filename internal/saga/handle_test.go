@@ -209,3 +209,66 @@ func TestFollowUpAtOnce(t *testing.T) {
 		t.Errorf("%d events in the orders' and customer's streams; want the registration, and each order placed, credit decided and order decided once (%d)", n, want)
 	}
 }
+
+// panicky panics on every ApproveOrder.
+type panicky struct{ saga.Commands }
+
+func (panicky) ApproveOrder(context.Context, string, eventcodec.Metadata) (command.Result, error) {
+	panic("test: approve panics")
+}
+
+// TestPanicIsOneDeadLetter: a step that panics is a bug that would recur on
+// every retry; it becomes a dead letter, and the saga goes on with the next
+// event of the same lane and starts again with the letter pending.
+func TestPanicIsOneDeadLetter(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	cust := env.RegisterCustomer(t, 10_000)
+	o := place(t, env, cust, 1_000)
+	s := startSagaWith(t, env, panicky{env.Service}, saga.Options{Workers: 1})
+	eventually(t, converge, func() (bool, string) {
+		n := s.metric(t, "orderly_saga_dead_letters_total")
+		return n == 1, fmt.Sprintf("%v dead letters", n)
+	})
+	over := place(t, env, cust, 50_000) // same lane; rejected, which does not approve
+	eventually(t, converge, func() (bool, string) {
+		st := env.Order(t, over.id).Status
+		return st == domain.StatusRejected, fmt.Sprintf("the next order is %v", st)
+	})
+	s.stop()
+	startSaga(t, env, saga.Options{}) // the fixed build replays the letter
+	eventually(t, converge, func() (bool, string) { return settled(t, env, []placed{o, over}) })
+}
+
+// TestStartNotBlockedByALetter: a dead letter whose replay fails for a
+// reason a retry could fix (here the store call keeps failing) is left for
+// the next start, and so is an unreadable record in the dead-letter stream;
+// neither keeps the saga from deciding other orders.
+func TestStartNotBlockedByALetter(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	cust := env.RegisterCustomer(t, 10_000)
+	o := place(t, env, cust, 1_000)
+	s := startSagaWith(t, env, panicky{env.Service}, saga.Options{})
+	eventually(t, converge, func() (bool, string) {
+		n := s.metric(t, "orderly_saga_dead_letters_total")
+		return n == 1, fmt.Sprintf("%v dead letters", n)
+	})
+	s.stop()
+	appendRaw(t, env, "saga-credit-dead-letters", saga.DeadLetterType, 1, `{"event_id":`)
+	down := &faulty{Commands: env.Service, command: "approve", err: errors.New("test: store unavailable")}
+	down.times.Store(1 << 30)
+	s = startSagaWith(t, env, down, saga.Options{})
+	other := env.RegisterCustomer(t, 10_000)
+	next := place(t, env, other, 50_000) // rejected: needs no approve
+	eventually(t, converge, func() (bool, string) {
+		st := env.Order(t, next.id).Status
+		return st == domain.StatusRejected, fmt.Sprintf("another customer's order is %v", st)
+	})
+	if u := s.metric(t, "orderly_saga_dead_letters_unresolved"); u != 1 {
+		t.Errorf("%v unresolved dead letters; want the one left for the next start", u)
+	}
+	if st := env.Order(t, o.id).Status; st != domain.StatusPending {
+		t.Errorf("the set-aside order is %v; want PENDING until a replay succeeds", st)
+	}
+}

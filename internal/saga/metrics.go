@@ -27,7 +27,7 @@ func newMetrics(w *watermark) metrics {
 		}, []string{"kind"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderly_saga_dead_letters_total",
-			Help: "Events the credit saga set aside as dead letters, by reason: malformed (undecodable at its own schema) or refused (an unexpected domain refusal).",
+			Help: "Events the credit saga set aside as dead letters, by reason: malformed (undecodable at its own schema), refused (an unexpected domain refusal) or panicked (a bug).",
 		}, []string{"reason"}),
 		unresolved: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orderly_saga_dead_letters_unresolved",
