@@ -102,24 +102,40 @@ func (s *Saga) handle(ctx context.Context, rec eventlog.Recorded) error {
 }
 
 // followUp takes at once the next step of the events a step just recorded
-// (approve or reject after a credit decision), in the same lane, rather than
-// after the subscription brings them back from the end of the log: under a
-// backlog that would double the time to a decision. It is only a head start:
-// each event is still delivered and handled as usual, which finds the step
-// done (same command ID) or, if it failed here, takes it in earnest, with
-// retries and dead letters; so a failure here is counted and left at that.
+// (approve or reject after a credit decision), rather than after the
+// subscription brings them back from the end of the log: under a backlog
+// that would double the time to a decision. It runs beside the lane, which
+// goes on with the customer's next event meanwhile (the order's stream is
+// not the customer's; a compensation on the customer waits for the
+// customer's lock like any command). It is only a head start: each event is
+// still delivered; a step taken here is then counted done (see ahead), and
+// one that failed or is still running is taken by the delivery in earnest,
+// with retries and dead letters (the same command ID makes the two one). So a
+// failure here is counted and left at that. With no slot free it runs in
+// the lane, which holds the lane back instead of piling up goroutines.
 func (s *Saga) followUp(ctx context.Context, appended []eventlog.Recorded) {
-	for _, rec := range appended {
-		// react, not handle: a panic there is the followed event's, and
-		// recovered as such, never blamed on the step that recorded it.
-		if err := s.react(ctx, rec, nil); err != nil {
-			s.metrics.failures.WithLabelValues("follow_up").Inc()
-			s.log.Debug("saga follow-up step failed; the event's delivery takes it again",
-				"type", rec.Type, "stream", rec.Stream, "revision", rec.Revision, "err", err)
-			return
+	run := func() {
+		for _, rec := range appended {
+			// react, not handle: a panic there is the followed event's, and
+			// recovered as such, never blamed on the step that recorded it.
+			if err := s.react(ctx, rec, nil); err != nil {
+				s.metrics.failures.WithLabelValues("follow_up").Inc()
+				s.log.Debug("saga follow-up step failed; the event's delivery takes it again",
+					"type", rec.Type, "stream", rec.Stream, "revision", rec.Revision, "err", err)
+				return
+			}
+			s.ahead.add(rec.EventID)
+			s.metrics.followUps.Inc()
 		}
-		s.ahead.add(rec.EventID)
-		s.metrics.followUps.Inc()
+	}
+	select {
+	case s.followSlots <- struct{}{}:
+		s.follows.Go(func() {
+			defer func() { <-s.followSlots }()
+			run()
+		})
+	default:
+		run()
 	}
 }
 

@@ -148,6 +148,11 @@ type Saga struct {
 	dead     deadLetters
 	ahead    ahead
 
+	// followSlots bounds the follow-up steps running beside the lanes;
+	// follows waits for them on the way out.
+	followSlots chan struct{}
+	follows     sync.WaitGroup
+
 	// slots bounds the events in flight: the dispatcher takes one per event,
 	// its lane gives it back when the event finishes.
 	slots chan struct{}
@@ -169,7 +174,7 @@ func New(conn *eventlog.Conn, commands Commands, log *slog.Logger, opts Options)
 	}
 	opts.setDefaults()
 	s := &Saga{conn: conn, commands: commands, reg: opts.Registry, log: log, opts: opts,
-		slots: make(chan struct{}, opts.MaxInFlight), nudge: make(chan struct{}, 1)}
+		slots: make(chan struct{}, opts.MaxInFlight), followSlots: make(chan struct{}, opts.MaxInFlight), nudge: make(chan struct{}, 1)}
 	s.metrics = newMetrics(&s.wm)
 	if opts.Registerer != nil {
 		for _, c := range s.metrics.collected {
@@ -201,6 +206,7 @@ type job struct {
 // exponential backoff, while the lanes go on with what they hold.
 func (s *Saga) Run(ctx context.Context) error {
 	if !s.start(ctx) {
+		s.follows.Wait()
 		s.log.Info("saga stopped before it started")
 		return nil
 	}
@@ -229,8 +235,10 @@ func (s *Saga) Run(ctx context.Context) error {
 		}
 	}
 	// The lanes abandon their events on ctx: the watermark stays before
-	// them, and the next run handles them again.
+	// them, and the next run handles them again. A follow-up cut short is
+	// taken by its event's delivery after the restart.
 	wg.Wait()
+	s.follows.Wait()
 	s.shutdown()
 	return nil
 }
