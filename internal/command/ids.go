@@ -1,6 +1,8 @@
 package command
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,11 +28,20 @@ func derive(parts ...string) uuid.UUID {
 func customerIDFor(commandID string) string { return derive("customer", commandID).String() }
 func orderIDFor(commandID string) string    { return derive("order", commandID).String() }
 
-// eventID names the index-th event a command writes to stream. The store
-// de-duplicates appends by event ID, so even two copies of one command
-// racing each other cannot both write.
-func eventID(commandID, stream string, index int) uuid.UUID {
-	return derive("event", commandID, stream, strconv.Itoa(index))
+// eventID names the index-th event a command writes to stream, of type typ
+// with encoded payload data. The store de-duplicates appends by event ID, so
+// even two copies of one command racing each other cannot both write. The
+// payload is part of the name because the store acknowledges an append of
+// IDs it holds without comparing payloads: a command resent under its ID
+// with another payload must conflict, not be told the store wrote what it
+// did not (and be folded into the cache). Metadata is left out: a retry may
+// carry another correlation ID and is still the same write.
+//
+// Only appends compare event IDs; events stored under the IDs of an earlier
+// scheme are still found by the command ID in their metadata (recordedIn).
+func eventID(commandID, stream string, index int, typ string, data []byte) uuid.UUID {
+	digest := sha256.Sum256(append([]byte(typ+"\x00"), data...))
+	return derive("event", commandID, stream, strconv.Itoa(index), hex.EncodeToString(digest[:]))
 }
 
 // stepPrefix starts the command IDs of the credit saga's steps, and no

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
 
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
@@ -135,13 +136,13 @@ func (e *entry) noteProfile() {
 }
 
 // recordedAppend is how the store recorded a command's events, as wr says:
-// IDs derived from the command ID, consecutive revisions ending at wr's.
-func recordedAppend(stream string, events []domain.Event, meta eventcodec.Metadata, wr *esdb.WriteResult) []eventlog.Recorded {
+// under ids, at consecutive revisions ending at wr's.
+func recordedAppend(stream string, events []domain.Event, ids []uuid.UUID, meta eventcodec.Metadata, wr *esdb.WriteResult) []eventlog.Recorded {
 	first := wr.NextExpectedVersion + 1 - uint64(len(events))
 	out := make([]eventlog.Recorded, len(events))
 	for i, ev := range events {
 		out[i] = eventlog.Recorded{
-			Stream: stream, EventID: eventID(meta.CommandID, stream, i), Type: ev.EventType(),
+			Stream: stream, EventID: ids[i], Type: ev.EventType(),
 			Revision: first + uint64(i), Position: wr.CommitPosition, Meta: meta, Event: ev,
 		}
 	}

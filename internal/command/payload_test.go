@@ -1,0 +1,117 @@
+package command
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
+
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventcodec"
+	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/eventstore/estest"
+)
+
+// The tests below resend a command under its command ID with another
+// payload, on a replica whose cache has not seen the first one (as after a
+// lost acknowledgement, or on another replica). The store must not take the
+// resend for a retry of what it holds, and the cache must hold only what the
+// store wrote. Whether the resend is then refused or answered is
+// TestCommandIDReusedWithAnotherRequest's concern.
+
+// cachedIsStream fails t unless s's cached k/id, as it is (not caught up),
+// is its stream folded from the first event.
+func cachedIsStream[A aggregate](t *testing.T, s *Service, k kind[A], id string) A {
+	t.Helper()
+	e := acquire(s, k, id)
+	loaded, got := e.loaded, e.agg
+	s.cache.release(e)
+	recs, err := storeCall(testCtx(t), s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
+		return eventlog.Read(ctx, c, s.reg, k.stream(id), 0, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := k.fresh(id)
+	for _, r := range recs {
+		want.Apply(r.Event)
+	}
+	if loaded && !reflect.DeepEqual(got, aggregate(want)) {
+		t.Fatalf("%s %s cached as %+v; its stream folds to %+v", k.name, id, got, want)
+	}
+	return want
+}
+
+func TestCreateResentWithAnotherPayload(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	a, b := serviceOn(t, connString, Options{}), serviceOn(t, connString, Options{})
+	ctx := testCtx(t)
+	meta := eventcodec.Metadata{CommandID: "reg-" + uuid.NewString()}
+	id := customerIDFor(meta.CommandID)
+	register := func(s *Service, limit int64) {
+		_, _ = s.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(limit)}, meta)
+	}
+	register(a, 100)
+	register(b, 500) // b has not cached the customer
+	cachedIsStream(t, b, customers, id)
+	reserveOver(t, b, id, 300)
+}
+
+func TestExecuteResentWithAnotherPayload(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	a, b := serviceOn(t, connString, Options{}), serviceOn(t, connString, Options{})
+	ctx := testCtx(t)
+	id := uuid.NewString()
+	if _, err := a.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1000)}, eventcodec.Metadata{CommandID: uuid.NewString()}); err != nil {
+		t.Fatal(err)
+	}
+	loaded(t, b, id) // b caches the customer at revision 0
+	meta := eventcodec.Metadata{CommandID: uuid.NewString()}
+	if _, err := a.changeCreditLimit(ctx, domain.ChangeCreditLimit{CustomerID: id, CreditLimit: usd(100)}, meta); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = b.changeCreditLimit(ctx, domain.ChangeCreditLimit{CustomerID: id, CreditLimit: usd(500)}, meta)
+	cachedIsStream(t, b, customers, id)
+	reserveOver(t, b, id, 300)
+}
+
+func TestPlaceOrderResentForAnotherCustomer(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	a, b := serviceOn(t, connString, Options{}), serviceOn(t, connString, Options{})
+	ctx := testCtx(t)
+	custs := [2]string{uuid.NewString(), uuid.NewString()}
+	for _, c := range custs {
+		if _, err := a.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: c, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1000)}, eventcodec.Metadata{CommandID: uuid.NewString()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta := eventcodec.Metadata{CommandID: "place-" + uuid.NewString()}
+	orderID := orderIDFor(meta.CommandID)
+	place := func(s *Service, customer string) {
+		_, _ = s.placeOrder(ctx, domain.PlaceOrder{OrderID: orderID, CustomerID: customer, Lines: []domain.OrderLine{{SKU: "A", Quantity: 1, UnitPrice: usd(10)}}}, meta)
+	}
+	place(a, custs[0])
+	place(b, custs[1])
+	if o := cachedIsStream(t, b, orders, orderID); o.CustomerID != custs[0] {
+		t.Fatalf("order of customer %s; want %s", o.CustomerID, custs[0])
+	}
+}
+
+// reserveOver reserves amount, over the customer's credit limit as stored,
+// through s, and fails t if the stream then holds more reserved than its
+// limit.
+func reserveOver(t *testing.T, s *Service, id string, amount int64) {
+	t.Helper()
+	_, err := s.ReserveCredit(testCtx(t), domain.ReserveCredit{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(amount)}, eventcodec.Metadata{CommandID: uuid.NewString()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cachedIsStream(t, s, customers, id); c.Reserved.Minor > c.CreditLimit.Minor {
+		t.Fatalf("reserved %d over the limit %d", c.Reserved.Minor, c.CreditLimit.Minor)
+	}
+}
