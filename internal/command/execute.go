@@ -234,7 +234,7 @@ func (s *Service) appendEvents(ctx context.Context, stream string, expected esdb
 		if data[i], err = eventlog.Encode(s.reg, uuid.Nil, ev, meta); err != nil {
 			return nil, nil, err
 		}
-		ids[i] = eventID(meta.CommandID, stream, i, data[i].EventType, data[i].Data)
+		ids[i] = eventID(meta.CommandID, stream, i, meta.Fingerprint, data[i].EventType, data[i].Data)
 		data[i].EventID = ids[i]
 	}
 	wr, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
@@ -246,31 +246,42 @@ func (s *Service) appendEvents(ctx context.Context, stream string, expected esdb
 	return wr, ids, nil
 }
 
-// as names the command meta is for.
-func as(meta eventcodec.Metadata, command string) eventcodec.Metadata {
+// as names the command meta is for, and fingerprints its request (the
+// domain command, or what stands for it).
+func as(meta eventcodec.Metadata, command string, request any) eventcodec.Metadata {
 	meta.Command = command
+	meta.Fingerprint = fingerprint(command, request)
 	return meta
 }
 
 // recorded finds the events meta's command ID already wrote among history.
-// If another command wrote them, the ID was reused: answering with that
-// command's result would report a command done that never ran.
+// If another command, or the same command with another request, wrote them,
+// the ID was reused: answering with that result would report a command done
+// that never ran. Events from before commands (or requests) were recorded
+// carry none, and are taken for this command's: their IDs could not tell
+// either, so this refuses nothing it used to answer.
 func recorded(history []eventlog.Recorded, meta eventcodec.Metadata) (Result, bool, error) {
 	for i := len(history) - 1; i >= 0; i-- {
 		m := history[i].Meta
 		if m.CommandID != meta.CommandID {
 			continue
 		}
-		if m.Command != "" && m.Command != meta.Command {
-			return Result{}, true, &domain.Error{
-				Kind: domain.KindInvalid, Reason: domain.ReasonCommandIDReused, Message: "command_id reused",
-				Violations: []domain.FieldViolation{{Field: "command_id", Description: fmt.Sprintf(
-					"was already used by %s; a new command needs a new command_id", m.Command)}},
-			}
+		switch {
+		case m.Command != "" && m.Command != meta.Command:
+			return Result{}, true, reused(fmt.Sprintf("was already used by %s; a new command needs a new command_id", m.Command))
+		case m.Fingerprint != "" && m.Fingerprint != meta.Fingerprint:
+			return Result{}, true, reused(fmt.Sprintf("was already used by a %s with other parameters; a new request needs a new command_id", m.Command))
 		}
 		return Result{Position: history[i].Position, Revision: history[i].Revision}, true, nil
 	}
 	return Result{}, false, nil
+}
+
+func reused(description string) error {
+	return &domain.Error{
+		Kind: domain.KindInvalid, Reason: domain.ReasonCommandIDReused, Message: "command_id reused",
+		Violations: []domain.FieldViolation{{Field: "command_id", Description: description}},
+	}
 }
 
 // storeCall runs one event store call under the store timeout.

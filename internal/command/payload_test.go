@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"testing"
 
@@ -113,5 +114,56 @@ func reserveOver(t *testing.T, s *Service, id string, amount int64) {
 	}
 	if c := cachedIsStream(t, s, customers, id); c.Reserved.Minor > c.CreditLimit.Minor {
 		t.Fatalf("reserved %d over the limit %d", c.Reserved.Minor, c.CreditLimit.Minor)
+	}
+}
+
+// TestSagaStepReplayedOrReused: a saga step redelivered (the same command ID,
+// the same command, as the saga derives both from the trigger) is answered
+// with its first result; another request under its ID is refused.
+func TestSagaStepReplayedOrReused(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestService(t, Options{})
+	ctx := testCtx(t)
+	id := uuid.NewString()
+	if _, err := s.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1000)}, eventcodec.Metadata{CommandID: uuid.NewString()}); err != nil {
+		t.Fatal(err)
+	}
+	meta := eventcodec.Metadata{CommandID: StepCommandID("reserve-credit", uuid.New()), CorrelationID: "first"}
+	cmd := domain.ReserveCredit{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(300)}
+	first, err := s.ReserveCredit(ctx, cmd, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta.CorrelationID = "redelivered"
+	if again, err := s.ReserveCredit(ctx, cmd, meta); err != nil || !replayOf(again, first) {
+		t.Fatalf("redelivered step = %+v, %v; first was %+v", again, err, first)
+	}
+	cmd.Amount = usd(400)
+	_, err = s.ReserveCredit(ctx, cmd, meta)
+	if derr, ok := errors.AsType[*domain.Error](err); !ok || derr.Reason != domain.ReasonCommandIDReused {
+		t.Fatalf("another request under the step's ID: %v; want %s", err, domain.ReasonCommandIDReused)
+	}
+}
+
+// TestEventIDNamesTheWrite: an event's ID changes with anything that makes
+// it another write (its request, type or payload), so the store can never
+// acknowledge one for the other.
+func TestEventIDNamesTheWrite(t *testing.T) {
+	t.Parallel()
+	base := eventID("cmd", "customer-1", 0, "fp", "orderly.T", []byte(`{"a":1}`))
+	if again := eventID("cmd", "customer-1", 0, "fp", "orderly.T", []byte(`{"a":1}`)); again != base {
+		t.Fatalf("the same write named %s and %s", base, again)
+	}
+	for name, id := range map[string]uuid.UUID{
+		"command":     eventID("cmd2", "customer-1", 0, "fp", "orderly.T", []byte(`{"a":1}`)),
+		"stream":      eventID("cmd", "customer-2", 0, "fp", "orderly.T", []byte(`{"a":1}`)),
+		"index":       eventID("cmd", "customer-1", 1, "fp", "orderly.T", []byte(`{"a":1}`)),
+		"fingerprint": eventID("cmd", "customer-1", 0, "fp2", "orderly.T", []byte(`{"a":1}`)),
+		"type":        eventID("cmd", "customer-1", 0, "fp", "orderly.U", []byte(`{"a":1}`)),
+		"payload":     eventID("cmd", "customer-1", 0, "fp", "orderly.T", []byte(`{"a":2}`)),
+	} {
+		if id == base {
+			t.Errorf("another %s, the same event ID", name)
+		}
 	}
 }
