@@ -1,6 +1,7 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -471,4 +472,40 @@ func TestRefusedAppendLeavesTheCache(t *testing.T) {
 // answered first: the same place in the stream, and nothing appended.
 func replayOf(again, first Result) bool {
 	return again.Position == first.Position && again.Revision == first.Revision && len(again.Appended) == 0
+}
+
+// TestOversizeEntryStaysCached: an aggregate alone over the cache's bound is
+// not evicted by its own command, so the next command on it finds it cached
+// rather than reloading it every time; a warning says so, once.
+func TestOversizeEntryStaysCached(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	conn, err := eventlog.Connect(connString, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	var logged bytes.Buffer
+	s, err := New(conn, slog.New(slog.NewTextHandler(&logged, nil)), Options{CacheBytes: entryBytes / 2, SnapshotEvents: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	id := uuid.NewString()
+	if _, err := s.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(100)},
+		eventcodec.Metadata{CommandID: "reg-" + id}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := s.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(1)},
+			eventcodec.Metadata{CommandID: fmt.Sprintf("reserve-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if misses := value(s.metrics.cacheMisses); misses != 1 {
+		t.Fatalf("%v cache misses over 4 commands on one customer; want 1 (its registration)", misses)
+	}
+	if n := strings.Count(logged.String(), "over the cache's bound"); n != 1 {
+		t.Fatalf("%d warnings of an oversize entry; want 1:\n%s", n, logged.String())
+	}
 }

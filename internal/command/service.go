@@ -138,7 +138,7 @@ func New(conn *eventlog.Conn, log *slog.Logger, opts Options) (*Service, error) 
 	}
 	s := &Service{
 		conn: conn, reg: eventcodec.Default(), log: log, opts: opts, metrics: m,
-		cache: newAggCache(opts.CacheBytes, m),
+		cache: newAggCache(opts.CacheBytes, m, log),
 	}
 	s.pages = &pageWriter{s: s, maxBytes: opts.SnapshotQueueBytes}
 	s.foldKey = foldKey(s.reg)
