@@ -167,3 +167,12 @@ func TestEventIDNamesTheWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestIDHashIsStable pins the command-ID hash: snapshot pages persist it, so
+// changing it must come with a new page format (see pageFormat).
+func TestIDHashIsStable(t *testing.T) {
+	t.Parallel()
+	if got := idHash("order-1"); got != 0x8c69d25621e2af0b {
+		t.Fatalf("idHash(order-1) = %#x; the pages' format says 0x8c69d25621e2af0b", got)
+	}
+}
