@@ -277,6 +277,9 @@ func (w *pageWriter) drain(done chan struct{}) {
 			return
 		}
 		j := w.queue[0]
+		// Cleared, or the backing array keeps the page alive until the
+		// queue next empties.
+		w.queue[0] = pageJob{}
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
 
