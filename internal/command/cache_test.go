@@ -535,3 +535,39 @@ func TestSoftDeletedCustomerLoads(t *testing.T) {
 		t.Fatalf("customer loaded after its soft delete = %+v; want unregistered", c)
 	}
 }
+
+// TestIDHashIsStable pins the command-ID hash: snapshot pages persist it, so
+// changing it must come with a new page format (see pageFormat).
+func TestIDHashIsStable(t *testing.T) {
+	t.Parallel()
+	if got := idHash("order-1"); got != 0x8c69d25621e2af0b {
+		t.Fatalf("idHash(order-1) = %#x; the pages' format says 0x8c69d25621e2af0b", got)
+	}
+}
+
+// TestPageQueueLetsWrittenPagesGo: the page writer's queue keeps no page's
+// bytes once it is taken for writing.
+func TestPageQueueLetsWrittenPagesGo(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestService(t, Options{})
+	jobs := make([]pageJob, 3)
+	for i := range jobs {
+		jobs[i] = pageJob{stream: snapshotStream("customer-" + uuid.NewString()), id: uuid.New(), data: []byte("page")}
+	}
+	w := s.pages
+	w.mu.Lock()
+	w.queue, w.bytes, w.done = jobs, 3*len("page"), make(chan struct{})
+	go w.drain(w.done)
+	w.mu.Unlock()
+	if err := s.WaitSnapshots(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i, j := range jobs {
+		if j.data != nil {
+			t.Errorf("job %d still holds its page after it was written", i)
+		}
+	}
+	if n := value(s.metrics.pagesWritten); n != 3 {
+		t.Fatalf("%v pages written; want 3", n)
+	}
+}

@@ -1,17 +1,14 @@
 package command
 
 import (
-	"context"
 	"errors"
 	"reflect"
 	"testing"
 
-	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
 
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
-	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore/estest"
 )
 
@@ -29,47 +26,41 @@ func cachedIsStream[A aggregate](t *testing.T, s *Service, k kind[A], id string)
 	e := acquire(s, k, id)
 	loaded, got := e.loaded, e.agg
 	s.cache.release(e)
-	recs, err := storeCall(testCtx(t), s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
-		return eventlog.Read(ctx, c, s.reg, k.stream(id), 0, 0)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := k.fresh(id)
-	for _, r := range recs {
-		want.Apply(r.Event)
-	}
+	want := foldedAt(t, s, k, id)
 	if loaded && !reflect.DeepEqual(got, aggregate(want)) {
 		t.Fatalf("%s %s cached as %+v; its stream folds to %+v", k.name, id, got, want)
 	}
 	return want
 }
 
+// TestCreateResentWithAnotherPayload: a registration resent with another
+// limit to a replica that has not cached the customer (create's first
+// attempt, which skips the load) leaves it caching the stored limit.
 func TestCreateResentWithAnotherPayload(t *testing.T) {
 	t.Parallel()
-	connString := estest.Start(t)
-	a, b := serviceOn(t, connString, Options{}), serviceOn(t, connString, Options{})
+	a, b := twoReplicas(t)
 	ctx := testCtx(t)
 	meta := eventcodec.Metadata{CommandID: "reg-" + uuid.NewString()}
 	id := customerIDFor(meta.CommandID)
-	register := func(s *Service, limit int64) {
+	send := func(s *Service, limit int64) {
 		_, _ = s.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(limit)}, meta)
 	}
-	register(a, 100)
-	register(b, 500) // b has not cached the customer
+	send(a, 100)
+	send(b, 500) // b has not cached the customer
 	cachedIsStream(t, b, customers, id)
 	reserveOver(t, b, id, 300)
 }
 
+// TestExecuteResentWithAnotherPayload: a limit change resent with another
+// limit to a replica whose cache is one event behind (it appends at the
+// revision the first one was written after) leaves it caching the stored
+// limit.
 func TestExecuteResentWithAnotherPayload(t *testing.T) {
 	t.Parallel()
-	connString := estest.Start(t)
-	a, b := serviceOn(t, connString, Options{}), serviceOn(t, connString, Options{})
+	a, b := twoReplicas(t)
 	ctx := testCtx(t)
 	id := uuid.NewString()
-	if _, err := a.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1000)}, eventcodec.Metadata{CommandID: uuid.NewString()}); err != nil {
-		t.Fatal(err)
-	}
+	register(t, a, id)
 	loaded(t, b, id) // b caches the customer at revision 0
 	meta := eventcodec.Metadata{CommandID: uuid.NewString()}
 	if _, err := a.changeCreditLimit(ctx, domain.ChangeCreditLimit{CustomerID: id, CreditLimit: usd(100)}, meta); err != nil {
@@ -80,16 +71,15 @@ func TestExecuteResentWithAnotherPayload(t *testing.T) {
 	reserveOver(t, b, id, 300)
 }
 
+// TestPlaceOrderResentForAnotherCustomer: an order resent for another
+// customer stays cached under the customer it was placed for.
 func TestPlaceOrderResentForAnotherCustomer(t *testing.T) {
 	t.Parallel()
-	connString := estest.Start(t)
-	a, b := serviceOn(t, connString, Options{}), serviceOn(t, connString, Options{})
+	a, b := twoReplicas(t)
 	ctx := testCtx(t)
 	custs := [2]string{uuid.NewString(), uuid.NewString()}
 	for _, c := range custs {
-		if _, err := a.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: c, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1000)}, eventcodec.Metadata{CommandID: uuid.NewString()}); err != nil {
-			t.Fatal(err)
-		}
+		register(t, a, c)
 	}
 	meta := eventcodec.Metadata{CommandID: "place-" + uuid.NewString()}
 	orderID := orderIDFor(meta.CommandID)
@@ -100,6 +90,21 @@ func TestPlaceOrderResentForAnotherCustomer(t *testing.T) {
 	place(b, custs[1])
 	if o := cachedIsStream(t, b, orders, orderID); o.CustomerID != custs[0] {
 		t.Fatalf("order of customer %s; want %s", o.CustomerID, custs[0])
+	}
+}
+
+// twoReplicas runs two services on one fresh store.
+func twoReplicas(t *testing.T) (a, b *Service) {
+	t.Helper()
+	connString := estest.Start(t)
+	return serviceOn(t, connString, Options{}), serviceOn(t, connString, Options{})
+}
+
+// register registers customer id, with a credit limit of 1000, through s.
+func register(t *testing.T, s *Service, id string) {
+	t.Helper()
+	if _, err := s.registerCustomer(testCtx(t), domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1000)}, eventcodec.Metadata{CommandID: uuid.NewString()}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -125,9 +130,7 @@ func TestSagaStepReplayedOrReused(t *testing.T) {
 	s, _ := newTestService(t, Options{})
 	ctx := testCtx(t)
 	id := uuid.NewString()
-	if _, err := s.registerCustomer(ctx, domain.RegisterCustomer{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1000)}, eventcodec.Metadata{CommandID: uuid.NewString()}); err != nil {
-		t.Fatal(err)
-	}
+	register(t, s, id)
 	meta := eventcodec.Metadata{CommandID: StepCommandID("reserve-credit", uuid.New()), CorrelationID: "first"}
 	cmd := domain.ReserveCredit{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(300)}
 	first, err := s.ReserveCredit(ctx, cmd, meta)
@@ -165,41 +168,5 @@ func TestEventIDNamesTheWrite(t *testing.T) {
 		if id == base {
 			t.Errorf("another %s, the same event ID", name)
 		}
-	}
-}
-
-// TestIDHashIsStable pins the command-ID hash: snapshot pages persist it, so
-// changing it must come with a new page format (see pageFormat).
-func TestIDHashIsStable(t *testing.T) {
-	t.Parallel()
-	if got := idHash("order-1"); got != 0x8c69d25621e2af0b {
-		t.Fatalf("idHash(order-1) = %#x; the pages' format says 0x8c69d25621e2af0b", got)
-	}
-}
-
-// TestPageQueueLetsWrittenPagesGo: the page writer's queue keeps no page's
-// bytes once it is taken for writing.
-func TestPageQueueLetsWrittenPagesGo(t *testing.T) {
-	t.Parallel()
-	s, _ := newTestService(t, Options{})
-	jobs := make([]pageJob, 3)
-	for i := range jobs {
-		jobs[i] = pageJob{stream: snapshotStream("customer-" + uuid.NewString()), id: uuid.New(), data: []byte("page")}
-	}
-	w := s.pages
-	w.mu.Lock()
-	w.queue, w.bytes, w.done = jobs, 3*len("page"), make(chan struct{})
-	go w.drain(w.done)
-	w.mu.Unlock()
-	if err := s.WaitSnapshots(testCtx(t)); err != nil {
-		t.Fatal(err)
-	}
-	for i, j := range jobs {
-		if j.data != nil {
-			t.Errorf("job %d still holds its page after it was written", i)
-		}
-	}
-	if n := value(s.metrics.pagesWritten); n != 3 {
-		t.Fatalf("%v pages written; want 3", n)
 	}
 }
