@@ -2,6 +2,7 @@ package command
 
 import (
 	"container/list"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 
@@ -69,6 +70,9 @@ func (e *entry) estimate() int64 {
 type aggCache struct {
 	maxBytes int64
 	metrics  *metrics
+	log      *slog.Logger
+	// warnedOversize is set once an entry alone has been seen over maxBytes.
+	warnedOversize atomic.Bool
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -76,8 +80,8 @@ type aggCache struct {
 	bytes   int64
 }
 
-func newAggCache(maxBytes int64, m *metrics) *aggCache {
-	return &aggCache{maxBytes: maxBytes, metrics: m, entries: map[string]*entry{}}
+func newAggCache(maxBytes int64, m *metrics, log *slog.Logger) *aggCache {
+	return &aggCache{maxBytes: maxBytes, metrics: m, log: log, entries: map[string]*entry{}}
 }
 
 // acquire returns stream's entry, locked for the caller, who must hand it
@@ -109,7 +113,10 @@ func (c *aggCache) peek(stream string) *entry {
 
 // release unlocks e, records its new size, and evicts the least recently
 // used idle entries while the cache is over its bound. An entry that failed
-// to load is dropped at once.
+// to load is dropped at once. e itself is kept even when it alone is over
+// the bound: evicting it would make every command on it a reload, the cost
+// the cache is there to avoid (the bound is then exceeded by that entry, and
+// a warning says so once).
 func (c *aggCache) release(e *entry) {
 	size := e.estimate()
 	if !e.loaded {
@@ -118,6 +125,10 @@ func (c *aggCache) release(e *entry) {
 	loaded := e.loaded
 	e.mu.Unlock()
 
+	if size > c.maxBytes && c.warnedOversize.CompareAndSwap(false, true) {
+		c.log.Warn("one aggregate alone is over the cache's bound; it stays cached, over the bound, until another is used",
+			"stream", e.stream, "estimated_bytes", size, "cache_bytes", c.maxBytes)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.refs--
@@ -129,7 +140,7 @@ func (c *aggCache) release(e *entry) {
 	for el := c.lru.Back(); c.bytes > c.maxBytes && el != nil; {
 		victim := el.Value.(*entry)
 		el = el.Prev()
-		if victim.refs == 0 {
+		if victim.refs == 0 && victim != e {
 			c.remove(victim)
 			c.metrics.cacheEvictions.Inc()
 		}

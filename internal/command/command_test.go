@@ -51,8 +51,9 @@ func TestCommandsHappyPath(t *testing.T) {
 		t.Fatalf("customer after registration = %+v", c)
 	}
 	first := env.History(t, eventlog.CustomerStream(reg.CustomerId))[0]
-	wantMeta := eventcodec.Metadata{Schema: 1, CorrelationID: "corr-1", CausationID: "register-1", CommandID: "register-1", Command: "RegisterCustomer", Actor: "alice"}
-	if first.Meta != wantMeta || first.Position != reg.Position {
+	// The fingerprint's own tests are in TestCommandIDReusedWithAnotherRequest.
+	wantMeta := eventcodec.Metadata{Schema: 1, CorrelationID: "corr-1", CausationID: "register-1", CommandID: "register-1", Command: "RegisterCustomer", Fingerprint: first.Meta.Fingerprint, Actor: "alice"}
+	if first.Meta != wantMeta || first.Meta.Fingerprint == "" || first.Position != reg.Position {
 		t.Errorf("stored metadata %+v at %d; want %+v at %d", first.Meta, first.Position, wantMeta, reg.Position)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
 
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
@@ -163,7 +164,7 @@ func createNew[A aggregate](ctx context.Context, s *Service, k kind[A], id strin
 	if err != nil || len(events) == 0 {
 		return Result{}, false, nil
 	}
-	wr, err := s.appendEvents(ctx, e.stream, esdb.NoStream{}, events, meta)
+	wr, ids, err := s.appendEvents(ctx, e.stream, esdb.NoStream{}, events, meta)
 	if isConflict(err) {
 		return Result{}, false, nil
 	}
@@ -171,9 +172,10 @@ func createNew[A aggregate](ctx context.Context, s *Service, k kind[A], id strin
 		return Result{}, true, err
 	}
 	// Cache the new stream only if the store says it holds exactly these
-	// events; an acknowledged replay of a stream that has grown since is
-	// left to load on its next use.
-	appended := recordedAppend(e.stream, events, meta, wr)
+	// events: an acknowledged replay (the same IDs, so the same type and
+	// payload, see eventID) of a stream that has grown since is left to load
+	// on its next use.
+	appended := recordedAppend(e.stream, events, ids, meta, wr)
 	if wr.NextExpectedVersion == uint64(len(events)-1) {
 		s.reset(e, agg)
 		s.foldAppended(e, appended)
@@ -206,7 +208,7 @@ func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], e *ent
 	if e.rev >= 0 {
 		expected = esdb.Revision(uint64(e.rev))
 	}
-	wr, err := s.appendEvents(ctx, e.stream, expected, events, meta)
+	wr, ids, err := s.appendEvents(ctx, e.stream, expected, events, meta)
 	if isConflict(err) {
 		if _, cerr := s.refresh(ctx, e); cerr != nil {
 			return Result{}, cerr
@@ -216,55 +218,70 @@ func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], e *ent
 	if err != nil {
 		return Result{}, err
 	}
-	appended := recordedAppend(e.stream, events, meta, wr)
+	appended := recordedAppend(e.stream, events, ids, meta, wr)
 	s.foldAppended(e, appended)
 	return Result{Position: wr.CommitPosition, Revision: wr.NextExpectedVersion, Appended: appended}, nil
 }
 
 // appendEvents encodes a command's events, with IDs derived from its command
-// ID, and appends them to stream at the expected revision.
-func (s *Service) appendEvents(ctx context.Context, stream string, expected esdb.ExpectedRevision, events []domain.Event, meta eventcodec.Metadata) (*esdb.WriteResult, error) {
+// ID and their contents (eventID), and appends them to stream at the expected
+// revision. It returns the IDs it wrote them under.
+func (s *Service) appendEvents(ctx context.Context, stream string, expected esdb.ExpectedRevision, events []domain.Event, meta eventcodec.Metadata) (*esdb.WriteResult, []uuid.UUID, error) {
 	data := make([]esdb.EventData, len(events))
+	ids := make([]uuid.UUID, len(events))
 	for i, ev := range events {
 		var err error
-		if data[i], err = eventlog.Encode(s.reg, eventID(meta.CommandID, stream, i), ev, meta); err != nil {
-			return nil, err
+		if data[i], err = eventlog.Encode(s.reg, uuid.Nil, ev, meta); err != nil {
+			return nil, nil, err
 		}
+		ids[i] = eventID(meta.CommandID, stream, i, meta.Fingerprint, data[i].EventType, data[i].Data)
+		data[i].EventID = ids[i]
 	}
 	wr, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
 		return c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: expected}, data...)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("append to %s: %w", stream, err)
+		return nil, nil, fmt.Errorf("append to %s: %w", stream, err)
 	}
-	return wr, nil
+	return wr, ids, nil
 }
 
-// as names the command meta is for.
-func as(meta eventcodec.Metadata, command string) eventcodec.Metadata {
+// as names the command meta is for, and fingerprints its request (the
+// domain command, or what stands for it).
+func as(meta eventcodec.Metadata, command string, request any) eventcodec.Metadata {
 	meta.Command = command
+	meta.Fingerprint = fingerprint(command, request)
 	return meta
 }
 
 // recorded finds the events meta's command ID already wrote among history.
-// If another command wrote them, the ID was reused: answering with that
-// command's result would report a command done that never ran.
+// If another command, or the same command with another request, wrote them,
+// the ID was reused: answering with that result would report a command done
+// that never ran. Events from before commands (or requests) were recorded
+// carry none, and are taken for this command's: their IDs could not tell
+// either, so this refuses nothing it used to answer.
 func recorded(history []eventlog.Recorded, meta eventcodec.Metadata) (Result, bool, error) {
 	for i := len(history) - 1; i >= 0; i-- {
 		m := history[i].Meta
 		if m.CommandID != meta.CommandID {
 			continue
 		}
-		if m.Command != "" && m.Command != meta.Command {
-			return Result{}, true, &domain.Error{
-				Kind: domain.KindInvalid, Reason: domain.ReasonCommandIDReused, Message: "command_id reused",
-				Violations: []domain.FieldViolation{{Field: "command_id", Description: fmt.Sprintf(
-					"was already used by %s; a new command needs a new command_id", m.Command)}},
-			}
+		switch {
+		case m.Command != "" && m.Command != meta.Command:
+			return Result{}, true, reused(fmt.Sprintf("was already used by %s; a new command needs a new command_id", m.Command))
+		case m.Fingerprint != "" && m.Fingerprint != meta.Fingerprint:
+			return Result{}, true, reused(fmt.Sprintf("was already used by a %s with other parameters; a new request needs a new command_id", m.Command))
 		}
 		return Result{Position: history[i].Position, Revision: history[i].Revision}, true, nil
 	}
 	return Result{}, false, nil
+}
+
+func reused(description string) error {
+	return &domain.Error{
+		Kind: domain.KindInvalid, Reason: domain.ReasonCommandIDReused, Message: "command_id reused",
+		Violations: []domain.FieldViolation{{Field: "command_id", Description: description}},
+	}
 }
 
 // storeCall runs one event store call under the store timeout.

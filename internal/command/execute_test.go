@@ -112,15 +112,21 @@ func TestCreateOnExistingStream(t *testing.T) {
 
 func customerAt(t *testing.T, s *Service, id string) *domain.Customer {
 	t.Helper()
+	return foldedAt(t, s, customers, id)
+}
+
+// foldedAt is k/id's stream as stored, folded from the first event.
+func foldedAt[A aggregate](t *testing.T, s *Service, k kind[A], id string) A {
+	t.Helper()
 	recs, err := storeCall(testCtx(t), s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
-		return eventlog.Read(ctx, c, s.reg, eventlog.CustomerStream(id), 0, 0)
+		return eventlog.Read(ctx, c, s.reg, k.stream(id), 0, 0)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := domain.NewCustomer(id)
+	agg := k.fresh(id)
 	for _, r := range recs {
-		c.Apply(r.Event)
+		agg.Apply(r.Event)
 	}
-	return c
+	return agg
 }

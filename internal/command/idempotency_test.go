@@ -1,16 +1,19 @@
 package command_test
 
 import (
-	"github.com/orderly/orderly/internal/domain"
-	"google.golang.org/grpc/codes"
 	"sync"
 	"testing"
 
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/command/commandtest"
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
 )
 
@@ -163,5 +166,104 @@ func TestNoOpCommand(t *testing.T) {
 	}
 	if again.Revision != 2 || env.Customer(t, reg.CustomerId).CreditLimit.Minor != 1_000 {
 		t.Fatalf("replayed no-op = %v", again)
+	}
+}
+
+// TestCommandIDReusedWithAnotherRequest: a command_id names one request; the
+// same command with other parameters under it is refused, naming the field,
+// on the replica that served the first request (cached) and on another that
+// has to load the aggregate, while the same request is still answered with
+// the first result. Nothing is written by the refused ones.
+func TestCommandIDReusedWithAnotherRequest(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	other := commandtest.StartOn(t, env.ConnString, command.Options{})
+	cust, cust2 := env.RegisterCustomer(t, 1_000), env.RegisterCustomer(t, 1_000)
+	lines := []*orderlyv1.OrderLine{{Sku: "A", Quantity: 1, UnitPrice: usd(10)}}
+	placed, err := env.API.PlaceOrder(ctx(t), &orderlyv1.PlaceOrderRequest{CommandId: "cancel-me", CustomerId: cust, Lines: lines})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type call func(api orderlyv1.CommandServiceClient, changed bool) (proto.Message, error)
+	for name, send := range map[string]call{
+		"register": func(api orderlyv1.CommandServiceClient, changed bool) (proto.Message, error) {
+			req := &orderlyv1.RegisterCustomerRequest{CommandId: "reg", Name: "Ada", Email: "ada@example.com", CreditLimit: usd(100)}
+			if changed {
+				req.CreditLimit = usd(500)
+			}
+			return api.RegisterCustomer(ctx(t), req)
+		},
+		"change limit": func(api orderlyv1.CommandServiceClient, changed bool) (proto.Message, error) {
+			req := &orderlyv1.ChangeCreditLimitRequest{CommandId: "limit", CustomerId: cust, CreditLimit: usd(100)}
+			if changed {
+				req.CreditLimit = usd(500)
+			}
+			return api.ChangeCreditLimit(ctx(t), req)
+		},
+		"place for another customer": func(api orderlyv1.CommandServiceClient, changed bool) (proto.Message, error) {
+			req := &orderlyv1.PlaceOrderRequest{CommandId: "place-1", CustomerId: cust, Lines: lines}
+			if changed {
+				req.CustomerId = cust2
+			}
+			return api.PlaceOrder(ctx(t), req)
+		},
+		"place other lines": func(api orderlyv1.CommandServiceClient, changed bool) (proto.Message, error) {
+			req := &orderlyv1.PlaceOrderRequest{CommandId: "place-2", CustomerId: cust, Lines: lines}
+			if changed {
+				req.Lines = []*orderlyv1.OrderLine{{Sku: "A", Quantity: 2, UnitPrice: usd(10)}}
+			}
+			return api.PlaceOrder(ctx(t), req)
+		},
+		"cancel with another reason": func(api orderlyv1.CommandServiceClient, changed bool) (proto.Message, error) {
+			req := &orderlyv1.CancelOrderRequest{CommandId: "cancel", OrderId: placed.OrderId, Reason: "changed my mind"}
+			if changed {
+				req.Reason = "found it cheaper"
+			}
+			return api.CancelOrder(ctx(t), req)
+		},
+	} {
+		first, err := send(env.API, false)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		head := env.Head(t)
+		for replica, api := range map[string]orderlyv1.CommandServiceClient{"same replica": env.API, "other replica": other.API} {
+			_, err := send(api, true)
+			t.Run(name+"/"+replica, func(t *testing.T) {
+				wantStatus(t, err, codes.InvalidArgument, domain.ReasonCommandIDReused, "command_id")
+			})
+			if again, err := send(api, false); err != nil || !proto.Equal(again, first) {
+				t.Errorf("%s on the %s: the same request again = %v, %v; first answer was %v", name, replica, again, err, first)
+			}
+		}
+		if got := env.Head(t); got != head {
+			t.Errorf("%s: refused requests wrote events: head %d -> %d", name, head, got)
+		}
+	}
+}
+
+// TestCommandIDWithoutFingerprint: events written before requests were
+// fingerprinted carry none; a command under their command_id is answered
+// with their result, as before, whatever its parameters.
+func TestCommandIDWithoutFingerprint(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	cust := env.RegisterCustomer(t, 1_000)
+	data, err := eventlog.Encode(eventcodec.Default(), uuid.New(), domain.CreditLimitChanged{CustomerID: cust, CreditLimit: domain.Money{Currency: "USD", Minor: 100}},
+		eventcodec.Metadata{CommandID: "legacy", Command: "ChangeCreditLimit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wr, err := env.Store.AppendToStream(ctx(t), eventlog.CustomerStream(cust), esdb.AppendToStreamOptions{}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := env.API.ChangeCreditLimit(ctx(t), &orderlyv1.ChangeCreditLimitRequest{CommandId: "legacy", CustomerId: cust, CreditLimit: usd(500)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Position != wr.CommitPosition || resp.Revision != wr.NextExpectedVersion || env.Customer(t, cust).CreditLimit.Minor != 100 {
+		t.Fatalf("replay of an unfingerprinted command = %v; want its result at %d, revision %d, limit unchanged", resp, wr.CommitPosition, wr.NextExpectedVersion)
 	}
 }

@@ -1,6 +1,9 @@
 package command
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,11 +29,38 @@ func derive(parts ...string) uuid.UUID {
 func customerIDFor(commandID string) string { return derive("customer", commandID).String() }
 func orderIDFor(commandID string) string    { return derive("order", commandID).String() }
 
-// eventID names the index-th event a command writes to stream. The store
+// eventID names the index-th event a command writes to stream, of type typ
+// with encoded payload data, for the request fingerprinted fp. The store
 // de-duplicates appends by event ID, so even two copies of one command
-// racing each other cannot both write.
-func eventID(commandID, stream string, index int) uuid.UUID {
-	return derive("event", commandID, stream, strconv.Itoa(index))
+// racing each other cannot both write. The payload is part of the name
+// because the store acknowledges an append of IDs it holds without comparing
+// payloads: a command resent under its ID with another payload must
+// conflict, not be told the store wrote what it did not (and be folded into
+// the cache). The fingerprint is, so that another request making the same
+// events conflicts too and is refused (see recorded). The rest of the
+// metadata is left out: a retry may carry another correlation ID and is
+// still the same write.
+//
+// Only appends compare event IDs; events stored under the IDs of an earlier
+// scheme are still found by the command ID in their metadata (recordedIn).
+func eventID(commandID, stream string, index int, fp, typ string, data []byte) uuid.UUID {
+	digest := sha256.Sum256(append([]byte(fp+"\x00"+typ+"\x00"), data...))
+	return derive("event", commandID, stream, strconv.Itoa(index), hex.EncodeToString(digest[:]))
+}
+
+// fingerprint is a digest of a command's request, recorded with its events:
+// the command's name and its fields as JSON (Go encodes struct fields in
+// declaration order, so the encoding is canonical). Renaming or reordering
+// a command's fields changes the fingerprints of its requests, and a retry
+// straddling that release would be refused: add fields at the end, with
+// omitempty, instead.
+func fingerprint(command string, request any) string {
+	b, err := json.Marshal(request)
+	if err != nil {
+		panic(fmt.Sprintf("fingerprint of %s: %v", command, err)) // plain structs of strings and numbers
+	}
+	digest := sha256.Sum256(append([]byte(command+"\x00"), b...))
+	return hex.EncodeToString(digest[:16])
 }
 
 // stepPrefix starts the command IDs of the credit saga's steps, and no

@@ -2,11 +2,13 @@ package command
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
 
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
@@ -135,13 +137,13 @@ func (e *entry) noteProfile() {
 }
 
 // recordedAppend is how the store recorded a command's events, as wr says:
-// IDs derived from the command ID, consecutive revisions ending at wr's.
-func recordedAppend(stream string, events []domain.Event, meta eventcodec.Metadata, wr *esdb.WriteResult) []eventlog.Recorded {
+// under ids, at consecutive revisions ending at wr's.
+func recordedAppend(stream string, events []domain.Event, ids []uuid.UUID, meta eventcodec.Metadata, wr *esdb.WriteResult) []eventlog.Recorded {
 	first := wr.NextExpectedVersion + 1 - uint64(len(events))
 	out := make([]eventlog.Recorded, len(events))
 	for i, ev := range events {
 		out[i] = eventlog.Recorded{
-			Stream: stream, EventID: eventID(meta.CommandID, stream, i), Type: ev.EventType(),
+			Stream: stream, EventID: ids[i], Type: ev.EventType(),
 			Revision: first + uint64(i), Position: wr.CommitPosition, Meta: meta, Event: ev,
 		}
 	}
@@ -206,10 +208,12 @@ func (e *entry) tip() Result {
 	return Result{Position: e.pos, Revision: uint64(e.rev)}
 }
 
-// idHash is the index key of a command ID. FNV-1a: stable across processes
-// and releases, as snapshot pages store it.
+// idHash is the index key of a command ID: the first 8 bytes of its SHA-256,
+// little-endian. Stable across processes and releases, as snapshot pages
+// store it (changing it takes a new page format). Not FNV: command IDs are
+// chosen by clients, who could craft IDs sharing a cheap hash and make every
+// command on a customer confirm its lookup by scanning the whole stream.
 func idHash(commandID string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(commandID))
-	return h.Sum64()
+	sum := sha256.Sum256([]byte(commandID))
+	return binary.LittleEndian.Uint64(sum[:8])
 }

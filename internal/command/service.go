@@ -138,7 +138,7 @@ func New(conn *eventlog.Conn, log *slog.Logger, opts Options) (*Service, error) 
 	}
 	s := &Service{
 		conn: conn, reg: eventcodec.Default(), log: log, opts: opts, metrics: m,
-		cache: newAggCache(opts.CacheBytes, m),
+		cache: newAggCache(opts.CacheBytes, m, log),
 	}
 	s.pages = &pageWriter{s: s, maxBytes: opts.SnapshotQueueBytes}
 	s.foldKey = foldKey(s.reg)
@@ -161,7 +161,7 @@ func (s *Service) WaitSnapshots(ctx context.Context) error { return s.pages.wait
 // ReserveCredit holds an order's amount on its customer, or records that it
 // does not fit (CreditLimitExceeded).
 func (s *Service) ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ReserveCredit"), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ReserveCredit", cmd), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.ReserveCredit(cmd)
 	})
 }
@@ -169,21 +169,21 @@ func (s *Service) ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, m
 // ReleaseCredit gives an order's reservation back; without one it does
 // nothing.
 func (s *Service) ReleaseCredit(ctx context.Context, cmd domain.ReleaseCredit, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ReleaseCredit"), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ReleaseCredit", cmd), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.ReleaseCredit(cmd)
 	})
 }
 
 // ApproveOrder approves a pending order whose credit is reserved.
 func (s *Service) ApproveOrder(ctx context.Context, orderID string, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, orders, orderID, as(meta, "ApproveOrder"), func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
+	return execute(ctx, s, orders, orderID, as(meta, "ApproveOrder", orderID), func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
 		return o.Approve()
 	})
 }
 
 // RejectOrder rejects a pending order whose credit could not be reserved.
 func (s *Service) RejectOrder(ctx context.Context, orderID, reason string, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, orders, orderID, as(meta, "RejectOrder"), func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
+	return execute(ctx, s, orders, orderID, as(meta, "RejectOrder", [2]string{orderID, reason}), func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
 		return o.Reject(reason)
 	})
 }
@@ -192,13 +192,13 @@ func (s *Service) RejectOrder(ctx context.Context, orderID, reason string, meta 
 // mapped and validated.
 
 func (s *Service) registerCustomer(ctx context.Context, cmd domain.RegisterCustomer, meta eventcodec.Metadata) (Result, error) {
-	return create(ctx, s, customers, cmd.CustomerID, as(meta, "RegisterCustomer"), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return create(ctx, s, customers, cmd.CustomerID, as(meta, "RegisterCustomer", cmd), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.Register(cmd)
 	})
 }
 
 func (s *Service) changeCreditLimit(ctx context.Context, cmd domain.ChangeCreditLimit, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ChangeCreditLimit"), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ChangeCreditLimit", cmd), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.ChangeCreditLimit(cmd)
 	})
 }
@@ -210,7 +210,7 @@ func (s *Service) changeCreditLimit(ctx context.Context, cmd domain.ChangeCredit
 // currency) never changes once registered, so a cached profile is as good as
 // a fresh read; only a customer not (yet) seen registered is read again.
 func (s *Service) placeOrder(ctx context.Context, cmd domain.PlaceOrder, meta eventcodec.Metadata) (Result, error) {
-	return create(ctx, s, orders, cmd.OrderID, as(meta, "PlaceOrder"), func(ctx context.Context, o *domain.Order) ([]domain.Event, error) {
+	return create(ctx, s, orders, cmd.OrderID, as(meta, "PlaceOrder", cmd), func(ctx context.Context, o *domain.Order) ([]domain.Event, error) {
 		customer, err := s.customerProfile(ctx, cmd.CustomerID)
 		if err != nil {
 			return nil, err
@@ -244,7 +244,7 @@ func (s *Service) customerProfile(ctx context.Context, id string) (*domain.Custo
 }
 
 func (s *Service) cancelOrder(ctx context.Context, cmd domain.CancelOrder, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, orders, cmd.OrderID, as(meta, "CancelOrder"), func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
+	return execute(ctx, s, orders, cmd.OrderID, as(meta, "CancelOrder", cmd), func(_ context.Context, o *domain.Order) ([]domain.Event, error) {
 		return o.Cancel(cmd)
 	})
 }

@@ -43,7 +43,9 @@ import (
 // and counted, and its entry writes no more pages (later ones would follow a
 // gap) until it is loaded again.
 const (
-	pageFormat    = 1
+	// pageFormat 2: index entries hash command IDs with SHA-256 (idHash),
+	// not FNV-1a; pages of format 1 are discarded.
+	pageFormat    = 2
 	pageEventType = "snapshot.page"
 	pagePrefix    = "snapshot-"
 	// pageChunk is how many pages one read returns while loading.
@@ -275,6 +277,9 @@ func (w *pageWriter) drain(done chan struct{}) {
 			return
 		}
 		j := w.queue[0]
+		// Cleared, or the backing array keeps the page alive until the
+		// queue next empties.
+		w.queue[0] = pageJob{}
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
 

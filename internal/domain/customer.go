@@ -90,7 +90,15 @@ func (c *Customer) HasReservation(orderID string) bool {
 
 // Apply folds one event into the state. Events of other aggregates and types
 // unknown to this version are ignored, so old binaries read new streams.
+// Before its registration a customer has no credit book, and events other
+// than CustomerRegistered are ignored: a stream whose head was soft-deleted
+// (truncated) can start with them, and must load, not panic. (No fold
+// version bump: such a history used to panic, and what a limit change before
+// the registration set, the registration overwrote.)
 func (c *Customer) Apply(e Event) {
+	if _, ok := e.(CustomerRegistered); !ok && !c.Registered {
+		return
+	}
 	switch e := e.(type) {
 	case CustomerRegistered:
 		c.Registered = true

@@ -428,3 +428,26 @@ func TestMoney(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyBeforeCreation: a stream whose first events were truncated (a
+// soft delete) can start past its creation; such events fold to nothing,
+// rather than panic or make a half-made aggregate look existing.
+func TestApplyBeforeCreation(t *testing.T) {
+	c := customerWith(
+		domain.CreditLimitChanged{CustomerID: custID, CreditLimit: usd(500)},
+		domain.CreditReserved{CustomerID: custID, OrderID: orderID, Amount: usd(100)},
+		domain.CreditLimitExceeded{CustomerID: custID, OrderID: order2, Amount: usd(100)},
+		domain.CreditReleased{CustomerID: custID, OrderID: orderID, Amount: usd(100)},
+	)
+	if !reflect.DeepEqual(c, domain.NewCustomer(custID)) {
+		t.Fatalf("unregistered customer after credit events = %+v; want none", c)
+	}
+	if c := customerWith(domain.CreditReserved{CustomerID: custID, OrderID: orderID, Amount: usd(100)}, registered); c.Reserved.Minor != 0 || c.HasReservation(orderID) {
+		t.Fatalf("a reservation before the registration counts: %+v", c)
+	}
+	for _, ev := range []domain.Event{domain.OrderApproved{OrderID: orderID}, domain.OrderRejected{OrderID: orderID, Reason: "r"}, domain.OrderCancelled{OrderID: orderID, Reason: "r"}} {
+		if o := orderWith(ev); !reflect.DeepEqual(o, domain.NewOrder(orderID)) {
+			t.Errorf("order after only %T = %+v; want none", ev, o)
+		}
+	}
+}

@@ -136,8 +136,13 @@ type Order struct {
 // NewOrder returns the state of an order with no events yet.
 func NewOrder(id string) *Order { return &Order{ID: id} }
 
-// Apply folds one event into the state; see Customer.Apply.
+// Apply folds one event into the state; see Customer.Apply. Events before
+// OrderPlaced are ignored, as a customer's before its registration. (Orders
+// have no snapshots, so no fold version is bumped.)
 func (o *Order) Apply(e Event) {
+	if _, ok := e.(OrderPlaced); !ok && o.Status == StatusNone {
+		return
+	}
 	switch e := e.(type) {
 	case OrderPlaced:
 		o.CustomerID, o.Lines, o.Total, o.Status = e.CustomerID, e.Lines, e.Total, StatusPending

@@ -36,6 +36,10 @@ type Metadata struct {
 	// ID stands for one command, and a different one reusing it is refused.
 	// Events written before it was recorded have none.
 	Command string `json:"command,omitempty"`
+	// Fingerprint is a digest of that command's request: a command ID stands
+	// for one request, and the same command with other parameters under it
+	// is refused. Events written before it was recorded have none.
+	Fingerprint string `json:"fingerprint,omitempty"`
 	// Actor identifies the authenticated caller, when there is one.
 	Actor string `json:"actor,omitempty"`
 }
