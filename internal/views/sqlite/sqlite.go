@@ -59,7 +59,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// The writer's page cache (256 MiB at most, taken as pages are used)
 	// keeps a large view's B-tree interior in memory while a rebuild
 	// inserts into it; readers keep SQLite's small default.
-	w, err := sql.Open("sqlite", path+"?"+q.Encode()+"&_txlock=immediate&_pragma=cache_size(-262144)")
+	// temp_store=MEMORY keeps the writer's statement journals in memory: a
+	// multi-row upsert journals every page it touches, a batch's worth is
+	// past SQLite's 64 KiB spill threshold, and spilled it went to a temp
+	// file through one write call per page and per 4-byte page number —
+	// about a quarter of the projector's write time at 1,000 orders/s.
+	w, err := sql.Open("sqlite", path+"?"+q.Encode()+"&_txlock=immediate&_pragma=cache_size(-262144)&_pragma=temp_store(memory)")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite views %s: %w", path, err)
 	}
