@@ -8,15 +8,21 @@ import (
 	"time"
 )
 
-// The writer's statement journals stay in memory (temp_store=MEMORY, 2):
-// spilled to a temp file they cost the projector a write call per page.
-func TestWriterTempStoreMemory(t *testing.T) {
-	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "views.db"))
+func openAt(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// The writer's statement journals stay in memory (temp_store=MEMORY, 2):
+// spilled to a temp file they cost the projector a write call per page.
+func TestWriterTempStoreMemory(t *testing.T) {
+	ctx := context.Background()
+	s := openAt(t, filepath.Join(t.TempDir(), "views.db"))
 	var mode int
 	if err := s.w.QueryRowContext(ctx, `PRAGMA temp_store`).Scan(&mode); err != nil {
 		t.Fatal(err)
@@ -33,11 +39,7 @@ func TestWriterTempStoreMemory(t *testing.T) {
 func TestCheckpointerCopiesWrites(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "views.db")
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s := openAt(t, path)
 	var backstop int
 	if err := s.w.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&backstop); err != nil {
 		t.Fatal(err)
