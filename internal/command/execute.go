@@ -286,9 +286,7 @@ func reused(description string) error {
 
 // storeCall runs one event store call under the store timeout.
 func storeCall[T any](ctx context.Context, s *Service, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, s.opts.StoreTimeout, eventlog.ErrTimeout)
-	defer cancel()
-	return eventlog.Call(ctx, s.conn, op)
+	return eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, op)
 }
 
 // Conflict backoff: full jitter over an exponentially growing window, so

@@ -83,9 +83,7 @@ func (s *Service) catchUp(ctx context.Context, e *entry) (int, error) {
 	}
 	n := 0
 	for {
-		recs, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
-			return eventlog.Read(ctx, c, s.reg, e.stream, from, readChunk)
-		})
+		recs, err := s.read(ctx, e.stream, from, readChunk)
 		if errors.Is(err, eventlog.ErrStreamNotFound) && !check {
 			return n, nil
 		}
@@ -112,6 +110,14 @@ func (s *Service) catchUp(ctx context.Context, e *entry) (int, error) {
 		}
 		from = uint64(e.rev) + 1
 	}
+}
+
+// read reads up to max events of stream from revision from, under the store
+// timeout.
+func (s *Service) read(ctx context.Context, stream string, from, max uint64) ([]eventlog.Recorded, error) {
+	return storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
+		return eventlog.Read(ctx, c, s.reg, stream, from, max)
+	})
 }
 
 // fold applies one stored event to e.
@@ -166,12 +172,7 @@ func (s *Service) recordedIn(ctx context.Context, e *entry, meta eventcodec.Meta
 	if !ok {
 		return Result{}, false, nil
 	}
-	read := func(from, max uint64) ([]eventlog.Recorded, error) {
-		return storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
-			return eventlog.Read(ctx, c, s.reg, e.stream, from, max)
-		})
-	}
-	recs, err := read(rev, 1)
+	recs, err := s.read(ctx, e.stream, rev, 1)
 	if err != nil {
 		return Result{}, false, err
 	}
@@ -184,7 +185,7 @@ func (s *Service) recordedIn(ctx context.Context, e *entry, meta eventcodec.Meta
 		found bool
 	)
 	for from := uint64(0); ; from += readChunk {
-		if recs, err = read(from, readChunk); err != nil {
+		if recs, err = s.read(ctx, e.stream, from, readChunk); err != nil {
 			return Result{}, false, err
 		}
 		// The command's last event is the one that counts.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"google.golang.org/grpc/codes"
@@ -194,6 +195,16 @@ func (c *Conn) hinted(err error) error {
 		return fmt.Errorf("%w (if the event store uses TLS, remove tls=false from the connection string)", err)
 	}
 	return err
+}
+
+// CallWithin is Call under a service's own store deadline, whatever the
+// caller's: a call cut short by it has ErrTimeout as its context's cause,
+// which the services answer as Unavailable rather than as the caller's
+// DeadlineExceeded.
+func CallWithin[T any](ctx context.Context, c *Conn, timeout time.Duration, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
+	defer cancel()
+	return Call(ctx, c, op)
 }
 
 // bounded runs op on h's client, releasing h when op returns, which may be

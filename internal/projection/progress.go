@@ -68,9 +68,7 @@ func (h *headCache) get(ctx context.Context, conn *eventlog.Conn, timeout time.D
 		return h.pos, h.ok
 	}
 	h.at = time.Now()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	pos, err := eventlog.Call(ctx, conn, func(ctx context.Context, c *esdb.Client) (uint64, error) {
+	pos, err := eventlog.CallWithin(ctx, conn, timeout, func(ctx context.Context, c *esdb.Client) (uint64, error) {
 		p, _, err := eventlog.AllHead(ctx, c) // an empty store is at 0
 		return p.Commit, err
 	})

@@ -87,9 +87,7 @@ func New(store *eventlog.Conn, r views.Reader, opts Options) *Service {
 // cuts short fails with eventlog.ErrTimeout, which apierr.From answers as
 // Unavailable (the caller's own deadline stays DeadlineExceeded).
 func storeCall[T any](ctx context.Context, s *Service, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, eventlog.ErrTimeout)
-	defer cancel()
-	return eventlog.Call(ctx, s.store, op)
+	return eventlog.CallWithin(ctx, s.store, s.timeout, op)
 }
 
 // Register adds the service to a gRPC server.

@@ -114,9 +114,7 @@ func (h *hub) run(ctx context.Context) error {
 // its last event, at the start of an empty store, or (the store not
 // answering) at its end.
 func (h *hub) head(ctx context.Context) esdb.AllPosition {
-	ctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
-	from, err := eventlog.Call(ctx, h.store, func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) {
+	from, err := eventlog.CallWithin(ctx, h.store, h.timeout, func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) {
 		p, ok, err := eventlog.AllHead(ctx, c)
 		if !ok {
 			return esdb.Start{}, err

@@ -89,10 +89,8 @@ func (s *Saga) appendDeadLetters(ctx context.Context, id uuid.UUID, typ string, 
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", typ, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
-	defer cancel()
 	ev := esdb.EventData{EventID: id, EventType: typ, ContentType: esdb.ContentTypeJson, Data: data}
-	if _, err := eventlog.Call(ctx, s.conn, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
+	if _, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
 		return c.AppendToStream(ctx, s.opts.DeadLetterStream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, ev)
 	}); err != nil {
 		return fmt.Errorf("append %s to %s: %w", typ, s.opts.DeadLetterStream, err)
@@ -188,9 +186,7 @@ func (s *Saga) replay(ctx context.Context, dl DeadLetter) error {
 }
 
 func (s *Saga) read(ctx context.Context, stream string, from, n uint64) ([]*esdb.RecordedEvent, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
-	defer cancel()
-	return eventlog.Call(ctx, s.conn, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+	return eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
 		return eventlog.ReadRaw(ctx, c, stream, from, n)
 	})
 }

@@ -410,9 +410,7 @@ type checkpoint struct {
 }
 
 func (s *Saga) loadCheckpoint(ctx context.Context) (esdb.Position, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
-	defer cancel()
-	pos, err := eventlog.Call(ctx, s.conn, func(ctx context.Context, c *esdb.Client) (esdb.Position, error) {
+	pos, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (esdb.Position, error) {
 		rs, err := c.ReadStream(ctx, s.opts.CheckpointStream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 		if err != nil {
 			return esdb.Position{}, err
@@ -444,14 +442,12 @@ func (s *Saga) save(ctx context.Context) error {
 	if p == s.saved {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
-	defer cancel()
 	data, err := json.Marshal(checkpoint{Commit: p.Commit, Prepare: p.Prepare})
 	if err != nil {
 		return fmt.Errorf("encode checkpoint: %w", err)
 	}
 	ev := esdb.EventData{EventType: checkpointType, ContentType: esdb.ContentTypeJson, Data: data}
-	if _, err := eventlog.Call(ctx, s.conn, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
+	if _, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
 		return c.AppendToStream(ctx, s.opts.CheckpointStream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, ev)
 	}); err != nil {
 		return fmt.Errorf("save checkpoint to %s: %w", s.opts.CheckpointStream, err)
