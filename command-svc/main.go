@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer commands.Close() // before the store connection closes
 
 	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
 	if err != nil {

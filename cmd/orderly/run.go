@@ -136,13 +136,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 	if err != nil {
 		return err
 	}
-	defer func() { // before the store closes: a page lost costs the next start a longer fold
-		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := commands.WaitSnapshots(wctx); err != nil {
-			log.Warn("snapshot pages still queued at shutdown", "err", err)
-		}
-	}()
+	defer commands.Close() // before the store closes
 	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry, Workers: cfg.sagaWorkers})
 	if err != nil {
 		return err

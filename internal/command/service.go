@@ -152,6 +152,20 @@ func New(conn *eventlog.Conn, log *slog.Logger, opts Options) (*Service, error) 
 // (or failed), for a graceful shutdown or a test.
 func (s *Service) WaitSnapshots(ctx context.Context) error { return s.pages.wait(ctx) }
 
+// snapshotFlushTimeout bounds how long Close waits for queued pages.
+const snapshotFlushTimeout = 5 * time.Second
+
+// Close lets the snapshot pages queued so far be written, for a while, before
+// the caller closes the store connection: a page lost costs the next start a
+// longer fold, never a wrong answer. Call it once no command runs.
+func (s *Service) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), snapshotFlushTimeout)
+	defer cancel()
+	if err := s.WaitSnapshots(ctx); err != nil {
+		s.log.Warn("snapshot pages still queued at shutdown", "err", err)
+	}
+}
+
 // The methods below are the commands the credit saga issues. They are not in
 // the public contract: only the saga decides on credit and order outcomes.
 // meta carries the command ID (required: the saga derives it from the
