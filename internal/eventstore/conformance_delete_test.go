@@ -150,7 +150,7 @@ func TestOutsideTheSubsetIsUnimplemented(t *testing.T) {
 	c := newClient(t)
 	_, err := c.AppendToStream(testCtx(t), "$system", esdb.AppendToStreamOptions{}, events(1, "e")...)
 	wantCode(t, err, esdb.ErrorCodeUnsupportedFeature)
-	_, err = c.SetStreamMetadata(testCtx(t), "order-1", esdb.AppendToStreamOptions{}, esdb.StreamMetadata{})
+	_, err = c.AppendToStream(testCtx(t), "$$$system", esdb.AppendToStreamOptions{}, events(1, "$metadata")...)
 	wantCode(t, err, esdb.ErrorCodeUnsupportedFeature)
 	err = c.CreatePersistentSubscription(testCtx(t), "order-1", "group", esdb.PersistentStreamSubscriptionOptions{})
 	wantCode(t, err, esdb.ErrorCodeUnsupportedFeature)
