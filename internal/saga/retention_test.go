@@ -58,3 +58,25 @@ func TestCheckpointStreamIsBounded(t *testing.T) {
 		t.Fatal("the dead-letter stream has metadata; nothing may retire its letters")
 	}
 }
+
+// TestCheckpointStreamReadingEmptyMeansNoCheckpoint: a checkpoint stream
+// whose metadata retires every event ($tb past its end, as new metadata on a
+// soft-deleted stream sets) is no checkpoint: the saga starts from the
+// beginning rather than failing to start.
+func TestCheckpointStreamReadingEmptyMeansNoCheckpoint(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	var tb esdb.StreamMetadata
+	tb.SetTruncateBefore(1_000)
+	if _, err := env.Store.SetStreamMetadata(ctx(t), "saga-credit-checkpoint", esdb.AppendToStreamOptions{}, tb); err != nil {
+		t.Fatal(err)
+	}
+	hidden := esdb.EventData{EventType: "saga-checkpoint", ContentType: esdb.ContentTypeJson, Data: []byte(`{"commit":999999,"prepare":999999}`)}
+	if _, err := env.Store.AppendToStream(ctx(t), "saga-credit-checkpoint", esdb.AppendToStreamOptions{}, hidden); err != nil {
+		t.Fatal(err)
+	}
+	cust := env.RegisterCustomer(t, 5_000)
+	orders := []placed{place(t, env, cust, 1_000)}
+	startSaga(t, env, saga.Options{})
+	eventually(t, converge, func() (bool, string) { return settled(t, env, orders) })
+}
