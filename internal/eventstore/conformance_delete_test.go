@@ -80,11 +80,7 @@ func TestTombstone(t *testing.T) {
 func TestTombstoneReachesLiveStreamSubscriber(t *testing.T) {
 	c := newClient(t)
 	mustAppend(t, c, "doomed", esdb.NoStream{}, events(1, "e")...)
-	sub, err := c.SubscribeToStream(testCtx(t), "doomed", esdb.SubscribeToStreamOptions{From: esdb.Start{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := subscribeFromStart(t, c, "doomed")
 	if _, err := c.TombstoneStream(testCtx(t), "doomed", esdb.TombstoneStreamOptions{}); err != nil {
 		t.Fatal(err)
 	}

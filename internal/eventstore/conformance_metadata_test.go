@@ -213,15 +213,34 @@ func agedStore(t testing.TB, opts ...estest.Option) (*esdb.Client, *atomic.Int64
 	return estest.Client(t, conn), &behind
 }
 
-func TestMetadata_MaxAgeOnReads(t *testing.T) {
-	c, behind := agedStore(t)
+// agedStream writes old events an hour ago, then young ones now, and sets
+// the stream's $maxAge to ten minutes.
+func agedStream(t testing.TB, c *esdb.Client, behind *atomic.Int64, stream string, old, young int) esdb.StreamMetadata {
+	t.Helper()
 	behind.Store(int64(time.Hour))
-	mustAppend(t, c, "age", esdb.NoStream{}, events(3, "old")...)
+	mustAppend(t, c, stream, esdb.NoStream{}, events(old, "old")...)
 	behind.Store(0)
-	mustAppend(t, c, "age", esdb.Revision(2), events(2, "new")...)
+	mustAppend(t, c, stream, esdb.Revision(uint64(old-1)), events(young, "young")...)
 	var m esdb.StreamMetadata
 	m.SetMaxAge(10 * time.Minute)
-	setMeta(t, c, "age", esdb.NoStream{}, m)
+	setMeta(t, c, stream, esdb.NoStream{}, m)
+	return m
+}
+
+// subscribeFromStart subscribes to stream from its start, until the test ends.
+func subscribeFromStart(t testing.TB, c *esdb.Client, stream string) *esdb.Subscription {
+	t.Helper()
+	sub, err := c.SubscribeToStream(testCtx(t), stream, esdb.SubscribeToStreamOptions{From: esdb.Start{}})
+	if err != nil {
+		t.Fatalf("subscribe to %s: %v", stream, err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	return sub
+}
+
+func TestMetadata_MaxAgeOnReads(t *testing.T) {
+	c, behind := agedStore(t)
+	m := agedStream(t, c, behind, "age", 3, 2)
 	wantRevisions(t, c, "age", false, 3, 4)
 	wantRevisions(t, c, "age", true, 4, 3)
 	// The count counts what is kept.
@@ -257,13 +276,7 @@ func TestMetadata_AllStillShowsRetiredEvents_LikeEventStoreDB(t *testing.T) {
 
 func TestMetadata_RetentionOnStreamSubscriptions(t *testing.T) {
 	c, behind := agedStore(t)
-	behind.Store(int64(time.Hour))
-	mustAppend(t, c, "sub-age", esdb.NoStream{}, events(2, "old")...)
-	behind.Store(0)
-	mustAppend(t, c, "sub-age", esdb.Revision(1), events(1, "new")...)
-	var aged esdb.StreamMetadata
-	aged.SetMaxAge(10 * time.Minute)
-	setMeta(t, c, "sub-age", esdb.NoStream{}, aged)
+	agedStream(t, c, behind, "sub-age", 2, 1)
 
 	mustAppend(t, c, "sub-mc", esdb.NoStream{}, events(5, "e")...)
 	setMeta(t, c, "sub-mc", esdb.NoStream{}, maxCount(2))
@@ -275,11 +288,7 @@ func TestMetadata_RetentionOnStreamSubscriptions(t *testing.T) {
 
 	for stream, want := range map[string][]uint64{"sub-age": {2}, "sub-mc": {3, 4}, "sub-tb": {2}} {
 		t.Run(stream, func(t *testing.T) {
-			sub, err := c.SubscribeToStream(testCtx(t), stream, esdb.SubscribeToStreamOptions{From: esdb.Start{}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Close()
+			sub := subscribeFromStart(t, c, stream)
 			r := collect(t, sub, len(want), 10*time.Second)
 			if got := recordedRevisions(r.events); !slices.Equal(got, want) || r.caughtUpAt >= 0 {
 				t.Fatalf("catch-up got %v (caught up at %d), want %v first", got, r.caughtUpAt, want)
@@ -307,11 +316,7 @@ func TestMetadata_RetentionOnStreamSubscriptions(t *testing.T) {
 func TestMetadata_LiveSubscriptionFollowsNewMetadata(t *testing.T) {
 	c := newClient(t)
 	mustAppend(t, c, "follow", esdb.NoStream{}, events(1, "e")...)
-	sub, err := c.SubscribeToStream(testCtx(t), "follow", esdb.SubscribeToStreamOptions{From: esdb.Start{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := subscribeFromStart(t, c, "follow")
 	if r := collect(t, sub, 1, 10*time.Second); len(r.events) != 1 {
 		t.Fatalf("catch-up got %v", revisionsOf(r.events))
 	}
