@@ -226,6 +226,12 @@ func (q *sequencer) apply(o *op) {
 		q.ack(o, conflict(meta))
 		return
 	}
+	if o.kind == opDelete && meta.next == 0 && q.streams[metastreamOf(o.stream)] == nil {
+		// EventStoreDB's writer refuses to soft-delete a stream with
+		// neither events nor metadata, whatever the expectation.
+		q.ack(o, conflict(meta))
+		return
+	}
 	if o.kind == opAppend && o.expect.kind == expectAny && st != nil && len(o.events) > 0 && sameIDs(st.lastIDs, o.events) {
 		q.ack(o, result{current: meta.lastRevision(), pos: st.lastPos})
 		return
