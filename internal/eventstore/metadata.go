@@ -240,10 +240,12 @@ type liveRetention struct {
 func (r *liveRetention) observe(entries []*entry) {
 	for _, e := range entries {
 		rec := e.rec // live entries are always decoded
-		switch name := string(rec.GetStreamIdentifier().GetStreamName()); {
-		case name == r.stream && rec.StreamRevision != tombstoneRevision:
+		// Compared as bytes: every stream subscriber looks at every entry.
+		switch name := rec.GetStreamIdentifier().GetStreamName(); {
+		case string(name) == r.stream && rec.StreamRevision != tombstoneRevision:
 			r.meta.next = rec.StreamRevision + 1
-		case name == metastreamPrefix+r.stream:
+		case len(name) == len(metastreamPrefix)+len(r.stream) &&
+			string(name[:len(metastreamPrefix)]) == metastreamPrefix && string(name[len(metastreamPrefix):]) == r.stream:
 			if md, err := parseMetadata(rec.GetData()); err == nil { // checked when appended
 				r.meta.setRetention(md)
 			}
