@@ -80,11 +80,7 @@ func TestTombstone(t *testing.T) {
 func TestTombstoneReachesLiveStreamSubscriber(t *testing.T) {
 	c := newClient(t)
 	mustAppend(t, c, "doomed", esdb.NoStream{}, events(1, "e")...)
-	sub, err := c.SubscribeToStream(testCtx(t), "doomed", esdb.SubscribeToStreamOptions{From: esdb.Start{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := subscribeFromStart(t, c, "doomed")
 	if _, err := c.TombstoneStream(testCtx(t), "doomed", esdb.TombstoneStreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -94,13 +90,22 @@ func TestTombstoneReachesLiveStreamSubscriber(t *testing.T) {
 	}
 }
 
-func TestDeleteMissingStream(t *testing.T) {
+// A soft delete of a stream with neither events nor metadata is refused
+// whatever the expectation, as EventStoreDB's writer does; a tombstone is not.
+func TestDeleteMissingStream_LikeEventStoreDB(t *testing.T) {
 	c := newClient(t)
-	if _, err := c.DeleteStream(testCtx(t), "ghost", esdb.DeleteStreamOptions{ExpectedRevision: esdb.NoStream{}}); err != nil {
-		t.Fatalf("delete missing stream, expecting no stream: %v", err)
+	for _, exp := range []esdb.ExpectedRevision{esdb.NoStream{}, esdb.Any{}, esdb.StreamExists{}} {
+		_, err := c.DeleteStream(testCtx(t), "ghost", esdb.DeleteStreamOptions{ExpectedRevision: exp})
+		if err == nil || !strings.Contains(err.Error(), "wrong expected version") {
+			t.Fatalf("soft delete of a missing stream, expecting %T: %v, want a wrong expected version error", exp, err)
+		}
 	}
-	if _, err := c.DeleteStream(testCtx(t), "ghost", esdb.DeleteStreamOptions{ExpectedRevision: esdb.StreamExists{}}); err == nil {
-		t.Fatal("delete missing stream, expecting it to exist: no error")
+	// With metadata, the stream can be soft-deleted before its first event.
+	if _, err := c.SetStreamMetadata(testCtx(t), "ghost-meta", esdb.AppendToStreamOptions{}, esdb.StreamMetadata{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeleteStream(testCtx(t), "ghost-meta", esdb.DeleteStreamOptions{ExpectedRevision: esdb.NoStream{}}); err != nil {
+		t.Fatalf("soft delete of a stream with only metadata: %v", err)
 	}
 	if _, err := c.TombstoneStream(testCtx(t), "ghost", esdb.TombstoneStreamOptions{ExpectedRevision: esdb.NoStream{}}); err != nil {
 		t.Fatalf("tombstone missing stream: %v", err)
@@ -150,7 +155,7 @@ func TestOutsideTheSubsetIsUnimplemented(t *testing.T) {
 	c := newClient(t)
 	_, err := c.AppendToStream(testCtx(t), "$system", esdb.AppendToStreamOptions{}, events(1, "e")...)
 	wantCode(t, err, esdb.ErrorCodeUnsupportedFeature)
-	_, err = c.SetStreamMetadata(testCtx(t), "order-1", esdb.AppendToStreamOptions{}, esdb.StreamMetadata{})
+	_, err = c.AppendToStream(testCtx(t), "$$$system", esdb.AppendToStreamOptions{}, events(1, "$metadata")...)
 	wantCode(t, err, esdb.ErrorCodeUnsupportedFeature)
 	err = c.CreatePersistentSubscription(testCtx(t), "order-1", "group", esdb.PersistentStreamSubscriptionOptions{})
 	wantCode(t, err, esdb.ErrorCodeUnsupportedFeature)
