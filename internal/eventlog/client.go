@@ -180,14 +180,7 @@ func Call[T any](ctx context.Context, c *Conn, op func(context.Context, *esdb.Cl
 			return zero, err
 		}
 		v, err, answered := bounded(ctx, c, h, op)
-		if !answered {
-			// The client can wedge (v4.2.0): a discovery that fails ends
-			// its connection loop, and a call that got past its closed
-			// check just before waits for that loop forever. Every later
-			// call would wait too, so a client that did not answer in
-			// time is replaced.
-			c.replace(h)
-		} else if !retried && c.renew(h, err) {
+		if answered && !retried && c.renew(h, err) {
 			continue
 		}
 		return v, c.hinted(err)
@@ -220,8 +213,20 @@ func CallWithin[T any](ctx context.Context, c *Conn, timeout time.Duration, op f
 	return Call(ctx, c, op)
 }
 
+// wedgeGrace is how long a call may go on after its context ended before
+// its client counts as wedged. A healthy client returns at once then: the
+// context cancels its RPC.
+var wedgeGrace = 2 * time.Second
+
 // bounded runs op on h's client, releasing h when op returns, which may be
 // after bounded itself has returned: answered is false then.
+//
+// The client can wedge (v4.2.0): a discovery that fails ends its connection
+// loop, and a call that got past its closed check just before waits for that
+// loop forever, as does every later call. So a call still running wedgeGrace
+// after its context ended gets its client replaced. Only then: a caller that
+// gives up early (a cancelled request, a short deadline) must not cost every
+// other caller a new connection.
 func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Context, *esdb.Client) (T, error)) (_ T, _ error, answered bool) {
 	type result struct {
 		v   T
@@ -237,6 +242,15 @@ func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Con
 	case r := <-done:
 		return r.v, r.err, true
 	case <-ctx.Done():
+		go func() {
+			grace := time.NewTimer(wedgeGrace)
+			defer grace.Stop()
+			select {
+			case <-done:
+			case <-grace.C:
+				c.replace(h)
+			}
+		}()
 		var zero T
 		return zero, fmt.Errorf("event store call: %w", context.Cause(ctx)), false
 	}
