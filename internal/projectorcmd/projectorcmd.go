@@ -6,7 +6,6 @@ package projectorcmd
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -95,6 +94,7 @@ func Run(ctx context.Context, args []string) error {
 	var c common
 	c.register(fs, LiveBatchSize)
 	metricsListen := fs.String("metrics-listen", "127.0.0.1:9102", `address serving /metrics and /healthz ("" disables it)`)
+	grace := serve.GraceFlag(fs)
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
 		return err
 	}
@@ -105,8 +105,10 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	defer store.Close()
+	var closers serve.Closers // closed by serve.Run, or here after a failed start
+	defer closers.Close()
+	closers.Add("event store connection", conn.Close)
+	closers.Add("views", store.Close)
 
 	metrics := serve.NewMetrics()
 	c.opts.Registerer = metrics.Registry
@@ -114,26 +116,17 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	servers := map[string]serve.Server{}
+	plan := serve.Plan{Background: []serve.Task{{Name: "projector", Run: p.Run}}, Closers: &closers}
 	if *metricsListen != "" {
 		lis, err := net.Listen("tcp", *metricsListen)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		hs := &http.Server{Handler: serve.NewHTTPHandler(http.NotFoundHandler(), metrics), ReadHeaderTimeout: 10 * time.Second}
-		servers["metrics"] = serve.HTTP(hs, lis)
+		plan.Servers = append(plan.Servers, serve.HTTP("metrics", hs, lis))
 		log.Info("serving metrics", "addr", lis.Addr().String())
 	}
-	projected := make(chan error, 1)
-	go func() {
-		projected <- p.Run(ctx)
-		cancel() // Run returns only when ctx is done; stop the servers too
-	}()
-	err = serve.Run(ctx, log, serve.Grace, servers)
-	cancel()
-	return errors.Join(err, <-projected)
+	return serve.Run(ctx, log, *grace, plan)
 }
 
 // Rebuild rebuilds views (-view, all by default) beside the live ones and
