@@ -80,20 +80,20 @@ func parseAll(args []string) (allConfig, error) {
 // runAll runs the embedded event store, command-svc with its saga, the
 // projector and query-svc in one process, every part talking to the others
 // through the same protocols it would use across machines.
-func runAll(ctx context.Context, args []string) error { return startAll(ctx, args, nil) }
+func runAll(ctx context.Context, args []string) error { return startAll(ctx, args, nil, os.Stderr) }
 
 // allAddrs is where the all-in-one serves.
 type allAddrs struct{ eventStore, commands, queries, http string }
 
 // startAll is runAll, calling listening (when not nil, instead of printing
 // the banner) once every listener is open, for a caller that starts the
-// system on ports the OS picks.
-func startAll(ctx context.Context, args []string, listening func(allAddrs)) error {
+// system on ports the OS picks, and logging to logs.
+func startAll(ctx context.Context, args []string, listening func(allAddrs), logs io.Writer) error {
 	cfg, err := parseAll(args)
 	if err != nil {
 		return err
 	}
-	log, err := serve.NewLogger(os.Stderr, cfg.logLevel)
+	log, err := serve.NewLogger(logs, cfg.logLevel)
 	if err != nil {
 		return err
 	}
