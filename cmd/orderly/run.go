@@ -242,21 +242,17 @@ func startFerretDB(ctx context.Context, addr, dir string, log *slog.Logger) (uri
 
 // printBanner tells a newcomer where everything is and what to try first.
 func printBanner(w io.Writer, es, commands, queries, httpAddr string, vc viewstore.Config) {
-	where := filepath.Join(vc.DataDir, viewstore.SQLiteFile)
-	if vc.Kind == viewstore.Mongo {
-		where = vc.MongoURI
-	}
 	fmt.Fprintf(w, `
 Orderly is running (Ctrl-C to stop).
   commands  gRPC  %[2]s   (orderly.v1.CommandService)
   queries   gRPC  %[3]s   (orderly.v1.QueryService)
   REST            http://%[4]s   (OpenAPI: http://%[4]s/openapi.json, metrics: /metrics)
   events          esdb://%[1]s?tls=false
-  views           %[5]s (%[6]s)
+  views           %[5]s
 
 Try:
   curl -s -X POST http://%[4]s/v1/customers -d '{"name":"Ada","email":"ada@example.com","creditLimit":{"currencyCode":"USD","minorUnits":"10000"}}'
   grpcurl -plaintext -d '{}' %[3]s orderly.v1.QueryService/ListCustomers
 
-`, es, commands, queries, httpAddr, where, vc.Kind)
+`, es, commands, queries, httpAddr, viewstore.Where(vc))
 }

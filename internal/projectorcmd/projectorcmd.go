@@ -137,6 +137,7 @@ func Rebuild(ctx context.Context, args []string) error {
 	var c common
 	c.register(fs, RebuildBatchSize)
 	view := fs.String("view", "", fmt.Sprintf("views to rebuild, comma-separated: %v (default all)", views.All()))
+	create := fs.Bool("create", false, "build views where none exist yet (a new -data directory, or a MongoDB database without them); without it a rebuild refuses such a place, which is most often a wrong -data or -mongo-db")
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
 		return err
 	}
@@ -154,12 +155,21 @@ func Rebuild(ctx context.Context, args []string) error {
 		}
 		vs = append(vs, v)
 	}
+	where := viewstore.Where(c.store)
+	exists, err := viewstore.Exists(ctx, c.store)
+	if err != nil {
+		return fmt.Errorf("rebuild: look for the views in %s: %w", where, err)
+	}
+	if !exists && !*create {
+		return fmt.Errorf("rebuild: no views in %s: check -data (or -views, -mongo-uri, -mongo-db); pass -create to build new views there", where)
+	}
 	log, conn, store, err := c.start(ctx, "rebuild")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	defer store.Close()
+	log.Info("rebuilding views", "in", where, "created", !exists)
 
 	c.opts.Progress = projection.ProgressPrinter(os.Stderr, isTerminal(os.Stderr), log)
 	p, err := projection.New(conn, store, log, c.projectionOptions())
@@ -173,7 +183,7 @@ func Rebuild(ctx context.Context, args []string) error {
 	if err := p.Rebuild(ctx, vs...); err != nil {
 		return err
 	}
-	log.Info("rebuild done", "views", vs, "took", time.Since(start).Round(time.Millisecond).String())
+	log.Info("rebuild done", "views", vs, "in", where, "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 
