@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,24 +25,6 @@ import (
 	"github.com/orderly/orderly/internal/eventstore/estest"
 )
 
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestShutdownUnderLoad stops the all-in-one while commands keep coming,
 // with a WatchOrder stream open and a read waiting for min_position: the
 // watch and the wait end with UNAVAILABLE "server shutting down", every
@@ -55,7 +36,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs lockedBuffer
+	var logs syncBuffer
 	listening := make(chan allAddrs, 1)
 	stopped := make(chan error, 1)
 	const grace = 30 * time.Second

@@ -146,6 +146,25 @@ func viewTargets(t *testing.T) map[string][]string {
 	}
 }
 
+// aheadOfStore builds views in target from an event store of 6 customers
+// and returns an older store holding 2 of them, and its head: the views are
+// past it, as after a restore of the event store from an older backup.
+func aheadOfStore(ctx context.Context, t *testing.T, target []string) (older string, head uint64) {
+	t.Helper()
+	newer, _ := storeWith(t, 6)
+	older, head = storeWith(t, 2)
+	if err := projectorcmd.Main(ctx, rebuildArgs(target, newer)); err != nil {
+		t.Fatalf("rebuild from the newer store: %v", err)
+	}
+	return older, head
+}
+
+// rebuildArgs rebuilds all views in target (creating them if need be) from
+// the event store at conn.
+func rebuildArgs(target []string, conn string) []string {
+	return append([]string{"rebuild", "-log-level", "warn", "-create", "-eventstore", conn}, target...)
+}
+
 // TestRebuildAfterOlderEventStore: the views were built from an event store
 // that was then replaced by an older backup, so their checkpoints are past
 // its head. A rebuild must not wait for the head to catch up with them: it
@@ -153,17 +172,12 @@ func viewTargets(t *testing.T) map[string][]string {
 func TestRebuildAfterOlderEventStore(t *testing.T) {
 	for name, target := range viewTargets(t) {
 		t.Run(name, func(t *testing.T) {
-			newer, _ := storeWith(t, 6)
-			older, head := storeWith(t, 2)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			args := append([]string{"rebuild", "-log-level", "warn", "-create"}, target...)
-			if err := projectorcmd.Main(ctx, append(args, "-eventstore", newer)); err != nil {
-				t.Fatalf("rebuild from the newer store: %v", err)
-			}
+			older, head := aheadOfStore(ctx, t, target)
 			// The rebuild waited for ever here: its shadow never caught up
 			// with a live checkpoint the event store will not reach.
-			if err := projectorcmd.Main(ctx, append(args, "-eventstore", older)); err != nil {
+			if err := projectorcmd.Main(ctx, rebuildArgs(target, older)); err != nil {
 				t.Fatalf("rebuild from the older store: %v", err)
 			}
 			store := openViews(t, target)
@@ -215,20 +229,15 @@ func openViews(t *testing.T, target []string) views.Store {
 // back on the store, it projects what is appended next.
 func TestLiveProjectorAfterOlderEventStore(t *testing.T) {
 	target := []string{"-data", t.TempDir()}
-	newer, _ := storeWith(t, 6)
-	older, _ := storeWith(t, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rebuild := append([]string{"rebuild", "-log-level", "warn", "-create"}, target...)
-	if err := projectorcmd.Main(ctx, append(rebuild, "-eventstore", newer)); err != nil {
-		t.Fatal(err)
-	}
+	older, _ := aheadOfStore(ctx, t, target)
 	live, stop := context.WithCancel(ctx)
 	projected := make(chan error, 1)
 	go func() {
 		projected <- projectorcmd.Main(live, append([]string{"-log-level", "error", "-metrics-listen", "", "-eventstore", older}, target...))
 	}()
-	if err := projectorcmd.Main(ctx, append(rebuild, "-eventstore", older)); err != nil {
+	if err := projectorcmd.Main(ctx, rebuildArgs(target, older)); err != nil {
 		t.Fatal(err)
 	}
 	late := appendEvent(t, estest.Client(t, older), eventlog.CustomerStream("late"), domain.CustomerRegistered{
