@@ -27,6 +27,7 @@ func run(ctx context.Context, args []string) error {
 	sagaWorkers := fs.Int("saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	storeTimeout := fs.Duration("store-timeout", 5*time.Second, "deadline of each event store call")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	grace := serve.GraceFlag(fs)
 	var opts command.Options
 	opts.RegisterFlags(fs)
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
@@ -37,40 +38,42 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
+	var closers serve.Closers // closed by serve.Run, or here after a failed start
+	defer closers.Close()
 	conn, err := eventlog.Connect(*eventstore, log)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	closers.Add("event store connection", conn.Close)
 	metrics := serve.NewMetrics()
 	opts.StoreTimeout, opts.Registerer = *storeTimeout, metrics.Registry
 	commands, err := command.New(conn, log, opts)
 	if err != nil {
 		return err
 	}
-	defer commands.Close() // before the store connection closes
+	closers.Add("command snapshots", func() error { commands.Close(); return nil }) // before the store connection closes
 
 	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
 	if err != nil {
 		return err
 	}
-	servers := map[string]serve.Server{"grpc": serve.GRPC(gs, glis)}
+	plan := serve.Plan{Servers: []serve.Server{serve.GRPC("grpc", gs, glis)}, Closers: &closers}
 	if *httpListen != "" {
 		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, serve.Upstream{Server: gs, Register: command.RegisterGateway})
 		if err != nil {
 			return err
 		}
-		defer closeConns()
-		servers["http"] = rest
+		closers.Add("gateway connections", closeConns)
+		plan.Servers = append(plan.Servers, rest)
 	}
 	if *runSaga {
 		credit, err := saga.New(conn, commands, log.With("component", "saga"), saga.Options{StoreTimeout: *storeTimeout, Workers: *sagaWorkers, Registerer: metrics.Registry})
 		if err != nil {
 			return err
 		}
-		servers["saga"] = serve.Background(credit.Run)
+		plan.Background = append(plan.Background, serve.Task{Name: "saga", Run: credit.Run})
 	}
 
 	log.Info("command-svc serving", "grpc", glis.Addr().String(), "http", *httpListen, "saga", *runSaga)
-	return serve.Run(ctx, log, serve.Grace, servers)
+	return serve.Run(ctx, log, *grace, plan)
 }

@@ -28,6 +28,7 @@ func run(ctx context.Context, args []string) error {
 	maxWait := fs.Duration("max-wait", 10*time.Second, "longest min_position wait, and a watch's wait for its first answer, for a call without a deadline")
 	storeTimeout := fs.Duration("store-timeout", 5*time.Second, "deadline of each event store and view store call, whatever the caller's")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	grace := serve.GraceFlag(fs)
 	var vc viewstore.Config
 	vc.RegisterFlags(fs)
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
@@ -38,16 +39,18 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
+	var closers serve.Closers // closed by serve.Run, or here after a failed start
+	defer closers.Close()
 	store, err := eventlog.Connect(*eventstore, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	closers.Add("event store connection", store.Close)
 	vs, err := viewstore.Open(ctx, vc)
 	if err != nil {
 		return err
 	}
-	defer vs.Close()
+	closers.Add("views", vs.Close)
 
 	svc := query.New(store, vs, query.Options{PageTokenKey: []byte(*tokenKey), MaxWait: *maxWait, StoreTimeout: *storeTimeout, Log: log})
 	metrics := serve.NewMetrics()
@@ -55,15 +58,19 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	servers := map[string]serve.Server{"grpc": serve.GRPC(gs, glis), "watch": serve.Background(svc.Run)}
+	plan := serve.Plan{
+		Servers:    []serve.Server{serve.GRPC("grpc", gs, glis)},
+		Background: []serve.Task{{Name: "watch", Run: svc.Run}},
+		Closers:    &closers,
+	}
 	if *httpListen != "" {
 		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, serve.Upstream{Server: gs, Register: query.RegisterGateway})
 		if err != nil {
 			return err
 		}
-		defer closeConns()
-		servers["http"] = rest
+		closers.Add("gateway connections", closeConns)
+		plan.Servers = append(plan.Servers, rest)
 	}
 	log.Info("query-svc serving", "grpc", glis.Addr().String(), "http", *httpListen, "views", vc.Kind)
-	return serve.Run(ctx, log, serve.Grace, servers)
+	return serve.Run(ctx, log, *grace, plan)
 }

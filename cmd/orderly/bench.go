@@ -19,5 +19,5 @@ func embeddedBench(ctx context.Context, dir string, ready func(bench.Target)) er
 		"-queries-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-ferretdb-listen", "127.0.0.1:0"}
 	return startAll(ctx, args, func(a allAddrs) {
 		ready(bench.Target{Commands: a.commands, Queries: a.queries, REST: "http://" + a.http, Metrics: "http://" + a.http + "/metrics"})
-	})
+	}, os.Stderr)
 }

@@ -41,6 +41,7 @@ type allConfig struct {
 	sagaWorkers  int
 	// storeTimeout bounds each store call of the commands and the queries.
 	storeTimeout time.Duration
+	grace        *time.Duration
 }
 
 func parseAll(args []string) (allConfig, error) {
@@ -54,6 +55,7 @@ func parseAll(args []string) (allConfig, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&c.sagaWorkers, "saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	fs.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Second, "deadline of each event store call of the commands, and of each event store and view store call of the queries, whatever the caller's")
+	c.grace = serve.GraceFlag(fs)
 	c.views.RegisterFlags(fs)
 	c.commands.RegisterFlags(fs)
 	fs.Usage = func() {
@@ -78,24 +80,33 @@ func parseAll(args []string) (allConfig, error) {
 // runAll runs the embedded event store, command-svc with its saga, the
 // projector and query-svc in one process, every part talking to the others
 // through the same protocols it would use across machines.
-func runAll(ctx context.Context, args []string) error { return startAll(ctx, args, nil) }
+func runAll(ctx context.Context, args []string) error { return startAll(ctx, args, nil, os.Stderr) }
 
 // allAddrs is where the all-in-one serves.
 type allAddrs struct{ eventStore, commands, queries, http string }
 
 // startAll is runAll, calling listening (when not nil, instead of printing
 // the banner) once every listener is open, for a caller that starts the
-// system on ports the OS picks.
-func startAll(ctx context.Context, args []string, listening func(allAddrs)) error {
+// system on ports the OS picks, and logging to logs.
+func startAll(ctx context.Context, args []string, listening func(allAddrs), logs io.Writer) error {
 	cfg, err := parseAll(args)
 	if err != nil {
 		return err
 	}
-	log, err := serve.NewLogger(os.Stderr, cfg.logLevel)
+	log, err := serve.NewLogger(logs, cfg.logLevel)
 	if err != nil {
 		return err
 	}
 	dataDir := cfg.views.DataDir
+	// Everything opened closes in reverse, once the services and the
+	// background work have stopped (serve.Run), or here after a failed
+	// start.
+	var closers serve.Closers
+	defer func() {
+		if err := closers.Close(); err != nil {
+			log.Error("close", "err", err)
+		}
+	}()
 
 	// The event store starts first and stops last: everything else is its
 	// client.
@@ -103,23 +114,19 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := store.Close(); err != nil {
-			log.Error("event store close", "err", err)
-		}
-	}()
+	closers.Add("embedded event store", store.Close)
 	conn, err := eventlog.Connect("esdb://"+esAddr+"?tls=false", log)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	closers.Add("event store connection", conn.Close)
 
 	if cfg.views.Kind == viewstore.Mongo && !cfg.mongoGiven {
 		uri, stop, err := startFerretDB(ctx, cfg.ferretListen, filepath.Join(dataDir, "ferretdb"), log)
 		if err != nil {
 			return err
 		}
-		defer stop()
+		closers.Add("embedded FerretDB", func() error { stop(); return nil })
 		cfg.views.MongoURI = uri
 		cfg.views.MongoBulkSize = min(cfg.views.MongoBulkSize, 64) // FerretDB hangs on larger bulk updates
 	}
@@ -127,7 +134,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 	if err != nil {
 		return err
 	}
-	defer vs.Close()
+	closers.Add("views", vs.Close)
 
 	metrics := serve.NewMetrics()
 	notifier := views.NewNotifier()
@@ -136,7 +143,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 	if err != nil {
 		return err
 	}
-	defer commands.Close() // before the store closes
+	closers.Add("command snapshots", func() error { commands.Close(); return nil }) // before the store closes
 	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry, Workers: cfg.sagaWorkers})
 	if err != nil {
 		return err
@@ -161,7 +168,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 	if err != nil {
 		return err
 	}
-	defer closeConns()
+	closers.Add("gateway connections", closeConns)
 	httpLis, err := net.Listen("tcp", cfg.httpListen)
 	if err != nil {
 		return fmt.Errorf("REST listen: %w", err)
@@ -175,13 +182,14 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs)) erro
 	}
 	log.Info("orderly running", "eventstore", esAddr, "commands", cmdLis.Addr().String(),
 		"queries", qryLis.Addr().String(), "http", httpLis.Addr().String(), "views", cfg.views.Kind, "data", dataDir)
-	return serve.Run(ctx, log, serve.Grace, map[string]serve.Server{
-		"commands":  serve.GRPC(cmdSrv, cmdLis),
-		"queries":   serve.GRPC(qrySrv, qryLis),
-		"http":      serve.HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, httpLis),
-		"saga":      serve.Background(credit.Run),
-		"projector": serve.Background(projector.Run),
-		"watch":     serve.Background(queries.Run),
+	return serve.Run(ctx, log, *cfg.grace, serve.Plan{
+		Servers: []serve.Server{
+			serve.GRPC("commands", cmdSrv, cmdLis),
+			serve.GRPC("queries", qrySrv, qryLis),
+			serve.HTTP("rest", &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, httpLis),
+		},
+		Background: []serve.Task{{Name: "saga", Run: credit.Run}, {Name: "projector", Run: projector.Run}, {Name: "watch", Run: queries.Run}},
+		Closers:    &closers,
 	})
 }
 
@@ -234,21 +242,17 @@ func startFerretDB(ctx context.Context, addr, dir string, log *slog.Logger) (uri
 
 // printBanner tells a newcomer where everything is and what to try first.
 func printBanner(w io.Writer, es, commands, queries, httpAddr string, vc viewstore.Config) {
-	where := filepath.Join(vc.DataDir, viewstore.SQLiteFile)
-	if vc.Kind == viewstore.Mongo {
-		where = vc.MongoURI
-	}
 	fmt.Fprintf(w, `
 Orderly is running (Ctrl-C to stop).
   commands  gRPC  %[2]s   (orderly.v1.CommandService)
   queries   gRPC  %[3]s   (orderly.v1.QueryService)
   REST            http://%[4]s   (OpenAPI: http://%[4]s/openapi.json, metrics: /metrics)
   events          esdb://%[1]s?tls=false
-  views           %[5]s (%[6]s)
+  views           %[5]s
 
 Try:
   curl -s -X POST http://%[4]s/v1/customers -d '{"name":"Ada","email":"ada@example.com","creditLimit":{"currencyCode":"USD","minorUnits":"10000"}}'
   grpcurl -plaintext -d '{}' %[3]s orderly.v1.QueryService/ListCustomers
 
-`, es, commands, queries, httpAddr, where, vc.Kind)
+`, es, commands, queries, httpAddr, viewstore.Where(vc))
 }

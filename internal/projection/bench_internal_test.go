@@ -147,7 +147,7 @@ func (d *discardStore) BeginRebuild(context.Context, views.View) (views.Target, 
 	return views.Target{}, errDiscard
 }
 
-func (d *discardStore) Switch(context.Context, views.Target) error { return errDiscard }
+func (d *discardStore) Switch(context.Context, views.Target, bool) error { return errDiscard }
 
 func (d *discardStore) DeadLetters(context.Context, views.View) ([]views.DeadLetter, error) {
 	return nil, errDiscard

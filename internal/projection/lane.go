@@ -85,11 +85,17 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 	if next == l.cp {
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return err // stopping: begin no new write
+	}
 	view, run := string(l.t.View), l.f.run
 	m := l.f.p.metrics
 	for failures := 0; ; {
 		start := time.Now()
-		sctx, cancel := context.WithTimeout(ctx, l.f.p.opts.StoreTimeout)
+		// A write begun finishes, under its own deadline, even once ctx is
+		// done: a projector stopping saves the batch it was writing and its
+		// checkpoint rather than leave it to be redone on restart.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.f.p.opts.StoreTimeout)
 		batch, err := l.pipe.fold(sctx, l.t, d)
 		if err == nil {
 			batch.Checkpoint = next

@@ -68,14 +68,19 @@ func (h *headCache) get(ctx context.Context, conn *eventlog.Conn, timeout time.D
 		return h.pos, h.ok
 	}
 	h.at = time.Now()
-	pos, err := eventlog.CallWithin(ctx, conn, timeout, func(ctx context.Context, c *esdb.Client) (uint64, error) {
-		p, _, err := eventlog.AllHead(ctx, c) // an empty store is at 0
-		return p.Commit, err
-	})
+	pos, err := storeHead(ctx, conn, timeout)
 	if err == nil {
 		h.pos, h.ok = pos, true
 	}
 	return h.pos, h.ok
+}
+
+// storeHead reads the last position of $all; an empty store is at 0.
+func storeHead(ctx context.Context, conn *eventlog.Conn, timeout time.Duration) (uint64, error) {
+	return eventlog.CallWithin(ctx, conn, timeout, func(ctx context.Context, c *esdb.Client) (uint64, error) {
+		p, _, err := eventlog.AllHead(ctx, c)
+		return p.Commit, err
+	})
 }
 
 // ProgressPrinter returns a Progress callback for humans. On a terminal

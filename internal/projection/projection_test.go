@@ -456,10 +456,10 @@ type slowSwitch struct {
 	d time.Duration
 }
 
-func (s slowSwitch) Switch(ctx context.Context, t views.Target) error {
+func (s slowSwitch) Switch(ctx context.Context, t views.Target, liveAhead bool) error {
 	select {
 	case <-time.After(s.d):
-		return s.Store.Switch(ctx, t)
+		return s.Store.Switch(ctx, t, liveAhead)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -469,8 +469,8 @@ func (s slowSwitch) Switch(ctx context.Context, t views.Target) error {
 // whose drop of the old version failed would.
 type leftSwitch struct{ views.Store }
 
-func (s leftSwitch) Switch(ctx context.Context, t views.Target) error {
-	if err := s.Store.Switch(ctx, t); err != nil {
+func (s leftSwitch) Switch(ctx context.Context, t views.Target, liveAhead bool) error {
+	if err := s.Store.Switch(ctx, t, liveAhead); err != nil {
 		return err
 	}
 	return errors.New("drop the old version: connection reset")

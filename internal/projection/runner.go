@@ -76,15 +76,33 @@ func (f *follower) runLive(ctx context.Context) error {
 	}
 }
 
+// liveLanes returns a lane for every view's live version. It refuses to
+// follow a view whose checkpoint is past the event store's head (the store
+// was restored from an older backup): events the store appends next would
+// land below that checkpoint and be skipped. A rebuild resolves it; runLive
+// tries again meanwhile.
 func (f *follower) liveLanes(ctx context.Context) ([]lane, error) {
 	var lanes []lane
+	var highest uint64
 	for _, v := range views.All() {
 		st, err := f.state(ctx, v)
 		if err != nil {
 			return nil, err
 		}
+		highest = max(highest, st.LiveCheckpoint)
 		f.p.publish(v, st.LiveCheckpoint)
 		lanes = append(lanes, f.newLane(views.Target{View: v, Version: st.Live}, st.LiveCheckpoint, 0))
+	}
+	// The head is read after the checkpoints: in a consistent store it is
+	// at least any checkpoint read before it.
+	head, err := storeHead(ctx, f.p.conn, f.p.opts.EventStoreTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("read the event store's head: %w", err)
+	}
+	if highest > head {
+		return nil, fmt.Errorf("views at position %d are past the event store's head at %d: the event store was restored from an older backup, or replaced? "+
+			"Rebuild the views from it (orderly rebuild); the projector waits until then, as it would skip what the store appends below %d",
+			highest, head, highest)
 	}
 	return lanes, nil
 }
@@ -358,7 +376,10 @@ func (f *follower) applyAll(ctx context.Context, lanes []lane, b decodedBatch) e
 // later checkpoint: the shadow goes on and tries again after the next batch.
 // When the subscription is idle and a shadow is still behind, the live
 // checkpoint came from a server checkpoint this subscription was not sent,
-// so it resubscribes: a catch-up ends with a checkpoint at the head.
+// so it resubscribes: a catch-up ends with a checkpoint at the head —
+// unless the live checkpoint is past the event store's head, which no
+// catch-up reaches: the store was restored from an older backup, and the
+// shadow, holding all the store has, replaces the live version.
 //
 // Switch runs without the store timeout: on SQLite it builds the shadow's
 // indexes, in time that grows with the view (~9 µs an order here), and an
@@ -368,7 +389,10 @@ func (f *follower) switchCaughtUp(ctx context.Context, lanes []lane, idle bool) 
 	var behind bool
 	for _, l := range lanes {
 		t := l.target()
-		err := f.p.store.Switch(ctx, t)
+		err := f.p.store.Switch(ctx, t, false)
+		if errors.Is(err, views.ErrBehind) && idle && f.liveAhead(ctx, t.View) {
+			err = f.p.store.Switch(ctx, t, true)
+		}
 		if err != nil && !errors.Is(err, views.ErrBehind) && !errors.Is(err, views.ErrStale) && f.isLive(ctx, t) {
 			// It switched, then failed to drop the old version (which the
 			// next rebuild drops): the rebuild is done.
@@ -396,6 +420,24 @@ func (f *follower) switchCaughtUp(ctx context.Context, lanes []lane, idle bool) 
 		return left, errResubscribe
 	}
 	return left, nil
+}
+
+// liveAhead reports whether view v's live checkpoint is past the event
+// store's head, saying so in the log. The head is read after the checkpoint:
+// in a consistent store it is at least any checkpoint read before it.
+func (f *follower) liveAhead(ctx context.Context, v views.View) bool {
+	st, err := f.state(ctx, v)
+	if err != nil {
+		return false
+	}
+	head, err := storeHead(ctx, f.p.conn, f.p.opts.EventStoreTimeout)
+	if err != nil || st.LiveCheckpoint <= head {
+		return false
+	}
+	f.log.Warn("the live view is past the event store's head: the event store was restored from an older backup, or replaced; "+
+		"switching to the rebuilt version, which holds what the event store has",
+		"view", string(v), "live_checkpoint", st.LiveCheckpoint, "eventstore_head", head)
+	return true
 }
 
 // isLive reports whether t is its view's live version.

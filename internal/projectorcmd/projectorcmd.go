@@ -6,7 +6,6 @@ package projectorcmd
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -95,6 +94,7 @@ func Run(ctx context.Context, args []string) error {
 	var c common
 	c.register(fs, LiveBatchSize)
 	metricsListen := fs.String("metrics-listen", "127.0.0.1:9102", `address serving /metrics and /healthz ("" disables it)`)
+	grace := serve.GraceFlag(fs)
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
 		return err
 	}
@@ -105,8 +105,10 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	defer store.Close()
+	var closers serve.Closers // closed by serve.Run, or here after a failed start
+	defer closers.Close()
+	closers.Add("event store connection", conn.Close)
+	closers.Add("views", store.Close)
 
 	metrics := serve.NewMetrics()
 	c.opts.Registerer = metrics.Registry
@@ -114,26 +116,17 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	servers := map[string]serve.Server{}
+	plan := serve.Plan{Background: []serve.Task{{Name: "projector", Run: p.Run}}, Closers: &closers}
 	if *metricsListen != "" {
 		lis, err := net.Listen("tcp", *metricsListen)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		hs := &http.Server{Handler: serve.NewHTTPHandler(http.NotFoundHandler(), metrics), ReadHeaderTimeout: 10 * time.Second}
-		servers["metrics"] = serve.HTTP(hs, lis)
+		plan.Servers = append(plan.Servers, serve.HTTP("metrics", hs, lis))
 		log.Info("serving metrics", "addr", lis.Addr().String())
 	}
-	projected := make(chan error, 1)
-	go func() {
-		projected <- p.Run(ctx)
-		cancel() // Run returns only when ctx is done; stop the servers too
-	}()
-	err = serve.Run(ctx, log, serve.Grace, servers)
-	cancel()
-	return errors.Join(err, <-projected)
+	return serve.Run(ctx, log, *grace, plan)
 }
 
 // Rebuild rebuilds views (-view, all by default) beside the live ones and
@@ -144,6 +137,7 @@ func Rebuild(ctx context.Context, args []string) error {
 	var c common
 	c.register(fs, RebuildBatchSize)
 	view := fs.String("view", "", fmt.Sprintf("views to rebuild, comma-separated: %v (default all)", views.All()))
+	create := fs.Bool("create", false, "build views where none exist yet (a new -data directory, or a MongoDB database without them); without it a rebuild refuses such a place, which is most often a wrong -data or -mongo-db")
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
 		return err
 	}
@@ -161,12 +155,21 @@ func Rebuild(ctx context.Context, args []string) error {
 		}
 		vs = append(vs, v)
 	}
+	where := viewstore.Where(c.store)
+	exists, err := viewstore.Exists(ctx, c.store)
+	if err != nil {
+		return fmt.Errorf("rebuild: look for the views in %s: %w", where, err)
+	}
+	if !exists && !*create {
+		return fmt.Errorf("rebuild: no views in %s: check -data (or -views, -mongo-uri, -mongo-db); pass -create to build new views there", where)
+	}
 	log, conn, store, err := c.start(ctx, "rebuild")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	defer store.Close()
+	log.Info("rebuilding views", "in", where, "created", !exists)
 
 	c.opts.Progress = projection.ProgressPrinter(os.Stderr, isTerminal(os.Stderr), log)
 	p, err := projection.New(conn, store, log, c.projectionOptions())
@@ -180,7 +183,7 @@ func Rebuild(ctx context.Context, args []string) error {
 	if err := p.Rebuild(ctx, vs...); err != nil {
 		return err
 	}
-	log.Info("rebuild done", "views", vs, "took", time.Since(start).Round(time.Millisecond).String())
+	log.Info("rebuild done", "views", vs, "in", where, "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 

@@ -22,7 +22,8 @@ import (
 // call, with the health and reflection services registered. The caller
 // registers its own services, then marks them serving on the health server.
 func NewGRPCServer(log *slog.Logger, metrics *Metrics) (*GRPCServer, *health.Server) {
-	obs := &observer{log: log, metrics: metrics}
+	obs := &observer{log: log, metrics: metrics, long: newLongCalls()}
+	hs := health.NewServer()
 	srv := &GRPCServer{
 		Server: grpc.NewServer(
 			grpc.UnaryInterceptor(obs.unary),
@@ -33,8 +34,9 @@ func NewGRPCServer(log *slog.Logger, metrics *Metrics) (*GRPCServer, *health.Ser
 		),
 		unary:   obs.unary,
 		methods: map[string]localMethod{},
+		obs:     obs,
+		health:  hs,
 	}
-	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
 	return srv, hs
@@ -43,14 +45,21 @@ func NewGRPCServer(log *slog.Logger, metrics *Metrics) (*GRPCServer, *health.Ser
 type observer struct {
 	log     *slog.Logger
 	metrics *Metrics
+	long    *longCalls
 }
 
 func (o *observer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
+	if waits(req) {
+		var done func()
+		ctx, done = o.long.begin(ctx)
+		defer done()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = o.panicked(info.FullMethod, r)
 		}
+		err = outcome(ctx, err, false)
 		o.done(ctx, info.FullMethod, start, err)
 	}()
 	return handler(ctx, req)
@@ -58,14 +67,25 @@ func (o *observer) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 
 func (o *observer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	start := time.Now()
+	ctx, done := o.long.begin(ss.Context())
+	defer done()
 	defer func() {
 		if r := recover(); r != nil {
 			err = o.panicked(info.FullMethod, r)
 		}
-		o.done(ss.Context(), info.FullMethod, start, err)
+		err = outcome(ctx, err, true)
+		o.done(ctx, info.FullMethod, start, err)
 	}()
-	return handler(srv, ss)
+	return handler(srv, ctxStream{ss, ctx})
 }
+
+// ctxStream is a server stream whose handler runs under ctx.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
 
 // panicked turns a handler panic into Internal: one bad request must not take
 // the process, and every other client, down with it.

@@ -125,12 +125,12 @@ const MaxRequestBody = 4 << 20
 func ListenGateway(ctx context.Context, addr string, metrics *Metrics, upstreams ...Upstream) (s Server, closeConns func() error, err error) {
 	handler, closeConns, err := NewGateway(ctx, metrics, upstreams...)
 	if err != nil {
-		return nil, nil, err
+		return Server{}, nil, err
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		_ = closeConns()
-		return nil, nil, fmt.Errorf("listen for REST: %w", err)
+		return Server{}, nil, fmt.Errorf("listen for REST: %w", err)
 	}
-	return HTTP(&http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, lis), closeConns, nil
+	return HTTP("rest", &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, lis), closeConns, nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -18,6 +19,8 @@ type GRPCServer struct {
 	*grpc.Server
 	unary   grpc.UnaryServerInterceptor
 	methods map[string]localMethod // by full method name, "/pkg.Service/Method"
+	obs     *observer
+	health  *health.Server
 }
 
 type localMethod struct {

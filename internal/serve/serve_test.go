@@ -38,14 +38,15 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	workStopped := make(chan struct{})
-	work := serve.Background(func(ctx context.Context) error {
+	work := serve.Task{Name: "work", Run: func(ctx context.Context) error {
 		<-ctx.Done()
 		close(workStopped)
 		return nil
-	})
+	}}
 	go func() {
-		done <- serve.Run(ctx, log, 5*time.Second, map[string]serve.Server{
-			"grpc": serve.GRPC(gs, glis), "http": serve.HTTP(hsrv, hlis), "work": work,
+		done <- serve.Run(ctx, log, 5*time.Second, serve.Plan{
+			Servers:    []serve.Server{serve.GRPC("grpc", gs, glis), serve.HTTP("http", hsrv, hlis)},
+			Background: []serve.Task{work},
 		})
 	}()
 

@@ -276,9 +276,13 @@ type Writer interface {
 	BeginRebuild(ctx context.Context, v View) (Target, error)
 	// Switch makes the shadow version t live and drops the version it
 	// replaces, atomically for readers. It returns ErrBehind, changing
-	// nothing, while t's checkpoint is below the live one's, and ErrStale
-	// if t is not the building version.
-	Switch(ctx context.Context, t Target) error
+	// nothing, while t's checkpoint is below the live one's — unless
+	// liveAhead is set: the caller found the live checkpoint past the event
+	// store's head (the store was restored from an older backup), so the
+	// live version serves events the store no longer has, and t, caught up
+	// with the store, replaces it although its checkpoint is lower. It
+	// returns ErrStale if t is not the building version.
+	Switch(ctx context.Context, t Target, liveAhead bool) error
 	// DeadLetters returns the live version's dead letters, oldest first.
 	DeadLetters(ctx context.Context, v View) ([]DeadLetter, error)
 }

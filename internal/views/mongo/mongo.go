@@ -54,26 +54,49 @@ const stateCollection = "views_state"
 
 // Open connects to cfg.URI and makes sure every view has a live version.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	if cfg.Database == "" {
-		cfg.Database = "orderly"
-	}
 	if cfg.BulkSize == 0 {
 		cfg.BulkSize = 1000
 	}
 	if cfg.BulkSize < 0 {
 		return nil, fmt.Errorf("mongo views: bulk size %d must be positive", cfg.BulkSize)
 	}
-	client, err := mongo.Connect(options.Client().ApplyURI(cfg.URI).SetAppName("orderly-views"))
+	client, db, err := connect(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("mongo views: connect: %w", err)
+		return nil, err
 	}
-	db := client.Database(cfg.Database)
 	s := &Store{client: client, db: db, state: db.Collection(stateCollection), bulk: cfg.BulkSize}
 	if err := s.init(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("mongo views: %w", err)
 	}
 	return s, nil
+}
+
+func connect(cfg Config) (*mongo.Client, *mongo.Database, error) {
+	client, err := mongo.Connect(options.Client().ApplyURI(cfg.URI).SetAppName("orderly-views"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("mongo views: connect: %w", err)
+	}
+	name := cfg.Database
+	if name == "" {
+		name = "orderly"
+	}
+	return client, client.Database(name), nil
+}
+
+// HasViews reports whether cfg's database holds views (their state
+// collection), creating nothing.
+func HasViews(ctx context.Context, cfg Config) (bool, error) {
+	client, db, err := connect(cfg)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = client.Disconnect(context.WithoutCancel(ctx)) }()
+	names, err := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: stateCollection}})
+	if err != nil {
+		return false, fmt.Errorf("mongo views: list collections of %s: %w", db.Name(), err)
+	}
+	return len(names) > 0, nil
 }
 
 // Close disconnects.
@@ -283,7 +306,7 @@ func (s *Store) BeginRebuild(ctx context.Context, v views.View) (views.Target, e
 }
 
 // Switch implements views.Writer.
-func (s *Store) Switch(ctx context.Context, t views.Target) error {
+func (s *Store) Switch(ctx context.Context, t views.Target, liveAhead bool) error {
 	for {
 		st, err := s.readState(ctx, t.View)
 		if err != nil {
@@ -292,7 +315,7 @@ func (s *Store) Switch(ctx context.Context, t views.Target) error {
 		if views.Version(st.Building) != t.Version {
 			return fmt.Errorf("switch %s to version %d: building version is %d: %w", t.View, t.Version, st.Building, views.ErrStale)
 		}
-		if st.BuildingCheckpoint < st.LiveCheckpoint {
+		if st.BuildingCheckpoint < st.LiveCheckpoint && !liveAhead {
 			return fmt.Errorf("switch %s to version %d: shadow at %d, live at %d: %w",
 				t.View, t.Version, st.BuildingCheckpoint, st.LiveCheckpoint, views.ErrBehind)
 		}

@@ -382,7 +382,7 @@ func (s *Store) BeginRebuild(ctx context.Context, v views.View) (views.Target, e
 }
 
 // Switch implements views.Writer.
-func (s *Store) Switch(ctx context.Context, t views.Target) error {
+func (s *Store) Switch(ctx context.Context, t views.Target, liveAhead bool) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		st, err := state(ctx, tx, t.View)
 		if err != nil {
@@ -391,7 +391,7 @@ func (s *Store) Switch(ctx context.Context, t views.Target) error {
 		if st.Building != t.Version {
 			return fmt.Errorf("building version is %d: %w", st.Building, views.ErrStale)
 		}
-		if st.BuildingCheckpoint < st.LiveCheckpoint {
+		if st.BuildingCheckpoint < st.LiveCheckpoint && !liveAhead {
 			return fmt.Errorf("shadow at %d, live at %d: %w", st.BuildingCheckpoint, st.LiveCheckpoint, views.ErrBehind)
 		}
 		if err := createIndexes(ctx, tx, t); err != nil {

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) views.Store) {
 		{"Checkpoint", testCheckpoint},
 		{"DeadLetters", testDeadLetters},
 		{"Rebuild", testRebuild},
+		{"SwitchLiveAhead", testSwitchLiveAhead},
 		{"ReadsDuringSwitch", testReadsDuringSwitch},
 		{"WrongView", testWrongView},
 	}
@@ -360,6 +361,32 @@ func testDeadLetters(t *testing.T, s views.Store) {
 	same(t, "DeadLetters", got, []views.DeadLetter{b, a})
 }
 
+// testSwitchLiveAhead: a live version past the event store's head (restored
+// from an older backup) gives way to a shadow behind it when the caller
+// says so, and the view's checkpoint goes back to the shadow's.
+func testSwitchLiveAhead(t *testing.T, s views.Store) {
+	ctx := ctxFor(t)
+	old := live(t, s, views.Customers)
+	apply(t, s, old, views.Batch{Customers: []views.CustomerDoc{Customer("gone", 1, 0)}, Checkpoint: 90})
+	shadow, err := s.BeginRebuild(ctx, views.Customers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, shadow, views.Batch{Checkpoint: 40})
+	if err := s.Switch(ctx, shadow, false); !errors.Is(err, views.ErrBehind) {
+		t.Fatalf("Switch behind without liveAhead = %v, want ErrBehind", err)
+	}
+	if err := s.Switch(ctx, shadow, true); err != nil {
+		t.Fatalf("Switch with liveAhead: %v", err)
+	}
+	if st, _ := s.State(ctx, views.Customers); st.Live != shadow.Version || st.LiveCheckpoint != 40 {
+		t.Errorf("State after the switch = %+v, want version %d live at 40", st, shadow.Version)
+	}
+	if _, err := s.GetCustomer(ctx, "gone"); !errors.Is(err, views.ErrNotFound) {
+		t.Errorf("the old version's customer is still served: %v", err)
+	}
+}
+
 func testRebuild(t *testing.T, s views.Store) {
 	ctx := ctxFor(t)
 	old := live(t, s, views.Orders)
@@ -380,11 +407,11 @@ func testRebuild(t *testing.T, s views.Store) {
 	if d := getOrder(t, s, "o1"); d.Status != domain.StatusPending {
 		t.Errorf("reads went to the shadow before the switch: %v", d.Status)
 	}
-	if err := s.Switch(ctx, shadow); !errors.Is(err, views.ErrBehind) {
+	if err := s.Switch(ctx, shadow, false); !errors.Is(err, views.ErrBehind) {
 		t.Fatalf("Switch with the shadow at 20 and live at 30 = %v, want ErrBehind", err)
 	}
 	apply(t, s, shadow, views.Batch{Checkpoint: 30})
-	if err := s.Switch(ctx, shadow); err != nil {
+	if err := s.Switch(ctx, shadow, false); err != nil {
 		t.Fatalf("Switch: %v", err)
 	}
 	same(t, "order after the switch", getOrder(t, s, "o1"), approved)
@@ -397,7 +424,7 @@ func testRebuild(t *testing.T, s views.Store) {
 	if _, err := s.LoadOrders(ctx, old, []string{"o1"}); !errors.Is(err, views.ErrStale) {
 		t.Errorf("LoadOrders from the replaced version = %v, want ErrStale", err)
 	}
-	if err := s.Switch(ctx, shadow); !errors.Is(err, views.ErrStale) {
+	if err := s.Switch(ctx, shadow, false); !errors.Is(err, views.ErrStale) {
 		t.Errorf("Switch to the live version again = %v, want ErrStale", err)
 	}
 
@@ -481,7 +508,7 @@ func testReadsDuringSwitch(t *testing.T, s views.Store) {
 			break
 		}
 		fill(shadow, domain.StatusApproved, uint64(2+i))
-		if err := s.Switch(ctx, shadow); err != nil {
+		if err := s.Switch(ctx, shadow, false); err != nil {
 			t.Error(err)
 			break
 		}

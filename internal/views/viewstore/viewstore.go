@@ -5,8 +5,11 @@ package viewstore
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 
@@ -62,6 +65,40 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MongoBulkSize, "mongo-bulk-size", c.MongoBulkSize, "writes per MongoDB BulkWrite (at most 64 toward FerretDB)")
 }
 
+// Where names the store c chooses, for people: the SQLite file, or the
+// MongoDB servers and database (without credentials).
+func Where(c Config) string {
+	if c.Kind == Mongo {
+		u, err := url.Parse(c.MongoURI)
+		if err != nil {
+			return "MongoDB database " + c.MongoDatabase + " (at an unreadable -mongo-uri)"
+		}
+		u.User = nil
+		return "MongoDB database " + c.MongoDatabase + " at " + u.Redacted()
+	}
+	path := filepath.Join(c.DataDir, SQLiteFile)
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return "SQLite file " + path
+}
+
+// Exists reports whether the store c chooses holds views already, creating
+// nothing: a wrong -data or -mongo-db names an empty place.
+func Exists(ctx context.Context, c Config) (bool, error) {
+	switch c.Kind {
+	case SQLite, "":
+		_, err := os.Stat(filepath.Join(c.DataDir, SQLiteFile))
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return err == nil, err
+	case Mongo:
+		return mongo.HasViews(ctx, mongo.Config{URI: c.MongoURI, Database: c.MongoDatabase})
+	}
+	return false, unknownKind(c.Kind)
+}
+
 // Open opens the configured store.
 func Open(ctx context.Context, c Config) (views.Store, error) {
 	switch c.Kind {
@@ -73,5 +110,9 @@ func Open(ctx context.Context, c Config) (views.Store, error) {
 	case Mongo:
 		return mongo.Open(ctx, mongo.Config{URI: c.MongoURI, Database: c.MongoDatabase, BulkSize: c.MongoBulkSize})
 	}
-	return nil, fmt.Errorf("view store %q: want %s or %s", c.Kind, SQLite, Mongo)
+	return nil, unknownKind(c.Kind)
+}
+
+func unknownKind(kind string) error {
+	return fmt.Errorf("view store %q: want %s or %s", kind, SQLite, Mongo)
 }
