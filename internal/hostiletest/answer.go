@@ -1,0 +1,58 @@
+package hostiletest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+)
+
+// CheckAnswer checks a REST answer to whatever a client may send: never a
+// server error; a JSON body; a refusal of at most MaxAnswer bytes carrying
+// a gRPC status code and a message; and an InvalidArgument naming at least
+// one field, each with a reason (google.rpc.BadRequest).
+func CheckAnswer(code int, body []byte) error {
+	if code >= 500 {
+		return fmt.Errorf("status %d for a client's request: %.300s", code, body)
+	}
+	if !json.Valid(body) {
+		return fmt.Errorf("status %d, body not JSON: %.300q", code, body)
+	}
+	if code < 400 {
+		return nil
+	}
+	if len(body) > MaxAnswer {
+		return fmt.Errorf("status %d, %d-byte body, over %d: %.300s", code, len(body), MaxAnswer, body)
+	}
+	var st struct {
+		Code    *codes.Code
+		Message string
+		Details []struct {
+			Type            string `json:"@type"`
+			FieldViolations []struct{ Field, Description string }
+		}
+	}
+	if err := json.Unmarshal(body, &st); err != nil || st.Code == nil || st.Message == "" {
+		return fmt.Errorf("status %d, not a status with code and message (%v): %.300s", code, err, body)
+	}
+	if *st.Code != codes.InvalidArgument {
+		return nil
+	}
+	if code != http.StatusBadRequest {
+		return fmt.Errorf("InvalidArgument as status %d: %.300s", code, body)
+	}
+	named := 0
+	for _, d := range st.Details {
+		for _, v := range d.FieldViolations {
+			if v.Field == "" || v.Description == "" {
+				return fmt.Errorf("field violation without a field or reason: %.300s", body)
+			}
+			named++
+		}
+	}
+	if named == 0 {
+		return fmt.Errorf("InvalidArgument naming no field: %.300s", body)
+	}
+	return nil
+}
