@@ -1,12 +1,9 @@
 package command_test
 
 import (
-	"context"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/command/commandtest"
@@ -47,20 +44,7 @@ func FuzzREST(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, route uint8, param, query string, body []byte) {
-		path := restRoutes[int(route)%len(restRoutes)]
-		if strings.Contains(path, "%s") {
-			path = strings.Replace(path, "%s", url.PathEscape(param), 1)
-		}
-		target := env.GatewayURL + path
-		if query != "" {
-			target += "?" + query
-		}
-		if _, err := url.Parse(target); err != nil {
-			t.Skip("not a URL")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		code, answer := hostiletest.Do(t, ctx, http.MethodPost, target, string(body))
+		code, answer, target := hostiletest.SendFuzzed(t, http.MethodPost, env.GatewayURL, restRoutes[int(route)%len(restRoutes)], param, query, string(body))
 		if err := hostiletest.CheckAnswer(code, answer); err != nil {
 			t.Fatalf("POST %.200s with %.200q: %v", target, body, err)
 		}

@@ -2,12 +2,8 @@ package query_test
 
 import (
 	"bytes"
-	"context"
 	"net/http"
-	"net/url"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/orderly/orderly/internal/hostiletest"
 )
@@ -50,20 +46,7 @@ func FuzzQueryREST(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, route uint8, param, query string) {
-		path := queryRoutes[int(route)%len(queryRoutes)]
-		if strings.Contains(path, "%s") {
-			path = strings.Replace(path, "%s", url.PathEscape(param), 1)
-		}
-		target := e.http + path
-		if query != "" {
-			target += "?" + query
-		}
-		if _, err := url.Parse(target); err != nil {
-			t.Skip("not a URL")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		code, answer := hostiletest.Do(t, ctx, http.MethodGet, target, "")
+		code, answer, target := hostiletest.SendFuzzed(t, http.MethodGet, e.http, queryRoutes[int(route)%len(queryRoutes)], param, query, "")
 		if code == http.StatusGatewayTimeout && bytes.Contains(answer, []byte("have not reached min_position")) {
 			return
 		}
