@@ -130,11 +130,12 @@ func (s *Service) requestMeta(ctx context.Context, commandID string) (eventcodec
 }
 
 // validate reports the request's own violations together with the command's,
-// so a client learns about every bad field at once.
+// so a client learns about every bad field at once (up to
+// domain.MaxViolations of them).
 func validate(bad []domain.FieldViolation, cmdErr error) error {
 	var de *domain.Error
 	if errors.As(cmdErr, &de) {
-		de.Violations = append(bad, de.Violations...)
+		de.Prepend(bad...)
 		return apierr.Domain(de)
 	}
 	if len(bad) > 0 {

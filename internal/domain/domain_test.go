@@ -379,6 +379,35 @@ func TestViolationsCapped(t *testing.T) {
 	}
 }
 
+// TestPrependCapped: an adapter's own violations go first and the listing
+// stays within the bound, still counting every violation left out. Found by
+// FuzzCommandRequest: a bad command_id made 22 entries.
+func TestPrependCapped(t *testing.T) {
+	lines := make([]domain.OrderLine, domain.MaxLines) // 3 violations each
+	var de *domain.Error
+	if err := (domain.PlaceOrder{OrderID: orderID, CustomerID: custID, Lines: lines}.Validate()); !errors.As(err, &de) {
+		t.Fatalf("want a refusal, got %v", err)
+	}
+	de.Prepend(domain.FieldViolation{Field: "command_id", Description: "bad"}, domain.FieldViolation{Field: "x-correlation-id", Description: "bad"})
+	if len(de.Violations) != domain.MaxViolations+1 {
+		t.Fatalf("%d violations listed, want %d", len(de.Violations), domain.MaxViolations+1)
+	}
+	if de.Violations[0].Field != "command_id" || de.Violations[1].Field != "x-correlation-id" || de.Violations[2].Field != "lines[0].sku" {
+		t.Errorf("first violations %+v, want command_id, x-correlation-id, lines[0].sku", de.Violations[:3])
+	}
+	more := de.Violations[domain.MaxViolations]
+	wantMore := 3*domain.MaxLines - domain.MaxViolations + 2
+	if more.Field != "lines[6].sku" || !strings.Contains(more.Description, fmt.Sprintf("and %d more", wantMore)) || de.Omitted != wantMore {
+		t.Errorf("last violation %+v (%d omitted), want lines[6].sku and %d more", more, de.Omitted, wantMore)
+	}
+
+	few := &domain.Error{Kind: domain.KindInvalid, Violations: []domain.FieldViolation{{Field: "name", Description: "bad"}}}
+	few.Prepend(domain.FieldViolation{Field: "command_id", Description: "bad"})
+	if len(few.Violations) != 2 || few.Violations[0].Field != "command_id" || few.Omitted != 0 {
+		t.Errorf("short listing: %+v, %d omitted", few.Violations, few.Omitted)
+	}
+}
+
 // with returns a modified copy of a command; slices are copied so cases stay
 // independent.
 func with[T any](c T, mod func(*T)) T {

@@ -68,6 +68,9 @@ type Error struct {
 	Reason     string
 	Message    string
 	Violations []FieldViolation // set for KindInvalid
+	// Omitted counts the violations left out of Violations: when there are
+	// any, the last entry names the first of them and says how many.
+	Omitted int
 }
 
 func (e *Error) Error() string {

@@ -34,25 +34,65 @@ type violations struct {
 }
 
 func (v *violations) add(field, format string, args ...any) {
-	if len(v.list) >= MaxViolations {
-		if v.omitted == 0 {
-			// The first one left out names where the listing stops.
-			v.list = append(v.list, FieldViolation{Field: field})
-		}
-		v.omitted++
-		return
+	if !v.full(field) {
+		v.list = append(v.list, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
 	}
-	v.list = append(v.list, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
+}
+
+// full reports whether the listing is full, then counting field's violation
+// as left out.
+func (v *violations) full(field string) bool {
+	if len(v.list) < MaxViolations {
+		return false
+	}
+	if v.omitted == 0 {
+		// The first one left out names where the listing stops.
+		v.list = append(v.list, FieldViolation{Field: field})
+	}
+	v.omitted++
+	return true
+}
+
+// close says how many were left out, in the entry naming the first of them.
+func (v *violations) close() {
+	if v.omitted > 0 {
+		v.list[MaxViolations].Description = fmt.Sprintf("and %d more violations from here on, not listed", v.omitted)
+	}
 }
 
 func (v *violations) err(what string) error {
 	if len(v.list) == 0 {
 		return nil
 	}
-	if v.omitted > 0 {
-		v.list[MaxViolations].Description = fmt.Sprintf("and %d more violations from here on, not listed", v.omitted)
+	v.close()
+	return &Error{Kind: KindInvalid, Reason: ReasonInvalidArgument, Message: "invalid " + what, Violations: v.list, Omitted: v.omitted}
+}
+
+// Prepend lists first, an adapter's own violations (a malformed command ID),
+// before e's, within the same bound of MaxViolations and one more.
+func (e *Error) Prepend(first ...FieldViolation) {
+	listed := e.Violations
+	if e.Omitted > 0 {
+		listed = listed[:len(listed)-1]
 	}
-	return &Error{Kind: KindInvalid, Reason: ReasonInvalidArgument, Message: "invalid " + what, Violations: v.list}
+	v := violations{list: make([]FieldViolation, 0, min(len(first)+len(e.Violations), MaxViolations+1))}
+	add := func(f FieldViolation) {
+		if !v.full(f.Field) {
+			v.list = append(v.list, f)
+		}
+	}
+	for _, f := range first {
+		add(f)
+	}
+	for _, f := range listed {
+		add(f)
+	}
+	if e.Omitted > 0 {
+		v.full(e.Violations[len(e.Violations)-1].Field)
+		v.omitted += e.Omitted - 1
+	}
+	v.close()
+	e.Violations, e.Omitted = v.list, v.omitted
 }
 
 // checkID requires a canonical lower-case UUID: IDs are minted by the write

@@ -80,7 +80,7 @@ func CheckREST(t testing.TB, ctx context.Context, what, method, url, body string
 	t.Helper()
 	var code int
 	var answer []byte
-	CheckCost(t, what, len(url)+len(body), func() { code, answer = do(t, ctx, method, url, body) })
+	CheckCost(t, what, len(url)+len(body), func() { code, answer = Do(t, ctx, method, url, body) })
 	if code != http.StatusBadRequest {
 		t.Errorf("%s: status %d, want 400", what, code)
 	}
@@ -89,7 +89,8 @@ func CheckREST(t testing.TB, ctx context.Context, what, method, url, body string
 	}
 }
 
-func do(t testing.TB, ctx context.Context, method, url, body string) (int, []byte) {
+// Do sends a JSON request and returns the answer's status and body.
+func Do(t testing.TB, ctx context.Context, method, url, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {

@@ -61,6 +61,12 @@ func (c *Codec) Decode(token, scope string, cursor any) error {
 	if err1 != nil || err2 != nil || !hmac.Equal(mac, c.mac(scope, payload)) {
 		return ErrInvalid
 	}
+	// Only the spelling Encode writes opens: the decoder also skips line
+	// breaks and ignores non-zero trailing bits, which would give one token
+	// many spellings, each a different cache key or log line for one page.
+	if enc.EncodeToString(payload) != p || enc.EncodeToString(mac) != m {
+		return ErrInvalid
+	}
 	if err := json.Unmarshal(payload, cursor); err != nil {
 		return ErrInvalid
 	}

@@ -2,6 +2,7 @@ package pagetoken_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/orderly/orderly/internal/pagetoken"
@@ -54,6 +55,9 @@ func TestRefusals(t *testing.T) {
 		"spliced":        {c, spliced, "orders|customer=x"},
 		"truncated mac":  {c, tok[:len(tok)-2], "orders|customer=x"},
 		"flipped prefix": {c, "X" + tok[1:], "orders|customer=x"},
+		// Found by FuzzDecode: spellings the base64 decoder also takes.
+		"line break":    {c, tok[:4] + "\r\n" + tok[4:], "orders|customer=x"},
+		"trailing bits": {c, tok[:len(tok)-1] + string(base64URL[strings.IndexByte(base64URL, tok[len(tok)-1])^1]), "orders|customer=x"},
 	} {
 		var got cursor
 		if err := tc.codec.Decode(tc.token, tc.scope, &got); !errors.Is(err, pagetoken.ErrInvalid) {
@@ -61,3 +65,6 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 }
+
+// base64URL is the alphabet of base64.RawURLEncoding, in order.
+const base64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
