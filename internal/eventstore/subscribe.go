@@ -105,7 +105,12 @@ func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(h
 	if err := validateStreamName(name); err != nil {
 		return nil, "", err
 	}
-	meta, err := readMeta(s.db, name)
+	view, err := s.durable.acquire()
+	if err != nil {
+		return nil, "", statusFor(w.out.Context(), s.log, name, err)
+	}
+	meta, err := readMeta(view.snap, name)
+	s.durable.release(view)
 	if err != nil {
 		return nil, "", statusFor(w.out.Context(), s.log, name, err)
 	}
