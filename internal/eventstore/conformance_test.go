@@ -38,7 +38,7 @@ func streamName(t testing.TB, name string) string {
 var runID = uuid.NewString()[:8]
 
 func newClient(t testing.TB, opts ...estest.Option) *esdb.Client {
-	return estest.Client(t, estest.Start(t, opts...))
+	return estest.Client(t, estest.Start(t, append(opts, estest.Shareable())...))
 }
 
 func events(n int, eventType string) []esdb.EventData {

@@ -2,11 +2,12 @@
 // official client to it, so every package tests against the real protocol.
 //
 // With ORDERLY_TEST_EVENTSTORE set to a connection string (esdb://...), Start
-// hands out that server instead, so the suites built on it run against a real
-// EventStoreDB or KurrentDB. The server is shared by every test and every run:
-// tests that need a store of their own (a configured embedded one, or an
-// empty $all) are skipped there, saying why. A server that cannot be reached
-// fails the test; it never falls back to the embedded store.
+// hands that server to the tests that can share one (they say so with
+// Shareable), so they run against a real EventStoreDB or KurrentDB. The
+// server is shared by every test and every run: the other tests (a
+// configured embedded store, an empty $all, fixed stream names or
+// checkpoints) are skipped there, saying why. A server that cannot be
+// reached fails the test; it never falls back to the embedded store.
 package estest
 
 import (
@@ -83,16 +84,27 @@ func reach(connString string) error {
 }
 
 // Option adjusts the store Start opens.
-type Option func(*eventstore.Config, testing.TB)
+type Option func(*settings, testing.TB)
+
+type settings struct {
+	cfg       eventstore.Config
+	shareable bool
+}
+
+// Shareable says the test can run on a server others write to (ServerEnv):
+// its stream names are its own, and it reads no more of $all than it wrote.
+func Shareable() Option {
+	return func(s *settings, _ testing.TB) { s.shareable = true }
+}
 
 // OnDisk stores events in a fresh t.TempDir instead of memory.
 func OnDisk() Option {
-	return func(c *eventstore.Config, t testing.TB) { c.Dir = t.TempDir() }
+	return func(s *settings, t testing.TB) { s.cfg.Dir = t.TempDir() }
 }
 
 // WithConfig edits the store's configuration (limits, buffer sizes, logger, Dir).
 func WithConfig(edit func(*eventstore.Config)) Option {
-	return func(c *eventstore.Config, _ testing.TB) { edit(c) }
+	return func(s *settings, _ testing.TB) { edit(&s.cfg) }
 }
 
 // Start serves an event store on a loopback port until the test ends and
@@ -104,9 +116,12 @@ func Start(t testing.TB, opts ...Option) string {
 		_, connString := Serve(t, opts...)
 		return connString
 	}
-	cfg := configure(t, opts)
-	cfg.Dir = "" // on disk or not is the server's business
-	if cfg != (eventstore.Config{}) {
+	set := configure(t, opts)
+	set.cfg.Dir = "" // on disk or not is the server's business
+	switch {
+	case !set.shareable:
+		t.Skipf("needs an event store of its own; %s names a shared server", ServerEnv)
+	case set.cfg != (eventstore.Config{}):
 		t.Skipf("configures the embedded event store; %s names another server", ServerEnv)
 	}
 	return realServer(t, os.Getenv(ServerEnv))
@@ -119,7 +134,7 @@ func Serve(t testing.TB, opts ...Option) (*eventstore.Server, string) {
 	if Real() {
 		t.Skipf("looks inside the embedded event store; %s names another server", ServerEnv)
 	}
-	cfg := configure(t, opts)
+	cfg := configure(t, opts).cfg
 	srv, err := eventstore.Open(cfg)
 	if err != nil {
 		t.Fatalf("estest: open event store: %v", err)
@@ -157,10 +172,10 @@ func Client(t testing.TB, connString string) *esdb.Client {
 	return c
 }
 
-func configure(t testing.TB, opts []Option) eventstore.Config {
-	var cfg eventstore.Config
+func configure(t testing.TB, opts []Option) settings {
+	var s settings
 	for _, o := range opts {
-		o(&cfg, t)
+		o(&s, t)
 	}
-	return cfg
+	return s
 }

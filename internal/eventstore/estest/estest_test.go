@@ -18,7 +18,7 @@ func TestStartChild(t *testing.T) {
 	if os.Getenv(childEnv) == "" {
 		t.Skip("run by TestServerSwitch")
 	}
-	conn := estest.Start(t)
+	conn := estest.Start(t, estest.Shareable())
 	t.Logf("GOT %s", conn)
 }
 
