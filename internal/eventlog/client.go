@@ -142,20 +142,26 @@ func (c *Conn) renew(h *handle, err error) bool {
 	if !closed && !unreachable {
 		return false
 	}
+	return c.replace(h) && closed
+}
+
+// replace puts a new client in h's place, unless a concurrent caller did
+// already; false when the connection is closed or no client could be made.
+func (c *Conn) replace(h *handle) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return false
 	}
 	if c.cur == h {
-		fresh, nerr := c.newHandle()
-		if nerr != nil {
+		fresh, err := c.newHandle()
+		if err != nil {
 			return false
 		}
 		c.cur = fresh
 		c.retire(h)
 	}
-	return closed
+	return true
 }
 
 // Call runs op with the current client and returns its result, or ctx's
@@ -173,8 +179,15 @@ func Call[T any](ctx context.Context, c *Conn, op func(context.Context, *esdb.Cl
 			var zero T
 			return zero, err
 		}
-		v, err := bounded(ctx, c, h, op)
-		if !retried && c.renew(h, err) {
+		v, err, answered := bounded(ctx, c, h, op)
+		if !answered {
+			// The client can wedge (v4.2.0): a discovery that fails ends
+			// its connection loop, and a call that got past its closed
+			// check just before waits for that loop forever. Every later
+			// call would wait too, so a client that did not answer in
+			// time is replaced.
+			c.replace(h)
+		} else if !retried && c.renew(h, err) {
 			continue
 		}
 		return v, c.hinted(err)
@@ -208,8 +221,8 @@ func CallWithin[T any](ctx context.Context, c *Conn, timeout time.Duration, op f
 }
 
 // bounded runs op on h's client, releasing h when op returns, which may be
-// after bounded itself has returned.
-func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
+// after bounded itself has returned: answered is false then.
+func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Context, *esdb.Client) (T, error)) (_ T, _ error, answered bool) {
 	type result struct {
 		v   T
 		err error
@@ -222,9 +235,9 @@ func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Con
 	}()
 	select {
 	case r := <-done:
-		return r.v, r.err
+		return r.v, r.err, true
 	case <-ctx.Done():
 		var zero T
-		return zero, fmt.Errorf("event store call: %w", context.Cause(ctx))
+		return zero, fmt.Errorf("event store call: %w", context.Cause(ctx)), false
 	}
 }

@@ -21,7 +21,11 @@ func (s *Server) Append(stream streams.Streams_AppendServer) error {
 		drain(stream)
 		return err
 	}
-	res, err := s.seq.submit(stream.Context(), &op{kind: opAppend, stream: name, expect: expect, events: events})
+	ret, err := retentionOf(name, events)
+	if err != nil {
+		return err
+	}
+	res, err := s.seq.submit(stream.Context(), &op{kind: opAppend, stream: name, expect: expect, events: events, retention: ret})
 	if err == nil {
 		err = res.err
 	}

@@ -87,11 +87,7 @@ func TestTombstoneReachesLiveStreamSubscriber(t *testing.T) {
 	stream := streamName(t, "doomed")
 	c := newClient(t)
 	mustAppend(t, c, stream, esdb.NoStream{}, events(1, "e")...)
-	sub, err := c.SubscribeToStream(testCtx(t), stream, esdb.SubscribeToStreamOptions{From: esdb.Start{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := subscribeFromStart(t, c, stream)
 	if _, err := c.TombstoneStream(testCtx(t), stream, esdb.TombstoneStreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,14 +97,23 @@ func TestTombstoneReachesLiveStreamSubscriber(t *testing.T) {
 	}
 }
 
-func TestDeleteMissingStream(t *testing.T) {
-	stream := streamName(t, "ghost")
+// A soft delete of a stream with neither events nor metadata is refused
+// whatever the expectation, as EventStoreDB's writer does; a tombstone is not.
+func TestDeleteMissingStream_LikeEventStoreDB(t *testing.T) {
+	stream, withMeta := streamName(t, "ghost"), streamName(t, "ghost-meta")
 	c := newClient(t)
-	if _, err := c.DeleteStream(testCtx(t), stream, esdb.DeleteStreamOptions{ExpectedRevision: esdb.NoStream{}}); err != nil {
-		t.Fatalf("delete missing stream, expecting no stream: %v", err)
+	for _, exp := range []esdb.ExpectedRevision{esdb.NoStream{}, esdb.Any{}, esdb.StreamExists{}} {
+		_, err := c.DeleteStream(testCtx(t), stream, esdb.DeleteStreamOptions{ExpectedRevision: exp})
+		if err == nil || !strings.Contains(err.Error(), "wrong expected version") {
+			t.Fatalf("soft delete of a missing stream, expecting %T: %v, want a wrong expected version error", exp, err)
+		}
 	}
-	if _, err := c.DeleteStream(testCtx(t), stream, esdb.DeleteStreamOptions{ExpectedRevision: esdb.StreamExists{}}); err == nil {
-		t.Fatal("delete missing stream, expecting it to exist: no error")
+	// With metadata, the stream can be soft-deleted before its first event.
+	if _, err := c.SetStreamMetadata(testCtx(t), withMeta, esdb.AppendToStreamOptions{}, esdb.StreamMetadata{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeleteStream(testCtx(t), withMeta, esdb.DeleteStreamOptions{ExpectedRevision: esdb.NoStream{}}); err != nil {
+		t.Fatalf("soft delete of a stream with only metadata: %v", err)
 	}
 	if _, err := c.TombstoneStream(testCtx(t), stream, esdb.TombstoneStreamOptions{ExpectedRevision: esdb.NoStream{}}); err != nil {
 		t.Fatalf("tombstone missing stream: %v", err)
@@ -161,7 +166,7 @@ func TestOutsideTheSubsetIsUnimplemented(t *testing.T) {
 	c := newClient(t)
 	_, err := c.AppendToStream(testCtx(t), "$system", esdb.AppendToStreamOptions{}, events(1, "e")...)
 	wantCode(t, err, esdb.ErrorCodeUnsupportedFeature)
-	_, err = c.SetStreamMetadata(testCtx(t), "order-1", esdb.AppendToStreamOptions{}, esdb.StreamMetadata{})
+	_, err = c.AppendToStream(testCtx(t), "$$$system", esdb.AppendToStreamOptions{}, events(1, "$metadata")...)
 	wantCode(t, err, esdb.ErrorCodeUnsupportedFeature)
 	err = c.CreatePersistentSubscription(testCtx(t), "order-1", "group", esdb.PersistentStreamSubscriptionOptions{})
 	wantCode(t, err, esdb.ErrorCodeUnsupportedFeature)

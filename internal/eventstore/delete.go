@@ -49,6 +49,9 @@ func (s *Server) remove(ctx context.Context, kind opKind, opts removeOptions) (u
 	if err := validateStreamName(name); err != nil {
 		return 0, err
 	}
+	if _, ok := originalOf(name); ok {
+		return 0, status.Errorf(codes.InvalidArgument, "%s is a metadata stream: delete its stream instead", name)
+	}
 	expect, err := removeExpectation(opts)
 	if err != nil {
 		return 0, err

@@ -4,9 +4,11 @@
 // they would to a real node. It implements appends with optimistic concurrency
 // and idempotence, stream and $all reads in both directions, catch-up and live
 // subscriptions with server-side filters and checkpoints, soft delete and
-// tombstone, and the server-features handshake. Everything else (persistent
-// subscriptions, projections, users, system streams such as "$$stream"
-// metadata) answers UNIMPLEMENTED.
+// tombstone, stream metadata ("$$stream": $tb, $maxCount and $maxAge hide
+// what they retire from stream reads and subscriptions; see metadata.go),
+// and the server-features handshake. Everything else (persistent
+// subscriptions, projections, users, scavenging, system streams other than
+// "$$stream") answers UNIMPLEMENTED.
 //
 // # Storage
 //
@@ -24,7 +26,11 @@
 //
 //	l <pos:be64>              -> the event, in its wire form (RecordedEvent)
 //	s <stream> 0x00 <rev:be64> -> pos      per-stream index
-//	m <stream>                 -> stream state (next revision, truncate-before, tombstone)
+//	m <stream>                 -> stream state (next revision, tombstone, and the
+//	                              $tb, $maxCount, $maxAge of its latest metadata)
+//
+// A metadata stream "$$x" is a stream like any other in this layout; the
+// sequencer copies what its latest event sets into the state of "x".
 //
 // # Writes
 //

@@ -1,6 +1,10 @@
 package eventstore
 
-import "github.com/cockroachdb/pebble/v2/vfs"
+import (
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
 
 // GroupCommits reports how many groups s has committed and how many ops
 // they answered, so benchmarks can show what group commit did.
@@ -33,3 +37,8 @@ func AppendPending(s *Server, stream string) (answered func() bool) {
 	s.seq.ops <- o
 	return func() bool { return len(o.done) > 0 }
 }
+
+// SetClock makes s stamp the events it writes with now() instead of the wall
+// clock, so tests can write events that $maxAge already retires. Call it
+// before the first append; now itself may change its answer later.
+func SetClock(s *Server, now func() time.Time) { s.seq.now = now }

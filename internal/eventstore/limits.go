@@ -17,8 +17,12 @@ const maxStreamNameLen = 1024
 const allStream = "$all"
 
 // validateStreamName rejects names the store cannot hold and system streams
-// ("$..."), which this store does not implement.
+// ("$..."), which this store does not implement, except the metadata streams
+// of the others ("$$stream").
 func validateStreamName(name string) error {
+	if stream, ok := originalOf(name); ok && !strings.HasPrefix(stream, "$") {
+		name = stream
+	}
 	switch {
 	case name == "":
 		return status.Error(codes.InvalidArgument, "stream name is empty")
@@ -29,7 +33,7 @@ func validateStreamName(name string) error {
 	case strings.ContainsRune(name, 0):
 		return status.Error(codes.InvalidArgument, "stream name contains a NUL byte")
 	case strings.HasPrefix(name, "$"):
-		return status.Errorf(codes.Unimplemented, "system stream %q: system and metadata streams ($...) are not supported by the embedded event store", name)
+		return status.Errorf(codes.Unimplemented, "system stream %q: system streams ($...) other than stream metadata ($$stream) are not supported by the embedded event store", name)
 	}
 	return nil
 }

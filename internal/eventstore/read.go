@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"math"
+	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
@@ -50,7 +51,7 @@ func (s *Server) readStream(o *streams.ReadReq_Options, w *eventWriter) error {
 	}
 	defer s.durable.release(view)
 	snap := view.snap
-	meta, err := readMeta(snap, name)
+	meta, err := readView(snap, name)
 	if err != nil {
 		return statusFor(w.out.Context(), s.log, name, err)
 	}
@@ -58,13 +59,15 @@ func (s *Server) readStream(o *streams.ReadReq_Options, w *eventWriter) error {
 		return statusFor(w.out.Context(), s.log, name, errStreamDeleted)
 	}
 	if !meta.exists() {
+		// No events, or soft-deleted. A stream whose events its metadata
+		// retired exists and reads empty, as in EventStoreDB.
 		return w.out.Send(&streams.ReadResp{Content: &streams.ReadResp_StreamNotFound_{StreamNotFound: &streams.ReadResp_StreamNotFound{
 			StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(name)},
 		}}})
 	}
 
 	backwards := o.GetReadDirection() == streams.ReadReq_Options_Backwards
-	first, last := meta.truncateBefore, meta.lastRevision()
+	first, last := meta.firstKept(), meta.lastRevision()
 	lo, hi := first, last
 	switch v := so.GetRevisionOption().(type) {
 	case *streams.ReadReq_Options_StreamOptions_Start:
@@ -84,7 +87,7 @@ func (s *Server) readStream(o *streams.ReadReq_Options, w *eventWriter) error {
 	default:
 		return status.Error(codes.InvalidArgument, "read: stream revision option is missing")
 	}
-	return scanStream(snap, name, lo, hi, backwards, w.limit(o.GetCount()))
+	return scanStream(snap, name, lo, hi, backwards, meta.unexpired(time.Now(), w.limit(o.GetCount())))
 }
 
 // readAll reads the global log. From a position, forwards includes it and

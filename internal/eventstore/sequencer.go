@@ -24,11 +24,12 @@ const (
 
 // op is one write waiting for the sequencer.
 type op struct {
-	kind   opKind
-	stream string
-	expect expectation
-	events []*record // appends: id, metadata and data set; the sequencer fills in the rest
-	done   chan result
+	kind      opKind
+	stream    string
+	expect    expectation
+	events    []*record  // appends: id, metadata and data set; the sequencer fills in the rest
+	retention *retention // appends to "$$stream": what they set (see metadata.go)
+	done      chan result
 }
 
 // result answers an op once its group is durable.
@@ -191,6 +192,18 @@ func (q *sequencer) stop() {
 }
 
 func (q *sequencer) apply(o *op) {
+	if stream, ok := originalOf(o.stream); ok {
+		if st := q.streams[stream]; st != nil && st.meta.tombstoned {
+			q.ack(o, result{err: errStreamDeleted}) // a tombstone deletes the metadata too
+			return
+		}
+	}
+	// Before any state is read: this may commit the pending group.
+	recreate, recreateMeta, err := q.recreating(o)
+	if err != nil {
+		q.ack(o, result{err: err})
+		return
+	}
 	st := q.streams[o.stream]
 	var meta streamMeta
 	if st != nil {
@@ -213,6 +226,12 @@ func (q *sequencer) apply(o *op) {
 		q.ack(o, conflict(meta))
 		return
 	}
+	if o.kind == opDelete && meta.next == 0 && q.streams[metastreamOf(o.stream)] == nil {
+		// EventStoreDB's writer refuses to soft-delete a stream with
+		// neither events nor metadata, whatever the expectation.
+		q.ack(o, conflict(meta))
+		return
+	}
 	if o.kind == opAppend && o.expect.kind == expectAny && st != nil && len(o.events) > 0 && sameIDs(st.lastIDs, o.events) {
 		q.ack(o, result{current: meta.lastRevision(), pos: st.lastPos})
 		return
@@ -220,11 +239,26 @@ func (q *sequencer) apply(o *op) {
 	st = q.touch(o.stream)
 	switch o.kind {
 	case opAppend:
-		q.ack(o, q.writeEvents(o, st))
+		// An append ends a soft delete, as in EventStoreDB: the stream
+		// starts again at this append, and its metadata says so.
+		undelete := recreate && st.meta.softDeleted()
+		if undelete {
+			st.meta.truncateBefore = st.meta.next
+		}
+		res := q.writeEvents(o, st)
+		if o.retention != nil {
+			q.applyMetadata(o)
+		}
+		if undelete {
+			q.writeMetadata(o.stream, withTruncateBefore(recreateMeta, st.meta.truncateBefore))
+		}
+		q.ack(o, res)
 	case opDelete:
-		// Soft delete is EventStoreDB's "truncate before" at the end of the stream.
-		st.meta.truncateBefore = st.meta.next
+		// A soft delete is metadata, as in EventStoreDB: $tb at its maximum,
+		// in place of whatever metadata the stream had.
+		st.meta.setRetention(retention{truncateBefore: softDeletedTB})
 		q.batch.Set(metaKey(o.stream), st.meta.encode(), nil)
+		q.writeMetadata(o.stream, softDeleteMetadata)
 		q.ack(o, result{pos: q.head})
 	case opTombstone:
 		q.ack(o, q.writeTombstone(o, st))

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"math"
+	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"github.com/google/uuid"
@@ -17,7 +18,7 @@ import (
 // came from storage or from the live feed.
 func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 	ctx := w.out.Context()
-	catchUp, stream, err := s.catchUpFunc(o, w)
+	catchUp, stream, live, err := s.catchUpFunc(o, w)
 	if err != nil {
 		return err
 	}
@@ -60,10 +61,22 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 			s.log.Warn("subscription dropped", "stream", stream, "err", err)
 			return err
 		}
+		if live != nil {
+			live.observe(entries)
+		}
+		now := time.Now()
 		for _, e := range entries {
 			// Live entries are always decoded (see entry).
-			if stream != allStream && string(e.rec.GetStreamIdentifier().GetStreamName()) != stream {
-				continue
+			if live != nil {
+				if string(e.rec.GetStreamIdentifier().GetStreamName()) != stream {
+					continue
+				}
+				if keep, err := live.keeps(e, now); err != nil || !keep {
+					if err != nil {
+						return statusFor(ctx, s.log, stream, err)
+					}
+					continue
+				}
 			}
 			if err := w.deliver(e); err != nil {
 				return err
@@ -75,9 +88,11 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 // catchUpFunc validates the subscription's start and returns the function
 // that delivers stored events up to a head position, resuming where the
 // previous call stopped. Starting points are exclusive, as in EventStoreDB.
-func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(head uint64) error, string, error) {
+// A stream subscription also gets the retention its live feed applies, as
+// the last catch-up left it; $all applies none.
+func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(head uint64) error, string, *liveRetention, error) {
 	if o.GetReadDirection() != streams.ReadReq_Options_Forwards {
-		return nil, "", status.Error(codes.InvalidArgument, "subscribe: subscriptions read forwards only")
+		return nil, "", nil, status.Error(codes.InvalidArgument, "subscribe: subscriptions read forwards only")
 	}
 	if o.GetAll() != nil {
 		var cursor uint64 // last position delivered
@@ -88,7 +103,7 @@ func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(h
 		case *streams.ReadReq_Options_AllOptions_Position:
 			cursor = v.Position.GetCommitPosition()
 		default:
-			return nil, "", status.Error(codes.InvalidArgument, "subscribe: $all position option is missing")
+			return nil, "", nil, status.Error(codes.InvalidArgument, "subscribe: $all position option is missing")
 		}
 		return func(head uint64) error {
 			if cursor == math.MaxUint64 || cursor >= head {
@@ -97,42 +112,49 @@ func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(h
 			err := scanLog(s.db, cursor+1, head, false, w.visit)
 			cursor = head
 			return err
-		}, allStream, nil
+		}, allStream, nil, nil
 	}
 
 	so := o.GetStream()
 	name := string(so.GetStreamIdentifier().GetStreamName())
 	if err := validateStreamName(name); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	view, err := s.durable.acquire()
 	if err != nil {
-		return nil, "", statusFor(w.out.Context(), s.log, name, err)
+		return nil, "", nil, statusFor(w.out.Context(), s.log, name, err)
 	}
-	meta, err := readMeta(view.snap, name)
+	meta, err := readView(view.snap, name)
 	s.durable.release(view)
 	if err != nil {
-		return nil, "", statusFor(w.out.Context(), s.log, name, err)
+		return nil, "", nil, statusFor(w.out.Context(), s.log, name, err)
 	}
 	if meta.tombstoned {
-		return nil, "", statusFor(w.out.Context(), s.log, name, errStreamDeleted)
+		return nil, "", nil, statusFor(w.out.Context(), s.log, name, errStreamDeleted)
 	}
-	next := meta.truncateBefore // next revision to deliver
+	var next uint64 // next revision to deliver
 	switch v := so.GetRevisionOption().(type) {
 	case *streams.ReadReq_Options_StreamOptions_Start:
 	case *streams.ReadReq_Options_StreamOptions_End:
 		next = math.MaxUint64
 	case *streams.ReadReq_Options_StreamOptions_Revision:
-		next = max(next, v.Revision+1)
+		next = v.Revision + 1
 	default:
-		return nil, "", status.Error(codes.InvalidArgument, "subscribe: stream revision option is missing")
+		return nil, "", nil, status.Error(codes.InvalidArgument, "subscribe: stream revision option is missing")
 	}
+	live := &liveRetention{stream: name, meta: meta}
 	return func(head uint64) error {
+		// The metadata may have changed since the last round.
+		meta, err := readView(s.db, name)
+		if err != nil {
+			return err
+		}
+		live.meta = meta
 		if next == math.MaxUint64 {
 			return nil
 		}
 		// Events past head are committed but not yet published: they come live.
-		return scanStream(s.db, name, next, math.MaxUint64, false, func(e *entry) (bool, error) {
+		return scanStream(s.db, name, max(next, meta.firstKept()), math.MaxUint64, false, func(e *entry) (bool, error) {
 			if e.pos > head {
 				return false, nil
 			}
@@ -141,9 +163,13 @@ func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(h
 				return false, err
 			}
 			next = rec.StreamRevision + 1
+			gone, err := meta.expired(e, time.Now())
+			if err != nil || gone {
+				return err == nil, err
+			}
 			return true, w.send(e)
 		})
-	}, name, nil
+	}, name, live, nil
 }
 
 // visit delivers a scanned event; it is the catch-up form of deliver.

@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -67,6 +68,10 @@ type Options struct {
 	// act on, and records their resolution. Default
 	// "saga-credit-dead-letters".
 	DeadLetterStream string
+	// CheckpointMaxCount is the $maxCount set on CheckpointStream at start,
+	// so it keeps only the latest checkpoints. Default
+	// DefaultCheckpointMaxCount.
+	CheckpointMaxCount uint64
 	// CheckpointEvery and CheckpointInterval bound the work redone after a
 	// crash: the checkpoint is saved after that many events finish or that
 	// much time, whichever comes first, and on shutdown. Defaults 100 and 1s.
@@ -106,6 +111,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.DeadLetterStream == "" {
 		o.DeadLetterStream = "saga-credit-dead-letters"
+	}
+	if o.CheckpointMaxCount == 0 {
+		o.CheckpointMaxCount = DefaultCheckpointMaxCount
 	}
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = 100
@@ -246,7 +254,17 @@ func (s *Saga) Run(ctx context.Context) error {
 // start loads the checkpoint and replays the dead letters, retrying until
 // it succeeds or ctx is done.
 func (s *Saga) start(ctx context.Context) bool {
+	bounded := false
 	for failures := 1; ; failures++ {
+		if !bounded {
+			// Not a reason to stay down: the saga works without it (a
+			// store whose ACLs refuse metadata writes, say), and the next
+			// start tries again.
+			err := s.boundCheckpoints(ctx)
+			if bounded = err == nil; !bounded {
+				s.log.Warn("saga keeps every checkpoint", "err", err)
+			}
+		}
 		from, err := s.loadCheckpoint(ctx)
 		if err == nil {
 			s.wm.from(from)
@@ -281,9 +299,17 @@ func (s *Saga) follow(ctx context.Context, lanes []chan job) error {
 		From:   from,
 		Filter: &esdb.SubscriptionFilter{Type: esdb.EventFilterType, Prefixes: reactsTo},
 	}
+	// The subscription lives as long as ctx, so subscribing cannot have a
+	// deadline of its own: a timer cancels it instead if the client hangs,
+	// which would otherwise stall the saga for good, silently.
+	hung := time.AfterFunc(s.opts.StoreTimeout, cancel)
 	sub, err := eventlog.Call(ctx, s.conn, func(ctx context.Context, c *esdb.Client) (*esdb.Subscription, error) {
 		return c.SubscribeToAll(ctx, opts)
 	})
+	if !hung.Stop() && err == nil {
+		_ = sub.Close()
+		err = errors.New("subscribing took too long")
+	}
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -417,6 +443,12 @@ func (s *Saga) loadCheckpoint(ctx context.Context) (esdb.Position, error) {
 		}
 		defer rs.Close()
 		ev, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			// The stream exists but its metadata retires every event
+			// ($tb past the end, as new metadata on a soft-deleted
+			// stream sets): no checkpoint either.
+			return esdb.Position{}, nil
+		}
 		if err != nil {
 			return esdb.Position{}, err
 		}

@@ -1,0 +1,175 @@
+package faulttest_test
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" driver, for the lock another connection holds
+
+	"github.com/orderly/orderly/internal/faulttest"
+	"github.com/orderly/orderly/internal/views/mongo/ferrettest"
+	"github.com/orderly/orderly/internal/views/viewstore"
+)
+
+var long = flag.Bool("faults.long", os.Getenv("ORDERLY_FAULTS_LONG") == "1", "run the long fault scenarios (also ORDERLY_FAULTS_LONG=1)")
+
+func TestMain(m *testing.M) { os.Exit(faulttest.Main(m)) }
+
+// rounds is how many faults of a kind a scenario injects: a few in the
+// short run, many in the long one.
+func rounds(short int) int {
+	if *long {
+		return 10 * short
+	}
+	return short
+}
+
+// timeout is the services' store deadline in these tests: pauses and
+// outages last longer.
+const timeout = 2 * time.Second
+
+// scenario runs a system under load, lets inject break it, stops the load
+// and checks every invariant.
+func scenario(t *testing.T, cfg faulttest.Config, load faulttest.LoadConfig, inject func(s *faulttest.System, l *faulttest.Load)) {
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = timeout
+	}
+	s := faulttest.Start(t, cfg)
+	l := faulttest.StartLoad(t, s.CommandClient(), load)
+	l.WaitProgress(20, time.Minute)
+	inject(s, l)
+	l.WaitProgress(20, time.Minute)
+	acks := l.Stop()
+	r := s.Check(time.Minute, acks)
+	t.Logf("faults: %d (%s); events checked: %d (%d orders, %d customers); acknowledged commands: %d, problems: %d; answers: %s",
+		s.Faults.Total(), s.Faults, r.Events, r.Orders, r.Customers, r.Acks, len(r.Problems), l.Summary())
+}
+
+// killRestarts kills p n times at random moments, leaving it dead for a
+// random while each time.
+func killRestarts(p *faulttest.Proc, n int) {
+	for range n {
+		jitter(600 * time.Millisecond)
+		p.KillRestart(rand.N(300 * time.Millisecond))
+	}
+}
+
+// jitter is a random pause up to d, so faults land anywhere in the work.
+func jitter(d time.Duration) { time.Sleep(rand.N(d)) }
+
+// TestEventStoreKilled kills the event store with SIGKILL during a command
+// load and restarts it on the same data: clients get UNAVAILABLE
+// meanwhile and recover, and every command acknowledged is in the store.
+func TestEventStoreKilled(t *testing.T) {
+	t.Parallel()
+	scenario(t, faulttest.Config{}, faulttest.LoadConfig{}, func(s *faulttest.System, l *faulttest.Load) {
+		for range rounds(2) {
+			jitter(500 * time.Millisecond)
+			s.EventStore.Kill()
+			time.Sleep(time.Second) // long enough for the clients to notice
+			s.EventStore.Restart()
+			l.WaitProgress(10, time.Minute)
+		}
+		if l.Answers("Unavailable") == 0 {
+			t.Errorf("no client was answered UNAVAILABLE while the event store was down; answers: %s", l.Summary())
+		}
+	})
+}
+
+// TestProjectorKilledAndPaused kills the projector repeatedly, and stops
+// it (SIGSTOP) for longer than its store deadline, during the load.
+func TestProjectorKilledAndPaused(t *testing.T) {
+	t.Parallel()
+	scenario(t, faulttest.Config{}, faulttest.LoadConfig{}, func(s *faulttest.System, l *faulttest.Load) {
+		killRestarts(s.Projector, rounds(3))
+		for range rounds(1) {
+			jitter(500 * time.Millisecond)
+			s.Projector.Pause()
+			time.Sleep(2*timeout + time.Second)
+			s.Projector.Resume()
+		}
+	})
+}
+
+// TestSagaKilled kills the process running the credit saga repeatedly
+// while orders come in, so kills land in the middle of reservations.
+func TestSagaKilled(t *testing.T) {
+	t.Parallel()
+	scenario(t, faulttest.Config{}, faulttest.LoadConfig{}, func(s *faulttest.System, l *faulttest.Load) {
+		killRestarts(s.Saga, rounds(4))
+	})
+}
+
+// TestViewStoreUnavailable makes the view store unavailable for longer
+// than the projector's store deadline: the projector waits, then catches
+// up without skipping anything.
+func TestViewStoreUnavailable(t *testing.T) {
+	t.Parallel()
+	t.Run("sqlite locked", func(t *testing.T) {
+		t.Parallel()
+		scenario(t, faulttest.Config{}, faulttest.LoadConfig{}, func(s *faulttest.System, l *faulttest.Load) {
+			for range rounds(1) {
+				lockSQLite(t, filepath.Join(s.ViewStore.DataDir, viewstore.SQLiteFile), 3*timeout)
+				s.Faults.Count("sqlite locked")
+			}
+		})
+	})
+	t.Run("ferretdb stopped", func(t *testing.T) {
+		if !*long {
+			// It passes alone, but beside the other scenarios under -race
+			// on two shared cores the projector cannot keep up with the
+			// load through the in-process FerretDB.
+			t.Skip("long run only (-faults.long): FerretDB is too slow for the short run")
+		}
+		t.Parallel()
+		db := ferrettest.StartServer(t)
+		// FerretDB writes slowly: a batch of a few hundred events takes
+		// longer than the projector's store deadline, and such a batch is
+		// retried whole, for ever. Small batches and a lighter load.
+		slow := 4 * timeout
+		cfg := faulttest.Config{Views: viewstore.Mongo, MongoURI: db.URI(), StoreTimeout: slow, ProjectorFlags: []string{"-batch-size", "32"}}
+		scenario(t, cfg, faulttest.LoadConfig{Clients: 2, Pause: 100 * time.Millisecond}, func(s *faulttest.System, l *faulttest.Load) {
+			for range rounds(1) {
+				db.Stop()
+				s.Faults.Count("ferretdb stopped")
+				time.Sleep(slow + time.Second)
+				db.Restart()
+			}
+		})
+	})
+}
+
+// lockSQLite holds an exclusive lock on the database at path, from
+// another connection, for d.
+func lockSQLite(t *testing.T, path string, d time.Duration) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The projector holds the write lock only while it writes a batch.
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 30000"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatalf("lock the views: %v", err)
+	}
+	time.Sleep(d)
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+}

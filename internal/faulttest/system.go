@@ -1,0 +1,166 @@
+package faulttest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/faulttest/invariant"
+	"github.com/orderly/orderly/internal/loopback"
+	"github.com/orderly/orderly/internal/views/viewstore"
+)
+
+// Config chooses the system a test runs.
+type Config struct {
+	// Views is viewstore.SQLite (the default, in the system's directory)
+	// or viewstore.Mongo at MongoURI.
+	Views    string
+	MongoURI string
+	// StoreTimeout is every service's deadline on a store call; short by
+	// default (2s), so that an outage crosses it.
+	StoreTimeout time.Duration
+	// ProjectorFlags are more flags for the projector.
+	ProjectorFlags []string
+}
+
+// System is Orderly as four processes on loopback: the embedded event
+// store (orderly eventstore), command-svc serving the clients without a
+// saga, a second command-svc that runs only the credit saga (so killing
+// the saga does not cut the clients off), and the projector.
+type System struct {
+	t          testing.TB
+	Faults     *Faults
+	EventStore *Proc
+	Commands   *Proc
+	Saga       *Proc
+	Projector  *Proc
+	// ConnString is the event store's connection string.
+	ConnString string
+	// ViewStore is where the projector keeps the views.
+	ViewStore viewstore.Config
+	client    orderlyv1.CommandServiceClient
+}
+
+// Start runs a fresh system in a t.TempDir, until the test ends.
+func Start(t testing.TB, cfg Config) *System {
+	t.Helper()
+	if cfg.Views == "" {
+		cfg.Views = viewstore.SQLite
+	}
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = 2 * time.Second
+	}
+	dir := t.TempDir()
+	esAddr := loopback.FreeAddr(t)
+	s := &System{
+		t: t, Faults: &Faults{}, ConnString: fmt.Sprintf("esdb://%s?tls=false", esAddr),
+		ViewStore: viewstore.Config{Kind: cfg.Views, DataDir: dir, MongoURI: cfg.MongoURI, MongoDatabase: "orderly", MongoBulkSize: 64},
+	}
+	orderly, commandSvc, projector := Binary(t, "cmd/orderly"), Binary(t, "command-svc"), Binary(t, "projector")
+	timeout := "-store-timeout=" + cfg.StoreTimeout.String()
+	s.EventStore = startProc(t, s.Faults, "eventstore", orderly, esAddr,
+		"eventstore", "-listen", esAddr, "-data", filepath.Join(dir, "eventstore"))
+
+	metrics := loopback.FreeAddr(t)
+	s.Projector = startProc(t, s.Faults, "projector", projector, metrics, append([]string{
+		"-eventstore", s.ConnString, "-metrics-listen", metrics, timeout, "-log-level", "warn",
+		"-views", cfg.Views, "-data", dir, "-mongo-uri", cfg.MongoURI, "-mongo-db", s.ViewStore.MongoDatabase,
+		"-mongo-bulk-size", fmt.Sprint(s.ViewStore.MongoBulkSize),
+	}, cfg.ProjectorFlags...)...)
+
+	sagaAddr := loopback.FreeAddr(t)
+	s.Saga = startProc(t, s.Faults, "saga", commandSvc, sagaAddr,
+		"-eventstore", s.ConnString, "-grpc-listen", sagaAddr, "-http-listen", "", timeout, "-log-level", "warn",
+		"-saga=true", "-saga-workers", "16")
+
+	cmdAddr := loopback.FreeAddr(t)
+	s.Commands = startProc(t, s.Faults, "command-svc", commandSvc, cmdAddr,
+		"-eventstore", s.ConnString, "-grpc-listen", cmdAddr, "-http-listen", "", timeout, "-log-level", "warn",
+		"-saga=false")
+
+	cc, err := grpc.NewClient(cmdAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	s.client = orderlyv1.NewCommandServiceClient(cc)
+	return s
+}
+
+// CommandClient is a gRPC client of command-svc.
+func (s *System) CommandClient() orderlyv1.CommandServiceClient { return s.client }
+
+// Check waits (within settle) for the saga to be idle and the views to have
+// caught up, then runs the invariant checker over the whole store, the
+// views and acks; every broken invariant fails the test. It returns the
+// report, for the counts.
+func (s *System) Check(settle time.Duration, acks []invariant.Ack) invariant.Report {
+	s.t.Helper()
+	report, err := s.check(settle, acks)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := report.Err(); err != nil {
+		s.t.Error(err)
+	}
+	for _, p := range []*Proc{s.EventStore, s.Commands, s.Saga, s.Projector} {
+		p.CheckAlive()
+	}
+	return report
+}
+
+// check settles and checks, as Check, and returns what it found.
+func (s *System) check(settle time.Duration, acks []invariant.Ack) (invariant.Report, error) {
+	src := s.Sources()
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	if err := invariant.Settle(ctx, src); err != nil {
+		return invariant.Report{}, err
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return invariant.Check(ctx, src, acks)
+}
+
+// Sources opens what the invariant checker reads, until the test ends: an
+// official event store client, and the views.
+func (s *System) Sources() invariant.Sources {
+	s.t.Helper()
+	cfg, err := esdb.ParseConnectionString(s.ConnString)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cfg.Logger = esdb.NoopLogging()
+	es, err := esdb.NewClient(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { _ = es.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	vs, err := viewstore.Open(ctx, s.ViewStore)
+	if err != nil {
+		s.t.Fatalf("open the views: %v", err)
+	}
+	s.t.Cleanup(func() { _ = vs.Close() })
+	return invariant.Sources{Store: es, Views: vs}
+}
+
+// fmtCounts formats counts by name, sorted: "a=1 b=2".
+func fmtCounts(n map[string]int) string {
+	var parts []string
+	for k, v := range n {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
+}
