@@ -3,6 +3,8 @@ package eventstore
 import (
 	"fmt"
 	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Config configures Open. Zero values take the defaults below.
@@ -18,6 +20,10 @@ type Config struct {
 	SubscriberBuffer int
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
+
+	// fs replaces the filesystem Pebble writes to, so tests can simulate a
+	// crash that keeps only synced data; nil is the OS (or memory, without Dir).
+	fs vfs.FS
 }
 
 const (

@@ -61,6 +61,7 @@ func wantRevisions(t testing.TB, c *esdb.Client, stream string, backwards bool, 
 }
 
 func TestMetadata_RoundTrip(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	mustAppend(t, c, "meta-rt", esdb.NoStream{}, events(1, "e")...)
 
@@ -107,6 +108,7 @@ func TestMetadata_RoundTrip(t *testing.T) {
 }
 
 func TestMetadata_ExpectedRevisionOnMetastream(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	setMeta(t, c, "meta-exp", esdb.NoStream{}, maxCount(1))
 	_, err := c.SetStreamMetadata(testCtx(t), "meta-exp", esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, maxCount(2))
@@ -131,6 +133,7 @@ func TestMetadata_ExpectedRevisionOnMetastream(t *testing.T) {
 // EventStoreDB gives metadata streams $maxCount 1: only the latest metadata
 // event reads, in either direction, while revisions go on.
 func TestMetadata_MetastreamShowsOnlyLatest_LikeEventStoreDB(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	for i := range uint64(3) {
 		setMeta(t, c, "meta-latest", esdb.Any{}, maxCount(i+1))
@@ -143,6 +146,7 @@ func TestMetadata_MetastreamShowsOnlyLatest_LikeEventStoreDB(t *testing.T) {
 // $$stream as not found, which the Go client (v4) returns as an error with
 // ResourceNotFound (the .NET client turns it into "no metadata").
 func TestMetadata_OfStreamThatDoesNotExistYet_LikeEventStoreDB(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	_, err := c.GetStreamMetadata(testCtx(t), "meta-new", esdb.ReadStreamOptions{})
 	wantCode(t, err, esdb.ErrorCodeResourceNotFound)
@@ -159,6 +163,7 @@ func TestMetadata_OfStreamThatDoesNotExistYet_LikeEventStoreDB(t *testing.T) {
 }
 
 func TestMetadata_MaxCountOnReads(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	setMeta(t, c, "mc", esdb.NoStream{}, maxCount(3))
 	mustAppend(t, c, "mc", esdb.NoStream{}, events(5, "e")...)
@@ -184,6 +189,7 @@ func TestMetadata_MaxCountOnReads(t *testing.T) {
 // A $tb past the end leaves the stream existing and reading empty: only a
 // soft delete's $tb (MaxInt64) makes it "not found".
 func TestMetadata_TruncateBeforeOnReads_LikeEventStoreDB(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	mustAppend(t, c, "tb", esdb.NoStream{}, events(5, "e")...)
 	var m esdb.StreamMetadata
@@ -239,6 +245,7 @@ func subscribeFromStart(t testing.TB, c *esdb.Client, stream string) *esdb.Subsc
 }
 
 func TestMetadata_MaxAgeOnReads(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c, behind := agedStore(t)
 	m := agedStream(t, c, behind, "age", 3, 2)
 	wantRevisions(t, c, "age", false, 3, 4)
@@ -256,6 +263,7 @@ func TestMetadata_MaxAgeOnReads(t *testing.T) {
 // EventStoreDB hides retired events from stream reads only: $all shows them
 // until a scavenge removes them, and shows the $metadata events too.
 func TestMetadata_AllStillShowsRetiredEvents_LikeEventStoreDB(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	mustAppend(t, c, "retired", esdb.NoStream{}, events(4, "e")...)
 	setMeta(t, c, "retired", esdb.NoStream{}, maxCount(1))
@@ -275,6 +283,7 @@ func TestMetadata_AllStillShowsRetiredEvents_LikeEventStoreDB(t *testing.T) {
 }
 
 func TestMetadata_RetentionOnStreamSubscriptions(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c, behind := agedStore(t)
 	agedStream(t, c, behind, "sub-age", 2, 1)
 
@@ -314,6 +323,7 @@ func TestMetadata_RetentionOnStreamSubscriptions(t *testing.T) {
 // the end is not documented; this store keeps reads and subscriptions in
 // agreement.)
 func TestMetadata_LiveSubscriptionFollowsNewMetadata(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	mustAppend(t, c, "follow", esdb.NoStream{}, events(1, "e")...)
 	sub := subscribeFromStart(t, c, "follow")
@@ -344,6 +354,7 @@ func recordedRevisions(evs []*esdb.RecordedEvent) []uint64 {
 // append starts the stream again and rewrites it with $tb at its first
 // revision (EventStoreDB's writer, and the .NET client's soft delete tests).
 func TestMetadata_SoftDeleteSetsTruncateBefore_LikeEventStoreDB(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	mustAppend(t, c, "sd", esdb.NoStream{}, events(2, "e")...)
 	m := maxCount(100)
@@ -376,6 +387,7 @@ func TestMetadata_SoftDeleteSetsTruncateBefore_LikeEventStoreDB(t *testing.T) {
 // the server follows it with a copy whose $tb is the end of the stream, so
 // the stream reads empty rather than not found.
 func TestMetadata_SetOnSoftDeletedStreamKeepsItTruncated_LikeEventStoreDB(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	mustAppend(t, c, "sd-meta", esdb.NoStream{}, events(2, "e")...)
 	if _, err := c.DeleteStream(testCtx(t), "sd-meta", esdb.DeleteStreamOptions{ExpectedRevision: esdb.Revision(1)}); err != nil {
@@ -398,6 +410,7 @@ func TestMetadata_SetOnSoftDeletedStreamKeepsItTruncated_LikeEventStoreDB(t *tes
 // value written is 2^63, what the Go client reads back for MaxInt64 (it
 // decodes numbers as float64): the store takes it for MaxInt64.
 func TestMetadata_TruncateBeforeMaxIsSoftDelete_LikeEventStoreDB(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	mustAppend(t, c, "tbmax", esdb.NoStream{}, events(2, "e")...)
 	m := maxCount(100)
@@ -418,6 +431,7 @@ func TestMetadata_TruncateBeforeMaxIsSoftDelete_LikeEventStoreDB(t *testing.T) {
 // A tombstone deletes the metadata stream with its stream: reads and writes
 // of $$stream answer "stream deleted".
 func TestMetadata_TombstoneDeletesMetadata_LikeEventStoreDB(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	mustAppend(t, c, "ts", esdb.NoStream{}, events(1, "e")...)
 	setMeta(t, c, "ts", esdb.NoStream{}, maxCount(5))
@@ -431,6 +445,7 @@ func TestMetadata_TombstoneDeletesMetadata_LikeEventStoreDB(t *testing.T) {
 }
 
 func TestMetadata_RefusesWhatIsNotMetadata(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	c := newClient(t)
 	bad := func(eventType, data string) esdb.EventData {
 		return esdb.EventData{EventType: eventType, ContentType: esdb.ContentTypeJson, Data: []byte(data)}
@@ -459,6 +474,7 @@ func TestMetadata_RefusesWhatIsNotMetadata(t *testing.T) {
 }
 
 func TestMetadata_SurvivesRestart(t *testing.T) {
+	estest.Fresh(t) // fixed stream names: not yet made unique per run
 	dir := t.TempDir()
 	c, stop := serveDir(t, dir)
 	mustAppend(t, c, "kept", esdb.NoStream{}, events(4, "e")...)

@@ -6,11 +6,13 @@ import (
 	"testing"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/orderly/orderly/internal/eventstore/estest"
 )
 
 func TestReadStreamDirectionsAndBounds(t *testing.T) {
+	stream := streamName(t, "ten")
 	c := newClient(t)
-	mustAppend(t, c, "ten", esdb.NoStream{}, events(10, "e")...)
+	mustAppend(t, c, stream, esdb.NoStream{}, events(10, "e")...)
 	cases := []struct {
 		name  string
 		opts  esdb.ReadStreamOptions
@@ -29,7 +31,7 @@ func TestReadStreamDirectionsAndBounds(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			evs, err := readStream(t, c, "ten", tc.opts, tc.count)
+			evs, err := readStream(t, c, stream, tc.opts, tc.count)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -41,14 +43,16 @@ func TestReadStreamDirectionsAndBounds(t *testing.T) {
 }
 
 func TestReadMissingStream(t *testing.T) {
+	stream := streamName(t, "nobody")
 	c := newClient(t)
-	_, err := readStream(t, c, "nobody", esdb.ReadStreamOptions{}, 10)
+	_, err := readStream(t, c, stream, esdb.ReadStreamOptions{}, 10)
 	wantCode(t, err, esdb.ErrorCodeResourceNotFound)
-	_, err = readStream(t, c, "nobody", esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 10)
+	_, err = readStream(t, c, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 10)
 	wantCode(t, err, esdb.ErrorCodeResourceNotFound)
 }
 
 func TestReadAllPaging(t *testing.T) {
+	estest.Fresh(t)
 	c := newClient(t)
 	for i := range 5 {
 		mustAppend(t, c, fmt.Sprintf("page-%d", i), esdb.NoStream{}, events(5, "e")...)

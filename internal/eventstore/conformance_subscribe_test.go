@@ -64,10 +64,12 @@ func waitCaughtUp(t testing.TB, sub *esdb.Subscription) {
 }
 
 func TestSubscribeStreamCatchUpThenLive(t *testing.T) {
+	live := streamName(t, "live")
+	other := streamName(t, "other")
 	c := newClient(t)
-	mustAppend(t, c, "live", esdb.NoStream{}, events(50, "e")...)
-	mustAppend(t, c, "other", esdb.NoStream{}, events(5, "e")...)
-	sub, err := c.SubscribeToStream(testCtx(t), "live", esdb.SubscribeToStreamOptions{From: esdb.Start{}})
+	mustAppend(t, c, live, esdb.NoStream{}, events(50, "e")...)
+	mustAppend(t, c, other, esdb.NoStream{}, events(5, "e")...)
+	sub, err := c.SubscribeToStream(testCtx(t), live, esdb.SubscribeToStreamOptions{From: esdb.Start{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +79,13 @@ func TestSubscribeStreamCatchUpThenLive(t *testing.T) {
 	go func() {
 		exp := esdb.ExpectedRevision(esdb.Revision(49))
 		for range 25 {
-			res, err := c.AppendToStream(testCtx(t), "live", esdb.AppendToStreamOptions{ExpectedRevision: exp}, events(2, "e")...)
+			res, err := c.AppendToStream(testCtx(t), live, esdb.AppendToStreamOptions{ExpectedRevision: exp}, events(2, "e")...)
 			if err != nil {
 				done <- err
 				return
 			}
 			exp = esdb.Revision(res.NextExpectedVersion)
-			_, _ = c.AppendToStream(testCtx(t), "other", esdb.AppendToStreamOptions{}, events(1, "e")...)
+			_, _ = c.AppendToStream(testCtx(t), other, esdb.AppendToStreamOptions{}, events(1, "e")...)
 		}
 		done <- nil
 	}()
@@ -95,7 +97,7 @@ func TestSubscribeStreamCatchUpThenLive(t *testing.T) {
 		t.Fatalf("got %d events, dropped %v", len(r.events), r.dropped)
 	}
 	for i, ev := range r.events {
-		if ev.EventNumber != uint64(i) || ev.StreamID != "live" {
+		if ev.EventNumber != uint64(i) || ev.StreamID != live {
 			t.Fatalf("event %d is %s@%d: gap, duplicate or foreign event", i, ev.StreamID, ev.EventNumber)
 		}
 	}
@@ -105,6 +107,7 @@ func TestSubscribeStreamCatchUpThenLive(t *testing.T) {
 }
 
 func TestSubscribeAllCatchUpThenLive(t *testing.T) {
+	estest.Fresh(t)
 	c := newClient(t)
 	for i := range 10 {
 		mustAppend(t, c, fmt.Sprintf("a-%d", i), esdb.NoStream{}, events(10, "e")...)
@@ -135,6 +138,7 @@ func TestSubscribeAllCatchUpThenLive(t *testing.T) {
 }
 
 func TestSubscribeStartingPointsAreExclusive(t *testing.T) {
+	estest.Fresh(t)
 	c := newClient(t)
 	mustAppend(t, c, "s", esdb.NoStream{}, events(10, "e")...)
 	all := readAll(t, c, esdb.ReadAllOptions{}, 100)
@@ -194,6 +198,7 @@ func revisionsOf(evs []*esdb.RecordedEvent) []string {
 }
 
 func TestSubscribeAllFilters(t *testing.T) {
+	estest.Fresh(t)
 	c := newClient(t)
 	mustAppend(t, c, "order-1", esdb.NoStream{}, events(3, "orderly.OrderPlaced")...)
 	mustAppend(t, c, "customer-1", esdb.NoStream{}, events(3, "orderly.CustomerRegistered")...)
@@ -257,6 +262,7 @@ func matches(f esdb.SubscriptionFilter, ev *esdb.RecordedEvent) bool {
 }
 
 func TestFilteredSubscriptionCheckpointsAndResume(t *testing.T) {
+	estest.Fresh(t)
 	c := newClient(t)
 	mustAppend(t, c, "noise", esdb.NoStream{}, events(20, "noise")...)
 	mustAppend(t, c, "wanted", esdb.NoStream{}, events(1, "wanted")...)
@@ -301,6 +307,7 @@ func TestFilteredSubscriptionCheckpointsAndResume(t *testing.T) {
 }
 
 func TestManySubscribers(t *testing.T) {
+	estest.Fresh(t)
 	c := newClient(t)
 	const subscribers, appends = 25, 40
 	subs := make([]*esdb.Subscription, subscribers)

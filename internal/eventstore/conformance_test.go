@@ -26,8 +26,19 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
+// streamName is name, made unique to the test and the run when tests share a
+// real server (estest.ServerEnv), where fixed names would meet other runs'.
+func streamName(t testing.TB, name string) string {
+	if !estest.Real() {
+		return name
+	}
+	return name + "-" + runID + "-" + t.Name()
+}
+
+var runID = uuid.NewString()[:8]
+
 func newClient(t testing.TB, opts ...estest.Option) *esdb.Client {
-	return estest.Client(t, estest.Start(t, opts...))
+	return estest.Client(t, estest.Start(t, append(opts, estest.Shareable())...))
 }
 
 func events(n int, eventType string) []esdb.EventData {
@@ -125,24 +136,25 @@ func revisions(evs []*esdb.ResolvedEvent) []uint64 {
 }
 
 func TestEventMetadataRoundTrip(t *testing.T) {
+	stream := streamName(t, "order-1")
 	c := newClient(t)
 	before := time.Now()
 	ev := esdb.EventData{
 		EventID: uuid.New(), EventType: "orderly.OrderPlaced", ContentType: esdb.ContentTypeJson,
 		Data: []byte(`{"order":"o-1"}`), Metadata: []byte(`{"schema":2,"correlation":"c-1"}`),
 	}
-	res := mustAppend(t, c, "order-1", esdb.NoStream{}, ev,
+	res := mustAppend(t, c, stream, esdb.NoStream{}, ev,
 		esdb.EventData{EventType: "orderly.Raw", ContentType: esdb.ContentTypeBinary, Data: []byte{0, 1, 2}})
 	if res.NextExpectedVersion != 1 || res.CommitPosition == 0 || res.PreparePosition == 0 {
 		t.Fatalf("write result = %+v, want next 1 and positions > 0", res)
 	}
-	evs, err := readStream(t, c, "order-1", esdb.ReadStreamOptions{}, 10)
+	evs, err := readStream(t, c, stream, esdb.ReadStreamOptions{}, 10)
 	if err != nil || len(evs) != 2 {
 		t.Fatalf("read = %d events, %v", len(evs), err)
 	}
 	got := evs[0].Event
 	if got.EventID != ev.EventID || got.EventType != ev.EventType || got.ContentType != "application/json" ||
-		string(got.Data) != string(ev.Data) || string(got.UserMetadata) != string(ev.Metadata) || got.StreamID != "order-1" {
+		string(got.Data) != string(ev.Data) || string(got.UserMetadata) != string(ev.Metadata) || got.StreamID != stream {
 		t.Fatalf("event = %+v, want %+v", got, ev)
 	}
 	if got.CreatedDate.Before(before.Add(-time.Second)) || got.CreatedDate.After(time.Now().Add(time.Second)) {
@@ -178,7 +190,7 @@ func TestExpectedRevisionMatrix(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			stream := fmt.Sprintf("matrix-%d", i)
+			stream := streamName(t, fmt.Sprintf("matrix-%d", i))
 			if tc.exists {
 				mustAppend(t, c, stream, esdb.NoStream{}, events(2, "seed")...)
 			}
@@ -209,32 +221,33 @@ func TestExpectedRevisionMatrix(t *testing.T) {
 }
 
 func TestIdempotentAppend(t *testing.T) {
+	stream := streamName(t, "idem")
 	c := newClient(t)
 	first := events(3, "e")
-	res1 := mustAppend(t, c, "idem", esdb.NoStream{}, first...)
+	res1 := mustAppend(t, c, stream, esdb.NoStream{}, first...)
 	// Same IDs, same expected revision: answered again, not written again.
-	res2 := mustAppend(t, c, "idem", esdb.NoStream{}, first...)
+	res2 := mustAppend(t, c, stream, esdb.NoStream{}, first...)
 	if res2.NextExpectedVersion != 2 || res2.CommitPosition != res1.CommitPosition {
 		t.Fatalf("retry result = %+v, want %+v", res2, res1)
 	}
 	second := events(2, "e")
-	mustAppend(t, c, "idem", esdb.Revision(2), second...)
-	res4 := mustAppend(t, c, "idem", esdb.Revision(2), second...)
+	mustAppend(t, c, stream, esdb.Revision(2), second...)
+	res4 := mustAppend(t, c, stream, esdb.Revision(2), second...)
 	if res4.NextExpectedVersion != 4 {
 		t.Fatalf("retry at revision 2: next = %d, want 4", res4.NextExpectedVersion)
 	}
 	// Any: a retry of the latest append is recognised too.
-	mustAppend(t, c, "idem", esdb.Any{}, second...)
+	mustAppend(t, c, stream, esdb.Any{}, second...)
 
 	// Only some IDs committed: a conflict, not a partial write.
 	partial := append(first[:2:2], events(1, "e")...)
-	_, err := c.AppendToStream(testCtx(t), "idem", esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, partial...)
+	_, err := c.AppendToStream(testCtx(t), stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, partial...)
 	wantCode(t, err, esdb.ErrorCodeWrongExpectedVersion)
 	// Right IDs, wrong order: a conflict.
-	_, err = c.AppendToStream(testCtx(t), "idem", esdb.AppendToStreamOptions{ExpectedRevision: esdb.Revision(2)}, second[1], second[0])
+	_, err = c.AppendToStream(testCtx(t), stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Revision(2)}, second[1], second[0])
 	wantCode(t, err, esdb.ErrorCodeWrongExpectedVersion)
 
-	evs, err := readStream(t, c, "idem", esdb.ReadStreamOptions{}, 100)
+	evs, err := readStream(t, c, stream, esdb.ReadStreamOptions{}, 100)
 	if err != nil || len(evs) != 5 {
 		t.Fatalf("stream has %d events (%v), want 5", len(evs), err)
 	}
@@ -246,6 +259,7 @@ func TestIdempotentAppend(t *testing.T) {
 }
 
 func TestConcurrentAppendsGetIncreasingPositions(t *testing.T) {
+	estest.Fresh(t)
 	c := newClient(t)
 	const writers, each = 8, 20
 	errs := make(chan error, writers)
@@ -304,7 +318,7 @@ func TestManyStoresUnderContention(t *testing.T) {
 			var wg sync.WaitGroup
 			for g := range writers {
 				wg.Go(func() {
-					stream := fmt.Sprintf("hot-%d", g%streams)
+					stream := streamName(t, fmt.Sprintf("hot-%d", g%streams))
 					for done := 0; done < appends; {
 						evs, err := readStream(t, c, stream, esdb.ReadStreamOptions{}, ^uint64(0))
 						var exp esdb.ExpectedRevision = esdb.NoStream{}
@@ -330,7 +344,7 @@ func TestManyStoresUnderContention(t *testing.T) {
 			}
 			wg.Wait()
 			for s := range streams {
-				evs, err := readStream(t, c, fmt.Sprintf("hot-%d", s), esdb.ReadStreamOptions{}, ^uint64(0))
+				evs, err := readStream(t, c, streamName(t, fmt.Sprintf("hot-%d", s)), esdb.ReadStreamOptions{}, ^uint64(0))
 				if want := writers / streams * appends; err != nil || len(evs) != want {
 					t.Errorf("hot-%d has %d events (%v), want %d", s, len(evs), err, want)
 				}

@@ -39,7 +39,18 @@
 // of them in one Pebble batch committed with fsync, then acknowledges them all
 // and hands the batch to live subscribers. Concurrent writers thus share one
 // sync (group commit), positions are assigned in commit order, and nothing is
-// acknowledged before it is on disk. Pebble publishes a synced batch to
-// readers only once its WAL sync is done, so no reader sees an event that a
-// crash could take back.
+// acknowledged before it is on disk.
+//
+// # What readers see
+//
+// Pebble makes a batch readable as soon as it is in the memtable, before its
+// WAL sync completes. Reads therefore never use the live database: stream and
+// $all reads (and a stream subscription's start) use a snapshot the sequencer
+// takes after each synced commit (durable.go), and subscriptions deliver
+// stored events only up to the head published after that commit. So no reader
+// sees an event that a crash could take back, and an event a reader has seen
+// is one an append has been (or is about to be) acknowledged for. This holds
+// for crashes of the process and of the machine, as far as the filesystem
+// honours fsync; conformance_crash_test.go checks both halves on a
+// filesystem that drops every unsynced write when it "crashes".
 package eventstore

@@ -45,8 +45,12 @@ func (s *Server) readStream(o *streams.ReadReq_Options, w *eventWriter) error {
 	if err := validateStreamName(name); err != nil {
 		return err
 	}
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
+	view, err := s.durable.acquire()
+	if err != nil {
+		return statusFor(w.out.Context(), s.log, name, err)
+	}
+	defer s.durable.release(view)
+	snap := view.snap
 	meta, err := readView(snap, name)
 	if err != nil {
 		return statusFor(w.out.Context(), s.log, name, err)
@@ -112,9 +116,12 @@ func (s *Server) readAll(o *streams.ReadReq_Options, w *eventWriter) error {
 	default:
 		return status.Error(codes.InvalidArgument, "read: $all position option is missing")
 	}
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	return scanLog(snap, lo, hi, backwards, w.limit(o.GetCount()))
+	view, err := s.durable.acquire()
+	if err != nil {
+		return statusFor(w.out.Context(), s.log, allStream, err)
+	}
+	defer s.durable.release(view)
+	return scanLog(view.snap, lo, hi, backwards, w.limit(o.GetCount()))
 }
 
 // eventWriter sends events (and, for filtered subscriptions, checkpoints) in

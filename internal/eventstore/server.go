@@ -22,12 +22,14 @@ import (
 type Server struct {
 	streams.UnimplementedStreamsServer
 
-	cfg    Config
-	log    *slog.Logger
-	db     *pebble.DB
-	seq    *sequencer
-	broker *broker
-	grpc   *grpc.Server
+	cfg Config
+	log *slog.Logger
+	db  *pebble.DB
+	seq *sequencer
+	// durable is what plain reads see: only synced groups.
+	durable *durable
+	broker  *broker
+	grpc    *grpc.Server
 
 	closeOnce sync.Once
 	closeErr  error
@@ -45,17 +47,21 @@ func Open(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := openPebble(cfg.Dir, cfg.Logger)
+	db, err := openPebble(cfg.Dir, cfg.fs, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, db: db}
-	s.seq, err = newSequencer(db, cfg.Logger, func(entries []*entry, head uint64) { s.broker.publish(entries, head) })
+	s.seq, err = newSequencer(db, cfg.Logger, func(entries []*entry, head uint64) {
+		s.durable.advance(db)
+		s.broker.publish(entries, head)
+	})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("recover event store state: %w", err)
 	}
 	s.broker = newBroker(s.seq.head)
+	s.durable = newDurable(db)
 	go s.seq.run()
 
 	s.grpc = grpc.NewServer(
@@ -107,6 +113,7 @@ func (s *Server) Close() error {
 			<-stopped
 		}
 		s.seq.stop()
+		s.durable.close()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close event store storage: %w", err)
 		}

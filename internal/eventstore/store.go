@@ -38,9 +38,9 @@ func (e *entry) record() (*record, error) {
 	return e.rec, nil
 }
 
-func openPebble(dir string, logger *slog.Logger) (*pebble.DB, error) {
-	opts := &pebble.Options{Logger: pebbleLogger{logger}}
-	if dir == "" {
+func openPebble(dir string, fs vfs.FS, logger *slog.Logger) (*pebble.DB, error) {
+	opts := &pebble.Options{Logger: pebbleLogger{logger}, FS: fs}
+	if fs == nil && dir == "" {
 		opts.FS = vfs.NewMem()
 	}
 	db, err := pebble.Open(dir, opts)

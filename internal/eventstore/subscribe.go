@@ -120,7 +120,12 @@ func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(h
 	if err := validateStreamName(name); err != nil {
 		return nil, "", nil, err
 	}
-	meta, err := readView(s.db, name)
+	view, err := s.durable.acquire()
+	if err != nil {
+		return nil, "", nil, statusFor(w.out.Context(), s.log, name, err)
+	}
+	meta, err := readView(view.snap, name)
+	s.durable.release(view)
 	if err != nil {
 		return nil, "", nil, statusFor(w.out.Context(), s.log, name, err)
 	}
