@@ -27,7 +27,6 @@ type Stack struct {
 	mu         sync.Mutex
 	runs       []string // oldest first
 	bytes      int
-	gen        uint64 // bumped by Reset, so a compaction of emptied runs is dropped
 	compacting bool
 }
 
@@ -85,14 +84,6 @@ func (s *Stack) find(run, key string) (string, bool) {
 		return run[j*s.width+s.keyLen : (j+1)*s.width], true
 	}
 	return "", false
-}
-
-// Reset empties the stack.
-func (s *Stack) Reset() {
-	s.mu.Lock()
-	s.runs, s.bytes = nil, 0
-	s.gen++
-	s.mu.Unlock()
 }
 
 // Bytes is the size of the runs, shadowed entries included.
@@ -154,20 +145,18 @@ func (s *Stack) Compact() {
 			s.mu.Unlock()
 			return
 		}
-		merging, gen := slices.Clone(s.runs[first:]), s.gen
+		merging := slices.Clone(s.runs[first:])
 		s.mu.Unlock()
 
 		merged := s.merge(merging)
 
 		s.mu.Lock()
-		// Only this call removes runs, and Reset bumps gen: if gen holds,
-		// runs[first:first+len(merging)] are still the ones merged.
-		if s.gen == gen {
-			s.runs = slices.Replace(s.runs, first, first+len(merging), merged)
-			s.bytes += len(merged)
-			for _, r := range merging {
-				s.bytes -= len(r)
-			}
+		// Only this call removes runs (Push appends): runs[first:] begin
+		// with the ones merged.
+		s.runs = slices.Replace(s.runs, first, first+len(merging), merged)
+		s.bytes += len(merged)
+		for _, r := range merging {
+			s.bytes -= len(r)
 		}
 	}
 }
