@@ -293,11 +293,7 @@ func TestSnapshotFoldEqualsFoldFromZero(t *testing.T) {
 // fold key are not applied; they are deleted and rewritten under this one.
 func TestSnapshotOfAnotherFoldVersionIsDiscarded(t *testing.T) {
 	t.Parallel()
-	connString := estest.Start(t)
-	client := estest.Client(t, connString)
-	id := uuid.NewString()
-	history := randomHistory(rand.New(rand.NewPCG(1, 2)), id, 200)
-	appendAll(t, client, eventlog.CustomerStream(id), history)
+	connString, client, id, history := storeWithCustomer(t, 1, 200)
 	opts := Options{SnapshotEvents: 20}
 
 	old := serviceOn(t, connString, WithFoldKey(opts, 0xdead))
@@ -313,17 +309,13 @@ func TestSnapshotOfAnotherFoldVersionIsDiscarded(t *testing.T) {
 	got, gotIDs := loaded(t, cur, id)
 	want, wantIDs := foldFromZero(t, client, id)
 	sameAnswers(t, "loaded by this build", got, want, gotIDs, wantIDs, history)
-	if l, d := value(cur.metrics.pagesLoaded), value(cur.metrics.pagesDiscarded); l != 0 || d != 10 {
-		t.Fatalf("pages loaded %v, discarded %v; want 0 and 10", l, d)
-	}
+	wantPages(t, "this build", cur, 0, 10)
 	if err := cur.WaitSnapshots(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	next := serviceOn(t, connString, opts)
 	loaded(t, next, id)
-	if l, d := value(next.metrics.pagesLoaded), value(next.metrics.pagesDiscarded); l != 10 || d != 0 {
-		t.Fatalf("after rewrite: pages loaded %v, discarded %v; want 10 and 0", l, d)
-	}
+	wantPages(t, "after rewrite", next, 10, 0)
 }
 
 // TestSnapshotOfARecreatedStreamIsNotUsed: pages of a stream that was deleted
@@ -670,11 +662,7 @@ func TestPageQueueLetsWrittenPagesGo(t *testing.T) {
 // from its first event.
 func TestPagesOfAnOlderFormatAreDiscarded(t *testing.T) {
 	t.Parallel()
-	connString := estest.Start(t)
-	client := estest.Client(t, connString)
-	id := uuid.NewString()
-	history := randomHistory(rand.New(rand.NewPCG(5, 6)), id, 50)
-	appendAll(t, client, eventlog.CustomerStream(id), history)
+	connString, client, id, history := storeWithCustomer(t, 5, 50)
 	first, err := eventlog.Read(testCtx(t), client, eventcodec.Default(), eventlog.CustomerStream(id), 0, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -702,8 +690,26 @@ func TestPagesOfAnOlderFormatAreDiscarded(t *testing.T) {
 	got, gotIDs := loaded(t, s, id)
 	want, wantIDs := foldFromZero(t, client, id)
 	sameAnswers(t, "loaded past an old page", got, want, gotIDs, wantIDs, history)
-	if l, d := value(s.metrics.pagesLoaded), value(s.metrics.pagesDiscarded); l != 0 || d != 1 {
-		t.Fatalf("pages loaded %v, discarded %v; want 0 and 1", l, d)
+	wantPages(t, "past an old page", s, 0, 1)
+}
+
+// storeWithCustomer starts a store holding a customer of n random events
+// (randomHistory, seeded).
+func storeWithCustomer(t *testing.T, seed uint64, n int) (connString string, client *esdb.Client, id string, history []stored) {
+	t.Helper()
+	connString = estest.Start(t)
+	client = estest.Client(t, connString)
+	id = uuid.NewString()
+	history = randomHistory(rand.New(rand.NewPCG(seed, seed+1)), id, n)
+	appendAll(t, client, eventlog.CustomerStream(id), history)
+	return connString, client, id, history
+}
+
+// wantPages fails t unless s loaded and discarded so many snapshot pages.
+func wantPages(t *testing.T, what string, s *Service, loaded, discarded float64) {
+	t.Helper()
+	if l, d := value(s.metrics.pagesLoaded), value(s.metrics.pagesDiscarded); l != loaded || d != discarded {
+		t.Fatalf("%s: pages loaded %v, discarded %v; want %v and %v", what, l, d, loaded, discarded)
 	}
 }
 
