@@ -721,13 +721,13 @@ func TestCacheCountsRuns(t *testing.T) {
 	connString := estest.Start(t)
 	client := estest.Client(t, connString)
 	id := uuid.NewString()
-	const orders = 3000
+	const orders = 1000
 	history := []stored{{domain.CustomerRegistered{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1_000_000)}, "register"}}
 	for i := range orders {
 		history = append(history, stored{domain.CreditReserved{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(1)}, fmt.Sprintf("reserve-%d", i)})
 	}
 	appendAll(t, client, eventlog.CustomerStream(id), history)
-	opts := Options{SnapshotEvents: 100}
+	opts := Options{SnapshotEvents: 50}
 	writer := serviceOn(t, connString, opts)
 	loaded(t, writer, id)
 	if err := writer.WaitSnapshots(testCtx(t)); err != nil {
