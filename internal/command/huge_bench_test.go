@@ -156,8 +156,13 @@ func BenchmarkHugeCustomer(b *testing.B) {
 		}
 		b.ReportMetric(float64(sum)/float64(b.N)/(1<<20), "live-MB")
 	})
+	// Steady state: loaded, and its runs merged.
 	s, closeIt := replica()
 	defer closeIt()
+	if err := changeLimit(s); err != nil {
+		b.Fatal(err)
+	}
+	s.pages.waitCompactions()
 	b.Run("ChangeCreditLimit", func(b *testing.B) {
 		latencies(b, func() error { return changeLimit(s) })
 	})
