@@ -33,7 +33,7 @@ type entry struct {
 	// its last event. A hash, not the ID, because a customer with a million
 	// orders holds a million of them; a hit is confirmed by reading that one
 	// event, so a collision costs a scan, never a wrong answer.
-	ids  map[uint64]uint64
+	ids  *cmdIndex
 	snap *pageTracker // nil when the aggregate is not snapshotted
 
 	// profile is set, once, when a customer is seen registered: what
@@ -46,20 +46,20 @@ type entry struct {
 	elem *list.Element
 }
 
-// Estimated bytes of an entry: a fixed part, and the map slots, keys and
-// values of each credit line and each idempotency index entry. Estimates, not
-// measures: they keep the cache's footprint within a small factor of its
-// bound, which is what the bound is for.
+// Estimated bytes of an entry: a fixed part, its command index (runs, and
+// map slots of the entries since the last seal) and its credit book (see
+// domain.Customer.CreditBytes). Estimates, not measures: they keep the
+// cache's footprint within a small factor of its bound, which is what the
+// bound is for.
 const (
 	entryBytes      = 1 << 10
-	creditLineBytes = 36 + 16 + 40 + 24 // key, key header, value, map slot overhead
-	indexEntryBytes = 16 + 16           // key and value, map slot overhead
+	indexEntryBytes = 16 + 16 // key and value, map slot overhead
 )
 
 func (e *entry) estimate() int64 {
-	n := int64(entryBytes) + int64(len(e.ids))*indexEntryBytes
+	n := int64(entryBytes) + e.ids.bytes()
 	if c, ok := e.agg.(*domain.Customer); ok {
-		n += int64(c.CreditLines()) * creditLineBytes
+		n += c.CreditBytes()
 	}
 	return n
 }
@@ -118,9 +118,9 @@ func (c *aggCache) peek(stream string) *entry {
 // the cache is there to avoid (the bound is then exceeded by that entry, and
 // a warning says so once).
 func (c *aggCache) release(e *entry) {
-	size := e.estimate()
-	if !e.loaded {
-		size = 0
+	var size int64
+	if e.loaded {
+		size = e.estimate()
 	}
 	loaded := e.loaded
 	e.mu.Unlock()

@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -87,51 +88,135 @@ func appendAll(t testing.TB, c *esdb.Client, stream string, events []stored) uin
 }
 
 // randomHistory is a customer's life: registration, then limit changes,
-// reservations, refusals and releases of many orders, unknown event types,
-// and commands of one and of several events.
+// reservations, refusals and releases of many orders, re-reservations of
+// released orders, unknown event types, and commands of one and of several
+// events; now and then what only hand-written events hold: an order ID that
+// is no UUID, an amount in another currency, a second registration (which
+// empties the credit book).
 func randomHistory(rng *rand.Rand, id string, n int) []stored {
 	h := []stored{{domain.CustomerRegistered{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1_000_000)}, "register-" + id}}
-	var reserved []string
+	var reserved, released []string
 	cmd := "c0"
 	for i := 1; i < n; i++ {
 		if rng.IntN(3) > 0 { // else the event shares the previous one's command
 			cmd = fmt.Sprintf("c%d-%d", i, rng.IntN(1_000))
 		}
+		orderID := uuid.NewString()
+		amount := usd(7)
+		switch rng.IntN(20) {
+		case 0:
+			orderID = fmt.Sprintf("legacy-%d", rng.IntN(50))
+		case 1:
+			amount = domain.Money{Currency: "EUR", Minor: 7}
+		}
 		var ev domain.Event
-		switch k := rng.IntN(10); {
+		switch k := rng.IntN(12); {
+		case k == 0 && rng.IntN(20) == 0:
+			ev = domain.CustomerRegistered{CustomerID: id, Name: "Bea", Email: "bea@example.com", CreditLimit: usd(1_000_000)}
 		case k == 0:
 			ev = domain.CreditLimitChanged{CustomerID: id, CreditLimit: usd(rng.Int64N(2_000_000))}
 		case k == 1:
 			ev = nil
 		case k == 2:
-			ev = domain.CreditLimitExceeded{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(rng.Int64N(1_000))}
+			ev = domain.CreditLimitExceeded{CustomerID: id, OrderID: orderID, Amount: usd(rng.Int64N(1_000))}
 		case k < 6 && len(reserved) > 0:
 			j := rng.IntN(len(reserved))
-			ev = domain.CreditReleased{CustomerID: id, OrderID: reserved[j], Amount: usd(7)}
+			ev = domain.CreditReleased{CustomerID: id, OrderID: reserved[j], Amount: amount}
+			released = append(released, reserved[j])
 			reserved = append(reserved[:j], reserved[j+1:]...)
+		case k == 6 && len(released) > 0:
+			j := rng.IntN(len(released))
+			ev = domain.CreditReserved{CustomerID: id, OrderID: released[j], Amount: amount}
+			reserved = append(reserved, released[j])
+			released = append(released[:j], released[j+1:]...)
 		default:
-			o := uuid.NewString()
-			reserved = append(reserved, o)
-			ev = domain.CreditReserved{CustomerID: id, OrderID: o, Amount: usd(7)}
+			reserved = append(reserved, orderID)
+			ev = domain.CreditReserved{CustomerID: id, OrderID: orderID, Amount: amount}
 		}
 		h = append(h, stored{ev, cmd})
 	}
 	return h
 }
 
+// answers is what a customer and its command index say about some order
+// and command IDs: what every load must agree on, whatever its
+// representation (maps, runs, compacted or not).
+type answers struct {
+	Head  domain.CustomerHead
+	Lines map[string]domain.Credit
+	IDs   map[string]uint64
+}
+
+// keysOf are the order and command IDs of histories, and a few never used.
+func keysOf(histories ...[]stored) (orders, commands []string) {
+	for range 3 {
+		orders, commands = append(orders, uuid.NewString()), append(commands, uuid.NewString())
+	}
+	for _, h := range histories {
+		for _, s := range h {
+			commands = append(commands, s.commandID)
+			switch e := s.ev.(type) {
+			case domain.CreditReserved:
+				orders = append(orders, e.OrderID)
+			case domain.CreditLimitExceeded:
+				orders = append(orders, e.OrderID)
+			case domain.CreditReleased:
+				orders = append(orders, e.OrderID)
+			}
+		}
+	}
+	return orders, commands
+}
+
+func answersOf(c *domain.Customer, ids *cmdIndex, orders, commands []string) answers {
+	a := answers{Head: c.Head(), Lines: map[string]domain.Credit{}, IDs: map[string]uint64{}}
+	for _, o := range orders {
+		if l, ok := c.CreditLine(o); ok {
+			a.Lines[o] = l
+		}
+	}
+	for _, cmd := range commands {
+		if rev, ok := ids.get(idHash(cmd)); ok {
+			a.IDs[cmd] = rev
+		}
+	}
+	return a
+}
+
+// sameAnswers fails t unless got and want answer alike about the keys of
+// histories.
+func sameAnswers(t *testing.T, what string, got, want *domain.Customer, gotIDs, wantIDs *cmdIndex, histories ...[]stored) {
+	t.Helper()
+	orders, commands := keysOf(histories...)
+	g, w := answersOf(got, gotIDs, orders, commands), answersOf(want, wantIDs, orders, commands)
+	if !reflect.DeepEqual(g.Head, w.Head) {
+		t.Fatalf("%s: head %+v; folded from zero %+v", what, g.Head, w.Head)
+	}
+	for _, o := range orders {
+		if g.Lines[o] != w.Lines[o] {
+			t.Fatalf("%s: order %s has line %+v; folded from zero %+v", what, o, g.Lines[o], w.Lines[o])
+		}
+	}
+	for _, cmd := range commands {
+		if g.IDs[cmd] != w.IDs[cmd] {
+			t.Fatalf("%s: command %s indexed at %d; folded from zero %d", what, cmd, g.IDs[cmd], w.IDs[cmd])
+		}
+	}
+}
+
 // foldFromZero is the customer and command index a plain fold of the stream
 // gives: what every load must agree with.
-func foldFromZero(t *testing.T, c *esdb.Client, id string) (*domain.Customer, map[uint64]uint64) {
+func foldFromZero(t *testing.T, c *esdb.Client, id string) (*domain.Customer, *cmdIndex) {
 	t.Helper()
 	recs, err := eventlog.Read(testCtx(t), c, eventcodec.Default(), eventlog.CustomerStream(id), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cust, ids := domain.NewCustomer(id), map[uint64]uint64{}
+	cust, ids := domain.NewCustomer(id), newCmdIndex()
 	for _, r := range recs {
 		cust.Apply(r.Event)
 		if r.Meta.CommandID != "" {
-			ids[idHash(r.Meta.CommandID)] = r.Revision
+			ids.set(idHash(r.Meta.CommandID), r.Revision)
 		}
 	}
 	return cust, ids
@@ -139,7 +224,7 @@ func foldFromZero(t *testing.T, c *esdb.Client, id string) (*domain.Customer, ma
 
 // loaded loads customer id into s's cache as a command would, and returns
 // its state and index.
-func loaded(t testing.TB, s *Service, id string) (*domain.Customer, map[uint64]uint64) {
+func loaded(t testing.TB, s *Service, id string) (*domain.Customer, *cmdIndex) {
 	t.Helper()
 	e := acquire(s, customers, id)
 	defer s.cache.release(e)
@@ -154,45 +239,53 @@ func loaded(t testing.TB, s *Service, id string) (*domain.Customer, map[uint64]u
 }
 
 // TestSnapshotFoldEqualsFoldFromZero: for random histories and random page
-// lengths, a customer loaded from snapshot pages and the stream's tail is the
-// customer folded from the first event, index included; so is one loaded
-// after more events followed the pages.
+// lengths, a customer loaded from snapshot pages and the stream's tail
+// answers as the customer folded from the first event, index included; so
+// does one cached and caught up. Events keep coming, and the service
+// restarts at random points (with its pages written, or some still queued),
+// so later loads read pages of several writers, runs of several sizes, some
+// compacting in the background while the answers are read.
 func TestSnapshotFoldEqualsFoldFromZero(t *testing.T) {
 	t.Parallel()
 	connString := estest.Start(t)
 	client := estest.Client(t, connString)
 	rng := rand.New(rand.NewPCG(14, 2))
-	for round := range 12 {
+	var pagesLoaded float64
+	for round := range 10 {
 		id := uuid.NewString()
 		pageEvents := 1 + rng.IntN(40)
 		opts := Options{SnapshotEvents: pageEvents}
-		appendAll(t, client, eventlog.CustomerStream(id), randomHistory(rng, id, rng.IntN(400)+1))
+		history := randomHistory(rng, id, rng.IntN(400)+1)
+		appendAll(t, client, eventlog.CustomerStream(id), history)
 
-		writer := serviceOn(t, connString, opts)
-		loaded(t, writer, id) // folds from zero and writes the pages
-		if err := writer.WaitSnapshots(testCtx(t)); err != nil {
-			t.Fatal(err)
+		s := serviceOn(t, connString, opts)
+		loaded(t, s, id) // folds from zero and writes the pages
+		for step := range 6 {
+			more := randomHistory(rng, id, rng.IntN(3*pageEvents)+2)[1:]
+			appendAll(t, client, eventlog.CustomerStream(id), more)
+			history = append(history, more...)
+			restart := rng.IntN(2) == 0
+			if restart {
+				if rng.IntN(2) == 0 {
+					if err := s.WaitSnapshots(testCtx(t)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				pagesLoaded += value(s.metrics.pagesLoaded)
+				s = serviceOn(t, connString, opts)
+			}
+			if rng.IntN(2) == 0 { // else compactions may be under way
+				s.pages.waitCompactions()
+			}
+			got, gotIDs := loaded(t, s, id)
+			want, wantIDs := foldFromZero(t, client, id)
+			sameAnswers(t, fmt.Sprintf("round %d step %d (pages of %d, restarted %v)", round, step, pageEvents, restart),
+				got, want, gotIDs, wantIDs, history)
 		}
-		// More events after the pages: the tail.
-		more := randomHistory(rng, id, rng.IntN(3*pageEvents))[1:]
-		appendAll(t, client, eventlog.CustomerStream(id), more)
-
-		reader := serviceOn(t, connString, opts)
-		got, gotIDs := loaded(t, reader, id)
-		want, wantIDs := foldFromZero(t, client, id)
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("round %d (pages of %d): loaded %+v; folded from zero %+v", round, pageEvents, got, want)
-		}
-		if !reflect.DeepEqual(gotIDs, wantIDs) {
-			t.Fatalf("round %d: index of %d entries; folded from zero %d", round, len(gotIDs), len(wantIDs))
-		}
-		if value(writer.metrics.pagesWritten) > 0 && value(reader.metrics.pagesLoaded) == 0 {
-			t.Fatalf("round %d: pages were written but none loaded", round)
-		}
-		// The writer's cache, caught up, agrees too.
-		if got, _ := loaded(t, writer, id); !reflect.DeepEqual(got, want) {
-			t.Fatalf("round %d: cached and caught up %+v; folded %+v", round, got, want)
-		}
+		pagesLoaded += value(s.metrics.pagesLoaded)
+	}
+	if pagesLoaded == 0 {
+		t.Fatal("no load used a snapshot page")
 	}
 }
 
@@ -200,10 +293,7 @@ func TestSnapshotFoldEqualsFoldFromZero(t *testing.T) {
 // fold key are not applied; they are deleted and rewritten under this one.
 func TestSnapshotOfAnotherFoldVersionIsDiscarded(t *testing.T) {
 	t.Parallel()
-	connString := estest.Start(t)
-	client := estest.Client(t, connString)
-	id := uuid.NewString()
-	appendAll(t, client, eventlog.CustomerStream(id), randomHistory(rand.New(rand.NewPCG(1, 2)), id, 200))
+	connString, client, id, history := storeWithCustomer(t, 1, 200)
 	opts := Options{SnapshotEvents: 20}
 
 	old := serviceOn(t, connString, WithFoldKey(opts, 0xdead))
@@ -216,21 +306,16 @@ func TestSnapshotOfAnotherFoldVersionIsDiscarded(t *testing.T) {
 	}
 
 	cur := serviceOn(t, connString, opts)
-	got, _ := loaded(t, cur, id)
-	if want, _ := foldFromZero(t, client, id); !reflect.DeepEqual(got, want) {
-		t.Fatalf("loaded %+v; folded %+v", got, want)
-	}
-	if l, d := value(cur.metrics.pagesLoaded), value(cur.metrics.pagesDiscarded); l != 0 || d != 10 {
-		t.Fatalf("pages loaded %v, discarded %v; want 0 and 10", l, d)
-	}
+	got, gotIDs := loaded(t, cur, id)
+	want, wantIDs := foldFromZero(t, client, id)
+	sameAnswers(t, "loaded by this build", got, want, gotIDs, wantIDs, history)
+	wantPages(t, "this build", cur, 0, 10)
 	if err := cur.WaitSnapshots(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	next := serviceOn(t, connString, opts)
 	loaded(t, next, id)
-	if l, d := value(next.metrics.pagesLoaded), value(next.metrics.pagesDiscarded); l != 10 || d != 0 {
-		t.Fatalf("after rewrite: pages loaded %v, discarded %v; want 10 and 0", l, d)
-	}
+	wantPages(t, "after rewrite", next, 10, 0)
 }
 
 // TestSnapshotOfARecreatedStreamIsNotUsed: pages of a stream that was deleted
@@ -243,7 +328,8 @@ func TestSnapshotOfARecreatedStreamIsNotUsed(t *testing.T) {
 	id := uuid.NewString()
 	stream := eventlog.CustomerStream(id)
 	rng := rand.New(rand.NewPCG(3, 4))
-	last := appendAll(t, client, stream, randomHistory(rng, id, 100))
+	old := randomHistory(rng, id, 100)
+	last := appendAll(t, client, stream, old)
 	opts := Options{SnapshotEvents: 10}
 	w := serviceOn(t, connString, opts)
 	loaded(t, w, id)
@@ -253,22 +339,20 @@ func TestSnapshotOfARecreatedStreamIsNotUsed(t *testing.T) {
 	if _, err := client.DeleteStream(testCtx(t), stream, esdb.DeleteStreamOptions{ExpectedRevision: esdb.Revision(last)}); err != nil {
 		t.Fatal(err)
 	}
-	appendAll(t, client, stream, randomHistory(rng, id, 30))
+	recreated := randomHistory(rng, id, 30)
+	appendAll(t, client, stream, recreated)
 
 	r := serviceOn(t, connString, opts)
 	got, gotIDs := loaded(t, r, id)
 	want, wantIDs := foldFromZero(t, client, id)
-	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotIDs, wantIDs) {
-		t.Fatalf("loaded %+v with %d credit lines, %d ids; the recreated stream folds to %+v, %d lines, %d ids",
-			got.Head(), got.CreditLines(), len(gotIDs), want.Head(), want.CreditLines(), len(wantIDs))
-	}
+	// The old history's orders and commands too: none may be found.
+	sameAnswers(t, "recreated stream", got, want, gotIDs, wantIDs, old, recreated)
 	if d := value(r.metrics.pagesDiscarded); d == 0 {
 		t.Fatal("no page discarded")
 	}
 	// The writer's own cache, folded from the old stream, is caught too.
-	if got, _ := loaded(t, w, id); !reflect.DeepEqual(got, want) {
-		t.Fatalf("stale cache caught up to %+v; want %+v", got, want)
-	}
+	got, gotIDs = loaded(t, w, id)
+	sameAnswers(t, "stale cache caught up", got, want, gotIDs, wantIDs, old, recreated)
 }
 
 // TestReplicasShareAStore: two services on one store, each with its own
@@ -458,7 +542,7 @@ func TestRefusedAppendLeavesTheCache(t *testing.T) {
 	s.cache.release(e)
 	want, wantIDs := foldFromZero(t, client, id)
 	if rev != 0 || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotIDs, wantIDs) {
-		t.Fatalf("after a refused append the cache (revision %d) holds %+v (%d ids); the stream folds to %+v (%d ids)", rev, got, len(gotIDs), want, len(wantIDs))
+		t.Fatalf("after a refused append the cache (revision %d) holds %+v (%d ids); the stream folds to %+v (%d ids)", rev, got, len(gotIDs.recent), want, len(wantIDs.recent))
 	}
 	if err := reserve(eventcodec.Metadata{CommandID: "reserve", Command: "ReserveCredit"}); err != nil {
 		t.Fatalf("the same command, now within the limit: %v", err)
@@ -569,5 +653,95 @@ func TestPageQueueLetsWrittenPagesGo(t *testing.T) {
 	}
 	if n := value(s.metrics.pagesWritten); n != 3 {
 		t.Fatalf("%v pages written; want 3", n)
+	}
+}
+
+// TestPagesOfAnOlderFormatAreDiscarded: a page of format 2 (credit lines
+// and index entries as varint lists, before runs), under the fold key of its
+// build, is not read as this format: it is discarded, and the customer folds
+// from its first event.
+func TestPagesOfAnOlderFormatAreDiscarded(t *testing.T) {
+	t.Parallel()
+	connString, client, id, history := storeWithCustomer(t, 5, 50)
+	first, err := eventlog.Read(testCtx(t), client, eventcodec.Default(), eventlog.CustomerStream(id), 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A format 2 page of the registration alone, as that build wrote it.
+	b := []byte{2}
+	b = binary.LittleEndian.AppendUint64(b, foldKeyOf(2, eventcodec.Default()))
+	b = append(b, 0, 0) // from, to
+	b = append(b, first[0].EventID[:]...)
+	b = append(b, 0, 1) // credit lines, index entries after the page
+	head := history[0].ev.(domain.CustomerRegistered)
+	b = appendBool(b, true)
+	b = appendString(b, head.Name)
+	b = appendString(b, head.Email)
+	b = appendMoney(b, head.CreditLimit)
+	b = appendMoney(b, domain.Zero("USD"))
+	b = append(b, 0, 1) // no credit line, one index entry
+	b = binary.LittleEndian.AppendUint64(b, idHash(history[0].commandID))
+	b = append(b, 0)
+	if _, err := client.AppendToStream(testCtx(t), snapshotStream(eventlog.CustomerStream(id)), esdb.AppendToStreamOptions{},
+		esdb.EventData{EventType: pageEventType, ContentType: esdb.ContentTypeBinary, Data: b}); err != nil {
+		t.Fatal(err)
+	}
+	s := serviceOn(t, connString, Options{SnapshotEvents: 10})
+	got, gotIDs := loaded(t, s, id)
+	want, wantIDs := foldFromZero(t, client, id)
+	sameAnswers(t, "loaded past an old page", got, want, gotIDs, wantIDs, history)
+	wantPages(t, "past an old page", s, 0, 1)
+}
+
+// storeWithCustomer starts a store holding a customer of n random events
+// (randomHistory, seeded).
+func storeWithCustomer(t *testing.T, seed uint64, n int) (connString string, client *esdb.Client, id string, history []stored) {
+	t.Helper()
+	connString = estest.Start(t)
+	client = estest.Client(t, connString)
+	id = uuid.NewString()
+	history = randomHistory(rand.New(rand.NewPCG(seed, seed+1)), id, n)
+	appendAll(t, client, eventlog.CustomerStream(id), history)
+	return connString, client, id, history
+}
+
+// wantPages fails t unless s loaded and discarded so many snapshot pages.
+func wantPages(t *testing.T, what string, s *Service, loaded, discarded float64) {
+	t.Helper()
+	if l, d := value(s.metrics.pagesLoaded), value(s.metrics.pagesDiscarded); l != loaded || d != discarded {
+		t.Fatalf("%s: pages loaded %v, discarded %v; want %v and %v", what, l, d, loaded, discarded)
+	}
+}
+
+// TestCacheCountsRuns: the cache's byte estimate of a customer holds its
+// sealed runs, loaded from pages or sealed by its own fold, at no less than
+// their bytes: a bound the runs escaped would not bound memory.
+func TestCacheCountsRuns(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	client := estest.Client(t, connString)
+	id := uuid.NewString()
+	const orders = 1000
+	history := []stored{{domain.CustomerRegistered{CustomerID: id, Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1_000_000)}, "register"}}
+	for i := range orders {
+		history = append(history, stored{domain.CreditReserved{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(1)}, fmt.Sprintf("reserve-%d", i)})
+	}
+	appendAll(t, client, eventlog.CustomerStream(id), history)
+	opts := Options{SnapshotEvents: 50}
+	writer := serviceOn(t, connString, opts)
+	loaded(t, writer, id)
+	if err := writer.WaitSnapshots(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	reader := serviceOn(t, connString, opts)
+	loaded(t, reader, id)
+	if value(reader.metrics.pagesLoaded) == 0 {
+		t.Fatal("no page loaded")
+	}
+	least := float64(orders * (25 + indexEntryLen)) // a run entry of each line and each command
+	for name, s := range map[string]*Service{"sealed by its fold": writer, "loaded from pages": reader} {
+		if b := value(s.metrics.cacheBytes); b < least || b > 4*least+entryBytes {
+			t.Errorf("%s: cache holds %v bytes by its estimate; the runs alone hold %v", name, b, least)
+		}
 	}
 }

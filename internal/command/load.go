@@ -28,7 +28,7 @@ var errStale = errors.New("the stream is not the one cached")
 func (s *Service) reset(e *entry, agg aggregate) {
 	e.loaded, e.agg, e.rev, e.pos = false, agg, -1, 0
 	e.lastID = [16]byte{}
-	e.ids = map[uint64]uint64{}
+	e.ids = newCmdIndex()
 	e.snap = nil
 	e.profile.Store(nil)
 	if e.snapshotted && s.opts.SnapshotEvents > 0 {
@@ -58,6 +58,9 @@ func (s *Service) load(ctx context.Context, e *entry) error {
 	}
 	if err != nil {
 		return err
+	}
+	if pages.used > 0 {
+		s.compact(e)
 	}
 	e.noteProfile()
 	e.loaded = true
@@ -126,7 +129,7 @@ func (s *Service) fold(e *entry, r eventlog.Recorded) {
 		e.agg.Apply(r.Event)
 	}
 	if r.Meta.CommandID != "" {
-		e.ids[idHash(r.Meta.CommandID)] = r.Revision
+		e.ids.set(idHash(r.Meta.CommandID), r.Revision)
 	}
 	e.rev, e.pos, e.lastID = int64(r.Revision), r.Position, r.EventID
 	if e.snap != nil {
@@ -168,7 +171,7 @@ func (s *Service) foldAppended(e *entry, appended []eventlog.Recorded) {
 // command ID (two IDs share a hash), the stream is scanned as before the
 // index existed.
 func (s *Service) recordedIn(ctx context.Context, e *entry, meta eventcodec.Metadata) (Result, bool, error) {
-	rev, ok := e.ids[idHash(meta.CommandID)]
+	rev, ok := e.ids.get(idHash(meta.CommandID))
 	if !ok {
 		return Result{}, false, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/domain/runs"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
 )
@@ -25,7 +27,10 @@ import (
 // event size limit and cost O(state) to rewrite. Instead each page covers a
 // run of SnapshotEvents events and holds only what changed in it: the head
 // (scalars) as it stands at the run's end, the credit lines its events
-// touched, and its idempotency index entries. Pages go to the stream
+// touched, and its idempotency index entries. Those two are sorted runs of
+// fixed-width entries (domain.CreditSeal, cmdIndex), sealed in memory at the
+// page's end and loaded back as they are: loading a million lines pushes a
+// thousand runs, it inserts nothing in a map. Pages go to the stream
 // "snapshot-<stream>", as binary events of a type outside "orderly.", so
 // the projector's and the saga's type filters never see them.
 //
@@ -43,9 +48,10 @@ import (
 // and counted, and its entry writes no more pages (later ones would follow a
 // gap) until it is loaded again.
 const (
-	// pageFormat 2: index entries hash command IDs with SHA-256 (idHash),
-	// not FNV-1a; pages of format 1 are discarded.
-	pageFormat    = 2
+	// pageFormat 3: credit lines and index entries as sorted runs; 2: index
+	// entries hash command IDs with SHA-256 (idHash), not FNV-1a. Pages of
+	// another format are discarded.
+	pageFormat    = 3
 	pageEventType = "snapshot.page"
 	pagePrefix    = "snapshot-"
 	// pageChunk is how many pages one read returns while loading.
@@ -59,79 +65,83 @@ const (
 func snapshotStream(stream string) string { return pagePrefix + stream }
 
 // foldKey names what a fold of stored events means to this build.
-func foldKey(reg *eventcodec.Registry) uint64 {
+func foldKey(reg *eventcodec.Registry) uint64 { return foldKeyOf(pageFormat, reg) }
+
+// foldKeyOf is the fold key of a build writing pages of format.
+func foldKeyOf(format int, reg *eventcodec.Registry) uint64 {
 	h := fnv.New64a()
-	_, _ = fmt.Fprintf(h, "format %d fold %d", pageFormat, domain.FoldVersion)
+	_, _ = fmt.Fprintf(h, "format %d fold %d", format, domain.FoldVersion)
 	for _, t := range reg.Types() {
 		_, _ = fmt.Fprintf(h, " %s:%d", t, reg.Current(t))
 	}
 	return h.Sum64()
 }
 
-// pageTracker gathers the changes of the page being built.
+// pageTracker follows the page being built.
 type pageTracker struct {
 	from   uint64 // first revision of the page
-	keys   []string
-	ids    []idRev
 	broken bool
 }
 
-type idRev struct{ hash, rev uint64 }
-
 // page is one decoded snapshot page.
 type page struct {
-	foldKey        uint64
-	from, to       uint64
-	lastID         uuid.UUID
-	lines, idCount uint64 // sizes of the credit book and the index after the page
-	head           domain.CustomerHead
-	credits        []creditLine
-	ids            []idRev
+	foldKey  uint64
+	from, to uint64
+	lastID   uuid.UUID
+	head     domain.CustomerHead
+	credits  domain.CreditSeal
+	ids      string // the index run (cmdIndex)
 }
 
-type creditLine struct {
-	orderID string
-	credit  domain.Credit
-}
-
-// track notes what r changed and, at the end of a page's run, queues the
-// page. It runs inside fold, so within a command only when a page ends: the
-// page's encoding (a few thousand entries) is the only cost on that path.
+// track, at the end of a page's run, seals the changes of the run (the
+// customer's credit lines and the command index) and queues them as a page.
+// It runs inside fold, so within a command only when a page ends: sorting
+// and encoding a few thousand entries is the only cost on that path. An
+// entry whose pages broke still seals, to keep its maps small.
 func (s *Service) track(e *entry, r eventlog.Recorded) {
 	t := e.snap
-	if t.broken {
-		return
-	}
-	if k, ok := domain.CreditKey(r.Event); ok {
-		t.keys = append(t.keys, k)
-	}
-	if r.Meta.CommandID != "" {
-		t.ids = append(t.ids, idRev{idHash(r.Meta.CommandID), r.Revision})
-	}
 	if r.Revision+1-t.from < uint64(s.opts.SnapshotEvents) {
 		return
 	}
 	c := e.agg.(*domain.Customer)
 	p := page{
 		foldKey: s.foldKey, from: t.from, to: r.Revision, lastID: r.EventID,
-		lines: uint64(c.CreditLines()), idCount: uint64(len(e.ids)), head: c.Head(), ids: t.ids,
+		head: c.Head(), credits: c.SealCredits(), ids: e.ids.seal(),
 	}
-	seen := make(map[string]bool, len(t.keys))
-	for _, k := range t.keys {
-		if !seen[k] {
-			seen[k] = true
-			line, _ := c.CreditLine(k)
-			p.credits = append(p.credits, creditLine{k, line})
-		}
+	t.from = r.Revision + 1
+	s.compact(e)
+	if t.broken {
+		return
 	}
 	data := p.encode()
-	t.from, t.keys, t.ids = r.Revision+1, t.keys[:0], t.ids[:0]
 	if len(data) > maxPageBytes || !s.pages.enqueue(pageJob{stream: snapshotStream(e.stream), id: pageID(e.stream, p), data: data}) {
 		t.broken = true
 		s.metrics.pagesDropped.Inc()
 		s.log.Warn("snapshot page not queued; this aggregate writes no more pages until it is loaded again",
 			"stream", e.stream, "from", p.from, "to", p.to, "bytes", len(data))
 	}
+}
+
+// compact merges e's runs in the background once they are many: the
+// thousand a load pushes, or the pages sealed since. Lookups go on while it
+// runs (runs.Stack is safe for concurrent use); a compaction of an entry
+// evicted meanwhile only costs its CPU.
+func (s *Service) compact(e *entry) {
+	stacks := []*runs.Stack{e.ids.runs}
+	if c, ok := e.agg.(*domain.Customer); ok && c.CreditRuns() != nil {
+		stacks = append(stacks, c.CreditRuns())
+	}
+	stacks = slices.DeleteFunc(stacks, func(st *runs.Stack) bool { return !st.NeedsCompaction() })
+	if len(stacks) == 0 {
+		return
+	}
+	s.pages.compactions.Add(1)
+	go func() {
+		defer s.pages.compactions.Done()
+		for _, st := range stacks {
+			st.Compact()
+		}
+	}()
 }
 
 // pageID names a page, so a page written twice by one writer is stored once.
@@ -195,19 +205,15 @@ func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, error) {
 		return found, nil
 	}
 	c := e.agg.(*domain.Customer)
-	c.Restore(domain.CustomerHead{}, int(min(last.lines, 1<<26)))
-	e.ids = make(map[uint64]uint64, min(last.idCount, 1<<26))
 	for _, data := range chain {
 		var p page
-		if err := p.decode(data, true); err != nil {
-			return found, fmt.Errorf("snapshot page of %s: %w", e.stream, err)
+		err := p.decode(data, true)
+		if err == nil {
+			c.Restore(p.head)
+			err = errors.Join(c.RestoreCredits(p.credits), e.ids.restore(p.ids))
 		}
-		c.Restore(p.head, 0)
-		for _, l := range p.credits {
-			c.RestoreCredit(l.orderID, l.credit)
-		}
-		for _, x := range p.ids {
-			e.ids[x.hash] = x.rev
+		if err != nil {
+			return found, fmt.Errorf("snapshot page %d-%d of %s: %w", p.from, p.to, e.stream, err)
 		}
 	}
 	e.rev, e.lastID = int64(last.to), last.lastID
@@ -244,6 +250,8 @@ type pageJob struct {
 type pageWriter struct {
 	s        *Service
 	maxBytes int
+	// compactions counts the merges of runs under way (see compact).
+	compactions sync.WaitGroup
 
 	mu    sync.Mutex
 	queue []pageJob
@@ -299,6 +307,9 @@ func (w *pageWriter) drain(done chan struct{}) {
 	}
 }
 
+// waitCompactions returns once the merges of runs under way are done.
+func (w *pageWriter) waitCompactions() { w.compactions.Wait() }
+
 // wait returns once the queued pages are written (or failed).
 func (w *pageWriter) wait(ctx context.Context) error {
 	for {
@@ -316,34 +327,30 @@ func (w *pageWriter) wait(ctx context.Context) error {
 	}
 }
 
-// The page encoding: little-endian fixed 64-bit hashes, varints elsewhere,
-// strings as a length and bytes.
+// The page encoding: a little-endian fixed 64-bit fold key, varints
+// elsewhere, strings (runs included) as a length and bytes.
 func (p *page) encode() []byte {
-	b := make([]byte, 0, 128+len(p.credits)*64+len(p.ids)*12)
+	c := &p.credits
+	b := make([]byte, 0, 128+len(c.Run)+len(c.Odd)*64+len(p.ids))
 	b = append(b, pageFormat)
 	b = binary.LittleEndian.AppendUint64(b, p.foldKey)
 	b = binary.AppendUvarint(b, p.from)
 	b = binary.AppendUvarint(b, p.to)
 	b = append(b, p.lastID[:]...)
-	b = binary.AppendUvarint(b, p.lines)
-	b = binary.AppendUvarint(b, p.idCount)
 	b = appendBool(b, p.head.Registered)
 	b = appendString(b, p.head.Name)
 	b = appendString(b, p.head.Email)
 	b = appendMoney(b, p.head.CreditLimit)
 	b = appendMoney(b, p.head.Reserved)
-	b = binary.AppendUvarint(b, uint64(len(p.credits)))
-	for _, l := range p.credits {
-		b = appendString(b, l.orderID)
-		b = append(b, l.credit.State)
-		b = appendMoney(b, l.credit.Amount)
+	b = appendBool(b, c.Reset)
+	b = appendString(b, c.Run)
+	b = binary.AppendUvarint(b, uint64(len(c.Odd)))
+	for _, l := range c.Odd {
+		b = appendString(b, l.OrderID)
+		b = append(b, l.Credit.State)
+		b = appendMoney(b, l.Credit.Amount)
 	}
-	b = binary.AppendUvarint(b, uint64(len(p.ids)))
-	for _, x := range p.ids {
-		b = binary.LittleEndian.AppendUint64(b, x.hash)
-		b = binary.AppendUvarint(b, x.rev)
-	}
-	return b
+	return appendString(b, p.ids)
 }
 
 func appendBool(b []byte, v bool) []byte {
@@ -364,7 +371,7 @@ func appendMoney(b []byte, m domain.Money) []byte {
 var errBadPage = errors.New("malformed snapshot page")
 
 // decode reads a page from data; without body, only what precedes the head.
-// Strings are slices of data, so a page's keys cost no allocation each.
+// Strings and runs are slices of data: decoding copies no entry.
 func (p *page) decode(data string, body bool) error {
 	r := pageReader{s: data}
 	if r.byte() != pageFormat {
@@ -373,7 +380,6 @@ func (p *page) decode(data string, body bool) error {
 	p.foldKey = r.fixed64()
 	p.from, p.to = r.uvarint(), r.uvarint()
 	copy(p.lastID[:], r.take(16))
-	p.lines, p.idCount = r.uvarint(), r.uvarint()
 	if r.err != nil || p.to < p.from {
 		return errBadPage
 	}
@@ -381,16 +387,13 @@ func (p *page) decode(data string, body bool) error {
 		return nil
 	}
 	p.head = domain.CustomerHead{Registered: r.byte() == 1, Name: r.string(), Email: r.string(), CreditLimit: r.money(), Reserved: r.money()}
-	n := r.count()
-	p.credits = make([]creditLine, n)
-	for i := range p.credits {
-		p.credits[i] = creditLine{orderID: r.string(), credit: domain.Credit{State: r.byte(), Amount: r.money()}}
+	c := &p.credits
+	c.Reset, c.Run = r.byte() == 1, r.string()
+	c.Odd = make([]domain.CreditLine, r.count())
+	for i := range c.Odd {
+		c.Odd[i] = domain.CreditLine{OrderID: r.string(), Credit: domain.Credit{State: r.byte(), Amount: r.money()}}
 	}
-	n = r.count()
-	p.ids = make([]idRev, n)
-	for i := range p.ids {
-		p.ids[i] = idRev{hash: r.fixed64(), rev: r.uvarint()}
-	}
+	p.ids = r.string()
 	if r.err != nil || r.s != "" {
 		return errBadPage
 	}

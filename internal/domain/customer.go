@@ -71,7 +71,7 @@ type Customer struct {
 	CreditLimit Money
 	// Reserved is the sum of the amounts of active reservations.
 	Reserved Money
-	credits  map[string]orderCredit
+	credits  *creditBook
 }
 
 // NewCustomer returns the state of a customer with no events yet.
@@ -85,7 +85,8 @@ func (c *Customer) Available() Money {
 
 // HasReservation reports whether credit is currently held for orderID.
 func (c *Customer) HasReservation(orderID string) bool {
-	return c.credits[orderID].state == creditReserved
+	oc, _ := c.credits.get(orderID)
+	return oc.state == creditReserved
 }
 
 // Apply folds one event into the state. Events of other aggregates and types
@@ -104,16 +105,16 @@ func (c *Customer) Apply(e Event) {
 		c.Registered = true
 		c.Name, c.Email, c.CreditLimit = e.Name, e.Email, e.CreditLimit
 		c.Reserved = Zero(e.CreditLimit.Currency)
-		c.credits = map[string]orderCredit{}
+		c.credits = newCreditBook(e.CreditLimit.Currency)
 	case CreditLimitChanged:
 		c.CreditLimit = e.CreditLimit
 	case CreditReserved:
-		c.credits[e.OrderID] = orderCredit{state: creditReserved, amount: e.Amount}
+		c.credits.set(e.OrderID, orderCredit{state: creditReserved, amount: e.Amount})
 		c.Reserved.Minor += e.Amount.Minor
 	case CreditLimitExceeded:
-		c.credits[e.OrderID] = orderCredit{state: creditExceeded, amount: e.Amount}
+		c.credits.set(e.OrderID, orderCredit{state: creditExceeded, amount: e.Amount})
 	case CreditReleased:
-		c.credits[e.OrderID] = orderCredit{state: creditReleased, amount: e.Amount}
+		c.credits.set(e.OrderID, orderCredit{state: creditReleased, amount: e.Amount})
 		c.Reserved.Minor -= e.Amount.Minor
 	}
 }
@@ -170,7 +171,7 @@ func (c *Customer) ReserveCredit(cmd ReserveCredit) ([]Event, error) {
 	if err := c.mustExist(); err != nil {
 		return nil, err
 	}
-	if _, decided := c.credits[cmd.OrderID]; decided {
+	if _, decided := c.credits.get(cmd.OrderID); decided {
 		return nil, rejected(ReasonCreditAlreadyDecided, "credit for order %s was already decided", cmd.OrderID)
 	}
 	if cmd.Amount.Currency != c.CreditLimit.Currency {
@@ -192,7 +193,7 @@ func (c *Customer) ReleaseCredit(cmd ReleaseCredit) ([]Event, error) {
 	if err := c.mustExist(); err != nil {
 		return nil, err
 	}
-	oc := c.credits[cmd.OrderID]
+	oc, _ := c.credits.get(cmd.OrderID)
 	if oc.state != creditReserved {
 		return nil, nil
 	}

@@ -22,21 +22,6 @@ type CustomerHead struct {
 	Reserved    Money
 }
 
-// CreditKey names the order whose credit line e changes; ok is false for
-// events that leave the credit book alone. A snapshot holding the lines of
-// these orders, as they stand at its end, holds every change its range made.
-func CreditKey(e Event) (orderID string, ok bool) {
-	switch e := e.(type) {
-	case CreditReserved:
-		return e.OrderID, true
-	case CreditLimitExceeded:
-		return e.OrderID, true
-	case CreditReleased:
-		return e.OrderID, true
-	}
-	return "", false
-}
-
 // Head returns c's state but its credit book.
 func (c *Customer) Head() CustomerHead {
 	return CustomerHead{Registered: c.Registered, Name: c.Name, Email: c.Email, CreditLimit: c.CreditLimit, Reserved: c.Reserved}
@@ -44,26 +29,14 @@ func (c *Customer) Head() CustomerHead {
 
 // CreditLine returns the credit line of orderID.
 func (c *Customer) CreditLine(orderID string) (Credit, bool) {
-	oc, ok := c.credits[orderID]
+	oc, ok := c.credits.get(orderID)
 	return Credit{State: uint8(oc.state), Amount: oc.amount}, ok
 }
 
-// CreditLines is the size of the credit book.
-func (c *Customer) CreditLines() int { return len(c.credits) }
-
-// Restore sets c's head from a snapshot and makes room for lines credit
-// lines in all, so that restoring a long book does not rehash it again and
-// again. Lines already restored are kept.
-func (c *Customer) Restore(h CustomerHead, lines int) {
+// Restore sets c's head from a snapshot; its credit book is restored by
+// RestoreCredits.
+func (c *Customer) Restore(h CustomerHead) {
 	c.Registered, c.Name, c.Email, c.CreditLimit, c.Reserved = h.Registered, h.Name, h.Email, h.CreditLimit, h.Reserved
-	if c.credits == nil && (h.Registered || lines > 0) {
-		c.credits = make(map[string]orderCredit, lines)
-	}
-}
-
-// RestoreCredit sets one credit line from a snapshot (after Restore).
-func (c *Customer) RestoreCredit(orderID string, cr Credit) {
-	c.credits[orderID] = orderCredit{state: creditState(cr.State), amount: cr.Amount}
 }
 
 // Profile returns a copy of c without its credit book: what PlaceOrder needs
