@@ -126,7 +126,15 @@ func FuzzCommandRequest(f *testing.F) {
 		if n := proto.Size(st.Proto()); n > hostiletest.MaxAnswer {
 			t.Fatalf("%s: %d-byte refusal of a %d-byte request, over %d", c.name, n, len(b), hostiletest.MaxAnswer)
 		}
-		if limit := uint64(fixedCost + hostiletest.AllocPerByte*len(b)); allocated > limit {
+		limit := uint64(fixedCost + hostiletest.AllocPerByte*len(b))
+		// The count is process-wide, and goroutines of earlier tests (a
+		// snapshot merge, a page writer) may still be allocating: a
+		// refusal changes nothing, so it is measured again, and its
+		// cheapest run counts.
+		for retry := 0; retry < 3 && allocated > limit; retry++ {
+			allocated = min(allocated, allocatedBy(func() { _ = c.call(ctx, env.API, req) }))
+		}
+		if allocated > limit {
 			t.Fatalf("%s: refusing a %d-byte request allocated %d bytes, over %d", c.name, len(b), allocated, limit)
 		}
 		if err := checkViolations(st, c.fields); err != nil {

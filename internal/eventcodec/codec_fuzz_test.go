@@ -36,7 +36,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(index(typ), schema+1, payload)
 		f.Add(index(typ), schema, payload[:len(payload)/2])
 	}
-	v1, err := os.ReadFile("testdata/order_placed_v1.json")
+	v1, err := os.ReadFile("testdata/golden/orderly.OrderPlaced.v1.json")
 	if err != nil {
 		f.Fatal(err)
 	}

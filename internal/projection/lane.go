@@ -85,9 +85,6 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 	if next == l.cp {
 		return nil
 	}
-	if err := ctx.Err(); err != nil {
-		return err // stopping: begin no new write
-	}
 	view, run := string(l.t.View), l.f.run
 	m := l.f.p.metrics
 	for failures := 0; ; {

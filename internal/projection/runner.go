@@ -362,6 +362,11 @@ func (f *follower) applyAll(ctx context.Context, lanes []lane, b decodedBatch) e
 	if len(b.events) == 0 && b.checkpoint == 0 {
 		return nil
 	}
+	// Stopping: begin no new batch. One begun is written by every lane,
+	// each write under its own deadline however ctx ends meanwhile.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	errs := make([]error, len(lanes))
 	var wg sync.WaitGroup
 	for i, l := range lanes {
