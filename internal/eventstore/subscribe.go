@@ -17,7 +17,7 @@ import (
 // came from storage or from the live feed.
 func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 	ctx := w.out.Context()
-	catchUp, stream, err := s.catchUpFunc(o, w)
+	catchUp, live, stream, err := s.catchUpFunc(o, w)
 	if err != nil {
 		return err
 	}
@@ -31,7 +31,8 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 
 	for {
 		head := s.broker.Head()
-		if err := catchUp(head); err != nil {
+		seen, err := catchUp(head)
+		if err != nil {
 			return statusFor(ctx, s.log, stream, err)
 		}
 		joined, err := s.broker.join(sub, head)
@@ -39,8 +40,12 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 			return statusFor(ctx, s.log, stream, err)
 		}
 		if joined {
-			if err := w.checkpoint(head); err != nil {
-				return err
+			// A start past the head has not seen up to head: a checkpoint
+			// there would resume it before its start.
+			if seen == head {
+				if err := w.checkpoint(head); err != nil {
+					return err
+				}
 			}
 			break
 		}
@@ -61,8 +66,7 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 			return err
 		}
 		for _, e := range entries {
-			// Live entries are always decoded (see entry).
-			if stream != allStream && string(e.rec.GetStreamIdentifier().GetStreamName()) != stream {
+			if !live(e) {
 				continue
 			}
 			if err := w.deliver(e); err != nil {
@@ -74,60 +78,65 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 
 // catchUpFunc validates the subscription's start and returns the function
 // that delivers stored events up to a head position, resuming where the
-// previous call stopped. Starting points are exclusive, as in EventStoreDB.
-func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(head uint64) error, string, error) {
+// previous call stopped (it returns the position it has seen up to), and the test a live event must pass to be delivered
+// after catch-up. Starting points are exclusive, as in EventStoreDB, and a
+// start past the end delivers only what comes after it: the live test is what
+// holds back the events between the head and such a start.
+func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (catchUp func(head uint64) (seen uint64, err error), live func(*entry) bool, stream string, err error) {
 	if o.GetReadDirection() != streams.ReadReq_Options_Forwards {
-		return nil, "", status.Error(codes.InvalidArgument, "subscribe: subscriptions read forwards only")
+		return nil, nil, "", status.Error(codes.InvalidArgument, "subscribe: subscriptions read forwards only")
 	}
 	if o.GetAll() != nil {
-		var cursor uint64 // last position delivered
+		var cursor uint64 // last position delivered, or the start
 		switch v := o.GetAll().GetAllOption().(type) {
 		case *streams.ReadReq_Options_AllOptions_Start:
 		case *streams.ReadReq_Options_AllOptions_End:
-			cursor = math.MaxUint64
+			cursor = s.broker.Head()
 		case *streams.ReadReq_Options_AllOptions_Position:
 			cursor = v.Position.GetCommitPosition()
 		default:
-			return nil, "", status.Error(codes.InvalidArgument, "subscribe: $all position option is missing")
+			return nil, nil, "", status.Error(codes.InvalidArgument, "subscribe: $all position option is missing")
 		}
-		return func(head uint64) error {
-			if cursor == math.MaxUint64 || cursor >= head {
-				return nil
+		catchUp = func(head uint64) (uint64, error) {
+			if cursor >= head {
+				return cursor, nil
 			}
 			err := scanLog(s.db, cursor+1, head, false, w.visit)
 			cursor = head
-			return err
-		}, allStream, nil
+			return cursor, err
+		}
+		return catchUp, func(e *entry) bool { return e.pos > cursor }, allStream, nil
 	}
 
 	so := o.GetStream()
 	name := string(so.GetStreamIdentifier().GetStreamName())
 	if err := validateStreamName(name); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	meta, err := readMeta(s.db, name)
 	if err != nil {
-		return nil, "", statusFor(w.out.Context(), s.log, name, err)
+		return nil, nil, "", statusFor(w.out.Context(), s.log, name, err)
 	}
 	if meta.tombstoned {
-		return nil, "", statusFor(w.out.Context(), s.log, name, errStreamDeleted)
+		return nil, nil, "", statusFor(w.out.Context(), s.log, name, errStreamDeleted)
 	}
 	next := meta.truncateBefore // next revision to deliver
 	switch v := so.GetRevisionOption().(type) {
 	case *streams.ReadReq_Options_StreamOptions_Start:
 	case *streams.ReadReq_Options_StreamOptions_End:
-		next = math.MaxUint64
+		next = max(next, meta.next)
 	case *streams.ReadReq_Options_StreamOptions_Revision:
+		if v.Revision == math.MaxUint64 {
+			// No revision comes after it (v.Revision+1 would wrap to 0).
+			return func(head uint64) (uint64, error) { return head, nil }, func(*entry) bool { return false }, name, nil
+		}
 		next = max(next, v.Revision+1)
 	default:
-		return nil, "", status.Error(codes.InvalidArgument, "subscribe: stream revision option is missing")
+		return nil, nil, "", status.Error(codes.InvalidArgument, "subscribe: stream revision option is missing")
 	}
-	return func(head uint64) error {
-		if next == math.MaxUint64 {
-			return nil
-		}
+	catchUp = func(head uint64) (uint64, error) {
 		// Events past head are committed but not yet published: they come live.
-		return scanStream(s.db, name, next, math.MaxUint64, false, func(e *entry) (bool, error) {
+		return head, scanStream(s.db, name, next, math.MaxUint64, false, func(e *entry) (bool, error) {
 			if e.pos > head {
 				return false, nil
 			}
@@ -138,7 +147,12 @@ func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(h
 			next = rec.StreamRevision + 1
 			return true, w.send(e)
 		})
-	}, name, nil
+	}
+	live = func(e *entry) bool {
+		// Live entries are always decoded (see entry).
+		return string(e.rec.GetStreamIdentifier().GetStreamName()) == name && e.rec.StreamRevision >= next
+	}
+	return catchUp, live, name, nil
 }
 
 // visit delivers a scanned event; it is the catch-up form of deliver.
