@@ -338,7 +338,7 @@ func TestManySubscribers(t *testing.T) {
 }
 
 func TestSlowSubscriberIsDroppedWithoutStallingOthers(t *testing.T) {
-	c := newClient(t, estest.WithConfig(func(cfg *eventstore.Config) { cfg.SubscriberBuffer = 128 }))
+	c := newClient(t, estest.WithConfig(func(cfg *eventstore.Config) { cfg.SubscriberBufferBytes = 1 << 20 }))
 	slow, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: esdb.End{}})
 	if err != nil {
 		t.Fatal(err)

@@ -60,6 +60,7 @@ type streamState struct {
 type sequencer struct {
 	db      *pebble.DB
 	log     *slog.Logger
+	metrics *metrics
 	publish func(entries []*entry, head uint64)
 	now     func() time.Time
 
@@ -95,13 +96,13 @@ type ack struct {
 	res result
 }
 
-func newSequencer(db *pebble.DB, log *slog.Logger, publish func([]*entry, uint64)) (*sequencer, error) {
+func newSequencer(db *pebble.DB, log *slog.Logger, m *metrics, publish func([]*entry, uint64)) (*sequencer, error) {
 	head, metas, err := loadState(db)
 	if err != nil {
 		return nil, err
 	}
 	q := &sequencer{
-		db: db, log: log, publish: publish, now: time.Now,
+		db: db, log: log, metrics: m, publish: publish, now: time.Now,
 		ops:     make(chan *op, 1024),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -369,6 +370,9 @@ func (q *sequencer) flush() {
 		q.lastCommit = time.Since(start)
 		q.groups.Add(1)
 		q.grouped.Add(uint64(len(q.acks)))
+		q.metrics.fsync.Observe(q.lastCommit.Seconds())
+		q.metrics.groupOps.Observe(float64(len(q.acks)))
+		q.metrics.groupBytes.Observe(float64(q.batch.Len()))
 		if err != nil {
 			q.log.Error("group commit failed", "err", err, "ops", len(q.acks))
 			q.rollback()

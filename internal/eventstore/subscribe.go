@@ -21,7 +21,7 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 	if err != nil {
 		return err
 	}
-	sub := newSubscriber(s.cfg.SubscriberBuffer)
+	sub := newSubscriber(s.cfg.SubscriberBufferBytes)
 	defer s.broker.leave(sub)
 	if err := w.out.Send(&streams.ReadResp{Content: &streams.ReadResp_Confirmation{Confirmation: &streams.ReadResp_SubscriptionConfirmation{
 		SubscriptionId: uuid.NewString(),
