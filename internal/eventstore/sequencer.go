@@ -48,7 +48,8 @@ const maxGroupBytes = 16 << 20
 
 // streamState is the sequencer's view of a stream. lastIDs/lastPos remember the
 // newest append so a retried expected-revision-Any append is recognised
-// (EventStoreDB also treats Any idempotence as best effort).
+// (EventStoreDB also treats Any idempotence as best effort: here it is
+// forgotten when the stream leaves the cache).
 type streamState struct {
 	meta    streamMeta
 	lastIDs [][]byte
@@ -69,7 +70,7 @@ type sequencer struct {
 	stopped chan struct{}
 
 	head    uint64
-	streams map[string]*streamState
+	streams *streamCache
 
 	// Group commit waits for company. When the last group held several
 	// ops, writers are concurrent, and holding the next group open for
@@ -96,8 +97,8 @@ type ack struct {
 	res result
 }
 
-func newSequencer(db *pebble.DB, log *slog.Logger, m *metrics, publish func([]*entry, uint64)) (*sequencer, error) {
-	head, metas, err := loadState(db)
+func newSequencer(db *pebble.DB, log *slog.Logger, m *metrics, cacheBytes int, publish func([]*entry, uint64)) (*sequencer, error) {
+	head, err := loadHead(db)
 	if err != nil {
 		return nil, err
 	}
@@ -107,11 +108,8 @@ func newSequencer(db *pebble.DB, log *slog.Logger, m *metrics, publish func([]*e
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		head:    head,
-		streams: make(map[string]*streamState, len(metas)),
+		streams: newStreamCache(cacheBytes),
 		undo:    map[string]*streamState{},
-	}
-	for name, m := range metas {
-		q.streams[name] = &streamState{meta: m}
 	}
 	q.batch = db.NewBatch()
 	q.undoHead = head
@@ -192,7 +190,11 @@ func (q *sequencer) stop() {
 }
 
 func (q *sequencer) apply(o *op) {
-	st := q.streams[o.stream]
+	st, err := q.state(o.stream)
+	if err != nil {
+		q.ack(o, result{err: err})
+		return
+	}
 	var meta streamMeta
 	if st != nil {
 		meta = st.meta
@@ -232,6 +234,25 @@ func (q *sequencer) apply(o *op) {
 	}
 }
 
+// state returns the stream's state, reading it from storage on a cache
+// miss; nil means the stream was never written. Storage holds every
+// committed state and the cache every pending one (see streamCache), and
+// this goroutine is the only writer, so a miss reads the current state.
+func (q *sequencer) state(stream string) (*streamState, error) {
+	if st, ok := q.streams.get(stream); ok {
+		q.metrics.cache.WithLabelValues("hit").Inc()
+		return st, nil
+	}
+	q.metrics.cache.WithLabelValues("miss").Inc()
+	m, err := readMeta(q.db, stream)
+	if err != nil || m == (streamMeta{}) {
+		return nil, err
+	}
+	st := &streamState{meta: m}
+	q.streams.put(stream, st)
+	return st, nil
+}
+
 func conflict(m streamMeta) result {
 	if !m.exists() {
 		return result{verdict: verdictWrong, noStream: true}
@@ -242,7 +263,7 @@ func conflict(m streamMeta) result {
 // touch returns the stream's state for writing, remembering its prior value so
 // a failed commit can be undone.
 func (q *sequencer) touch(stream string) *streamState {
-	st := q.streams[stream]
+	st, _ := q.streams.get(stream)
 	if _, seen := q.undo[stream]; !seen {
 		if st == nil {
 			q.undo[stream] = nil
@@ -253,7 +274,7 @@ func (q *sequencer) touch(stream string) *streamState {
 	}
 	if st == nil {
 		st = &streamState{}
-		q.streams[stream] = st
+		q.streams.put(stream, st)
 	}
 	return st
 }
@@ -315,30 +336,23 @@ func (q *sequencer) retry(o *op, m streamMeta, retryFrom uint64) result {
 	if n == 0 || retryFrom+n > m.next {
 		return conflict(m)
 	}
-	it, err := q.db.NewIter(&pebble.IterOptions{
-		LowerBound: indexKey(o.stream, retryFrom),
-		UpperBound: indexKey(o.stream, retryFrom+n),
+	var i int
+	var pos uint64
+	match := true
+	err := scanStream(q.db, o.stream, retryFrom, retryFrom+n-1, false, func(e *entry) (bool, error) {
+		rec, err := e.record()
+		if err != nil {
+			return false, err
+		}
+		pos, match = e.pos, bytes.Equal(eventID(rec), eventID(o.events[i]))
+		i++
+		return match, nil
 	})
 	if err != nil {
 		return result{err: fmt.Errorf("check retried append to %q: %w", o.stream, err)}
 	}
-	defer it.Close()
-	var i int
-	var pos uint64
-	for it.First(); it.Valid(); it.Next() {
-		pos = binary.BigEndian.Uint64(it.Value())
-		e, err := readEntry(q.db, pos)
-		if err != nil {
-			return result{err: err}
-		}
-		rec, err := e.record()
-		if err != nil {
-			return result{err: err}
-		}
-		if !bytes.Equal(eventID(rec), eventID(o.events[i])) {
-			return conflict(m)
-		}
-		i++
+	if !match {
+		return conflict(m)
 	}
 	if uint64(i) != n {
 		return conflict(m)
@@ -394,16 +408,21 @@ func (q *sequencer) flush() {
 		a.op.done <- a.res
 	}
 	q.acks, q.entries = q.acks[:0], nil
+	for name := range q.undo {
+		q.streams.charge(name)
+	}
 	clear(q.undo)
 	q.undoHead = q.head
+	// Only now, with nothing pending, may states leave the cache.
+	q.streams.trim()
 }
 
 func (q *sequencer) rollback() {
 	for name, prior := range q.undo {
 		if prior == nil {
-			delete(q.streams, name)
+			q.streams.remove(name)
 		} else {
-			q.streams[name] = prior
+			q.streams.put(name, prior)
 		}
 	}
 	q.head = q.undoHead

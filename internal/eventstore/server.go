@@ -67,7 +67,7 @@ func Open(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, db: db, admission: newAdmission(cfg.MaxPendingAppendBytes, m.heldBytes)}
-	s.seq, err = newSequencer(db, cfg.Logger, m, func(entries []*entry, head uint64) { s.broker.publish(entries, head) })
+	s.seq, err = newSequencer(db, cfg.Logger, m, cfg.StreamCacheBytes, func(entries []*entry, head uint64) { s.broker.publish(entries, head) })
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("recover event store state: %w", err)
