@@ -28,10 +28,11 @@
 //
 // # Writes
 //
-// One sequencer goroutine owns positions, revisions and stream state. It drains
-// every append waiting in its queue, checks each against the state, writes all
-// of them in one Pebble batch committed with fsync, then acknowledges them all
-// and hands the batch to live subscribers. Concurrent writers thus share one
+// One sequencer goroutine owns positions, revisions and stream state (hot
+// streams in a cache bounded in bytes, the rest read from Pebble on a miss;
+// see streamCache). It drains every append waiting in its queue, checks each
+// against the state, writes all of them in one Pebble batch committed with
+// fsync, then acknowledges them all and hands the batch to live subscribers. Concurrent writers thus share one
 // sync (group commit), positions are assigned in commit order, and nothing is
 // acknowledged before it is on disk. Pebble publishes a synced batch to
 // readers only once its WAL sync is done, so no reader sees an event that a
