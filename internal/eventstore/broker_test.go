@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -61,13 +60,4 @@ func TestSubscriberQueueIsBoundedInBytes(t *testing.T) {
 	if got := counterValue(t, drops.WithLabelValues(dropSlow)); got != 1 {
 		t.Fatalf("slow drops counted: %v, want 1", got)
 	}
-}
-
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }

@@ -12,46 +12,14 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
-// withRegistry gives the store a registry the test can read.
-func withRegistry(reg *prometheus.Registry) estest.Option {
-	return estest.WithConfig(func(c *eventstore.Config) { c.Registerer = reg })
-}
-
-// counter reads one sample of a counter family from reg (0 if absent).
-func counter(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if label == "" || (l.GetName() == label && l.GetValue() == value) {
-					return m.GetCounter().GetValue()
-				}
-			}
-			if label == "" {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
 func TestHandlerPanicFailsOnlyThatCall(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	srv, addr := estest.Serve(t, withRegistry(reg))
+	srv, addr := estest.Serve(t)
 	c := estest.Client(t, addr)
 	const appendMethod = "/event_store.client.streams.Streams/Append"
 	const featuresMethod = "/event_store.client.server_features.ServerFeatures/GetSupportedMethods"
@@ -97,7 +65,7 @@ func TestHandlerPanicFailsOnlyThatCall(t *testing.T) {
 	if err != nil || len(evs) != 2 {
 		t.Fatalf("after the panics: %d events, err %v; want 2", len(evs), err)
 	}
-	if got := counter(t, reg, "orderly_eventstore_handler_panics_total", "", ""); got != 2 {
+	if got := eventstore.Panics(t, srv); got != 2 {
 		t.Fatalf("panics counted: %v, want 2", got)
 	}
 }
@@ -109,8 +77,8 @@ func TestHandlerPanicFailsOnlyThatCall(t *testing.T) {
 // reading. Shown here with a buffer far smaller than one append, which the
 // old rule would also have failed, at a size the race detector can afford.
 func TestHugeAppendDoesNotDropLiveSubscribers(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	c := newClient(t, withRegistry(reg), estest.WithConfig(func(c *eventstore.Config) { c.SubscriberBufferBytes = 1 << 10 }))
+	srv, addr := estest.Serve(t, estest.WithConfig(func(c *eventstore.Config) { c.SubscriberBufferBytes = 1 << 10 }))
+	c := estest.Client(t, addr)
 	const n = 5_000
 	subAll, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: esdb.End{}})
 	if err != nil {
@@ -136,7 +104,7 @@ func TestHugeAppendDoesNotDropLiveSubscribers(t *testing.T) {
 			t.Fatalf("%s subscriber got %d of %d events, dropped: %v", name, len(r.events), n, r.dropped)
 		}
 	}
-	if got := counter(t, reg, "orderly_eventstore_subscriber_drops_total", "reason", "slow"); got != 0 {
+	if got := eventstore.SlowDrops(t, srv); got != 0 {
 		t.Fatalf("drops counted: %v, want 0", got)
 	}
 }
@@ -146,13 +114,13 @@ func TestHugeAppendDoesNotDropLiveSubscribers(t *testing.T) {
 // are refused with RESOURCE_EXHAUSTED and a reason, none is lost or hangs,
 // and refusals are counted.
 func TestAdmissionIsBoundedInBytes(t *testing.T) {
-	reg := prometheus.NewRegistry()
 	const eventSize, perAppend, appends = 8 << 10, 8, 16
-	c := newClient(t, withRegistry(reg), estest.WithConfig(func(c *eventstore.Config) {
+	srv, addr := estest.Serve(t, estest.WithConfig(func(c *eventstore.Config) {
 		c.MaxEventSize = 16 << 10
 		c.MaxAppendSize = 2 * perAppend * eventSize
 		c.MaxPendingAppendBytes = 2 * perAppend * eventSize
 	}))
+	c := estest.Client(t, addr)
 	var wg sync.WaitGroup
 	errs := make(chan error, appends)
 	for i := range appends {
@@ -183,7 +151,7 @@ func TestAdmissionIsBoundedInBytes(t *testing.T) {
 	if written != ok*perAppend || ok == 0 {
 		t.Fatalf("%d appends succeeded, %d refused, %d events written", ok, refused, written)
 	}
-	if got := counter(t, reg, "orderly_eventstore_appends_refused_total", "", ""); got != float64(refused) {
+	if got := eventstore.Refused(t, srv); got != float64(refused) {
 		t.Fatalf("refusals counted: %v, want %d", got, refused)
 	}
 	t.Logf("%d appends succeeded, %d refused", ok, refused)

@@ -38,12 +38,19 @@ func (e *entry) record() (*record, error) {
 	return e.rec, nil
 }
 
+// blockCacheBytes is Pebble's block cache.
+const blockCacheBytes = 32 << 20
+
 func openPebble(dir string, logger *slog.Logger) (*pebble.DB, error) {
 	opts := &pebble.Options{Logger: pebbleLogger{logger}}
 	// Stream states are read on a cache miss, and a new stream's is looked
 	// up before its first write: filters answer most misses without
 	// reading a block.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// Those lookups also read index and filter blocks; with the default
+	// 8 MB cache, event blocks pushed them out and a million-stream store
+	// spent half its writer's time re-reading them from files.
+	opts.CacheSize = blockCacheBytes
 	if dir == "" {
 		opts.FS = vfs.NewMem()
 	}
