@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -146,4 +147,36 @@ func rssMiB(b *testing.B) float64 {
 	}
 	b.Fatal("VmRSS not found")
 	return 0
+}
+
+// BenchmarkReadLongStream reads a 200,000-event stream from start to end,
+// as a fold of one aggregate does, and reports events/s.
+func BenchmarkReadLongStream(b *testing.B) {
+	const n, perAppend = 200_000, 1000
+	srv, err := Open(Config{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	for i := 0; i < n; i += perAppend {
+		recs := make([]*record, perAppend)
+		for j := range recs {
+			recs[j] = newRecord("long", newEventID(), "ItemAdded", "application/json", nil, []byte(`{"sku":"s-1","qty":1}`))
+		}
+		res, err := srv.seq.submit(context.Background(), &op{kind: opAppend, stream: "long", events: recs})
+		if err == nil {
+			err = res.err
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		got := 0
+		if err := scanStream(srv.db, "long", 0, math.MaxUint64, false, func(*entry) (bool, error) { got++; return true, nil }); err != nil || got != n {
+			b.Fatalf("read %d of %d events: %v", got, n, err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }
