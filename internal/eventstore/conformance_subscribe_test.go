@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -344,7 +345,7 @@ func TestManySubscribers(t *testing.T) {
 }
 
 func TestSlowSubscriberIsDroppedWithoutStallingOthers(t *testing.T) {
-	c := newClient(t, estest.WithConfig(func(cfg *eventstore.Config) { cfg.SubscriberBuffer = 128 }))
+	c := newClient(t, estest.WithConfig(func(cfg *eventstore.Config) { cfg.SubscriberBufferBytes = 1 << 20 }))
 	slow, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: esdb.End{}})
 	if err != nil {
 		t.Fatal(err)
@@ -417,4 +418,55 @@ func TestSlowSubscriberIsDroppedWithoutStallingOthers(t *testing.T) {
 	if len(rest.events) != total-len(r.events) || rest.events[0].Position.Commit <= last.Commit {
 		t.Fatalf("resubscribed: got %d events, want %d after %v", len(rest.events), total-len(r.events), last)
 	}
+}
+
+// A start past the end is still exclusive: the subscriber gets only what is
+// appended after it, never the events between the end and its start.
+func TestSubscribeStartingPastTheEnd(t *testing.T) {
+	c := newClient(t)
+	mustAppend(t, c, "short", esdb.NoStream{}, events(4, "e")...) // revisions 0..3
+
+	t.Run("stream revision beyond the last", func(t *testing.T) {
+		sub, err := c.SubscribeToStream(testCtx(t), "short", esdb.SubscribeToStreamOptions{From: esdb.Revision(10)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		waitCaughtUp(t, sub)
+		mustAppend(t, c, "short", esdb.Revision(3), events(11, "e")...) // revisions 4..14
+		r := collect(t, sub, 4, 10*time.Second)
+		if got := revisionsOf(r.events); len(r.events) != 4 || r.events[0].EventNumber != 11 || r.events[3].EventNumber != 14 {
+			t.Fatalf("from revision 10: got %v, want revisions 11..14", got)
+		}
+	})
+
+	t.Run("stream at the maximum revision", func(t *testing.T) {
+		sub, err := c.SubscribeToStream(testCtx(t), "short", esdb.SubscribeToStreamOptions{From: esdb.Revision(math.MaxUint64)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		waitCaughtUp(t, sub) // fails on any replayed event
+	})
+
+	t.Run("$all position beyond the head", func(t *testing.T) {
+		last := readAll(t, c, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)[0].Event.Position
+		from := esdb.Position{Commit: last.Commit + 5, Prepare: last.Prepare + 5}
+		sub, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		waitCaughtUp(t, sub)
+		var want []uint64
+		for range 10 {
+			if res := mustAppend(t, c, "other", esdb.Any{}, events(1, "e")...); res.CommitPosition > from.Commit {
+				want = append(want, res.CommitPosition)
+			}
+		}
+		r := collect(t, sub, len(want), 10*time.Second)
+		if len(r.events) != len(want) || len(want) == 0 || r.events[0].Position.Commit != want[0] {
+			t.Fatalf("from %v: got %v, want positions %v", from, revisionsOf(r.events), want)
+		}
+	})
 }

@@ -1,9 +1,12 @@
 package eventstore
 
 import (
+	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // GroupCommits reports how many groups s has committed and how many ops
@@ -20,7 +23,10 @@ func UseFS(fs vfs.FS) func(*Config) {
 // Visible reports whether the event at pos is in Pebble's live state, synced
 // or not: what a read would see without the durable view.
 func Visible(s *Server, pos uint64) bool {
-	_, err := readEntry(s.db, pos)
+	_, closer, err := s.db.Get(logKey(pos))
+	if err == nil {
+		_ = closer.Close()
+	}
 	return err == nil
 }
 
@@ -42,3 +48,27 @@ func AppendPending(s *Server, stream string) (answered func() bool) {
 // clock, so tests can write events that $maxAge already retires. Call it
 // before the first append; now itself may change its answer later.
 func SetClock(s *Server, now func() time.Time) { s.seq.now = now }
+
+// SetHandlerHook makes fn run before every handler of s, inside its panic
+// recovery, so a test can make a handler panic.
+func SetHandlerHook(s *Server, fn func(method string)) {
+	s.testHook.Store(&fn)
+}
+
+// Panics, SlowDrops and Refused read s's counters of the same names.
+func Panics(t testing.TB, s *Server) float64 { return counterValue(t, s.metrics.panics) }
+
+func SlowDrops(t testing.TB, s *Server) float64 {
+	return counterValue(t, s.metrics.drops.WithLabelValues(dropSlow))
+}
+
+func Refused(t testing.TB, s *Server) float64 { return counterValue(t, s.metrics.refused) }
+
+func counterValue(t testing.TB, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
