@@ -112,7 +112,10 @@ func TestHugeAppendDoesNotDropLiveSubscribers(t *testing.T) {
 // Concurrent appends are bounded in the bytes they hold: with a budget of
 // one maximal append, appends that together need more either succeed or
 // are refused with RESOURCE_EXHAUSTED and a reason, none is lost or hangs,
-// and refusals are counted.
+// refusals are counted, and the bytes come back: an append alone afterwards
+// succeeds. (How many of the burst succeed depends on scheduling: if all
+// sixteen take their first event at once, the budget is spent and all are
+// refused, which the design allows.)
 func TestAdmissionIsBoundedInBytes(t *testing.T) {
 	const eventSize, perAppend, appends = 8 << 10, 8, 16
 	srv, addr := estest.Serve(t, estest.WithConfig(func(c *eventstore.Config) {
@@ -148,11 +151,16 @@ func TestAdmissionIsBoundedInBytes(t *testing.T) {
 		refused++
 	}
 	written := len(readAll(t, c, esdb.ReadAllOptions{}, appends*perAppend+1))
-	if written != ok*perAppend || ok == 0 {
+	if written != ok*perAppend {
 		t.Fatalf("%d appends succeeded, %d refused, %d events written", ok, refused, written)
 	}
 	if got := eventstore.Refused(t, srv); got != float64(refused) {
 		t.Fatalf("refusals counted: %v, want %d", got, refused)
 	}
+	evs := events(2*perAppend-1, "e")
+	for j := range evs {
+		evs[j].Data, evs[j].ContentType = make([]byte, eventSize), esdb.ContentTypeBinary
+	}
+	mustAppend(t, c, "adm-alone", esdb.NoStream{}, evs...) // nearly the whole budget
 	t.Logf("%d appends succeeded, %d refused", ok, refused)
 }
