@@ -35,10 +35,26 @@ func Visible(s *Server, pos uint64) bool {
 // whether the sequencer has answered it yet. Going around gRPC lets a test
 // look at the answer the moment it is given, with no network in between.
 func AppendPending(s *Server, stream string) (answered func() bool) {
+	return pending(s, stream, newRecord(stream, newEventID(), "pending", contentTypeBinary, nil, nil), nil)
+}
+
+// MetadataPending is AppendPending for stream metadata: it queues data (a
+// JSON object) as the latest metadata of stream.
+func MetadataPending(s *Server, stream string, data []byte) (answered func() bool, err error) {
+	name := metastreamOf(stream)
+	rec := newRecord(name, newEventID(), eventTypeMetadata, contentTypeJSON, nil, data)
+	md, err := retentionOf(name, []*record{rec})
+	if err != nil {
+		return nil, err
+	}
+	return pending(s, name, rec, md), nil
+}
+
+func pending(s *Server, stream string, rec *record, md *retention) (answered func() bool) {
 	o := &op{
 		kind: opAppend, stream: stream, expect: expectation{kind: expectAny},
-		events: []*record{newRecord(stream, newEventID(), "pending", contentTypeBinary, nil, nil)},
-		done:   make(chan result, 1),
+		events: []*record{rec}, retention: md,
+		done: make(chan result, 1),
 	}
 	s.seq.ops <- o
 	return func() bool { return len(o.done) > 0 }
