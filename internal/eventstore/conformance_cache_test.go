@@ -157,6 +157,11 @@ func TestMetadataOfEvictedStreamsHolds(t *testing.T) {
 		t.Fatalf("recreating append: next %d, want 2", res.NextExpectedVersion)
 	}
 	wantRevisions(t, c, recreated, false, 2)
+	// Its metadata stream goes on too: the soft delete's, then the recreation's.
+	wantRevisions(t, c, "$$"+recreated, false, 1)
+	if tb := getMeta(t, c, recreated).TruncateBefore(); tb == nil || *tb != 2 {
+		t.Fatalf("$tb of the recreated stream = %v, want 2", tb)
+	}
 
 	// A stream with metadata and no events may be soft-deleted.
 	metaOnly := streamName(t, "meta-only")

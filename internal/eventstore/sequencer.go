@@ -198,7 +198,7 @@ func (q *sequencer) apply(o *op) {
 		q.ack(o, result{err: err})
 		return
 	}
-	st, partner, err := q.load(o.stream)
+	st, partner, err := q.load(o, recreate)
 	if err != nil {
 		q.ack(o, result{err: err})
 		return
@@ -286,17 +286,22 @@ func (q *sequencer) state(stream string) (*streamState, error) {
 	return st, nil
 }
 
-// load brings into the cache the states an op on stream may touch: its own
-// and its partner's (the metadata stream of a stream, or the stream a
-// metadata stream describes), and returns both. touch finds them there,
-// since nothing is evicted before the group commits.
-func (q *sequencer) load(stream string) (st, partner *streamState, err error) {
-	other, ok := originalOf(stream)
-	if !ok {
-		other = metastreamOf(stream)
-	}
-	if st, err = q.state(stream); err != nil {
+// load brings into the cache the states o may touch, and returns them: its
+// stream's, and its partner's (the stream a metadata stream describes, or
+// the metadata stream of a stream that o deletes or recreates) when o needs
+// it; touch then finds them, since nothing is evicted before the group
+// commits. A plain append leaves the metadata stream alone: looking it up
+// would cost every append a read when the stream has no metadata.
+func (q *sequencer) load(o *op, recreate bool) (st, partner *streamState, err error) {
+	if st, err = q.state(o.stream); err != nil {
 		return nil, nil, err
+	}
+	other, isMeta := originalOf(o.stream)
+	if !isMeta {
+		if o.kind != opDelete && !recreate {
+			return st, nil, nil
+		}
+		other = metastreamOf(o.stream)
 	}
 	if partner, err = q.state(other); err != nil {
 		return nil, nil, err
