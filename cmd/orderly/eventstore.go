@@ -21,6 +21,9 @@ func runEventStore(ctx context.Context, args []string) error {
 	data := fs.String("data", "./.orderly/eventstore", `directory for the event store; "" or ":memory:" keeps it in memory`)
 	maxEvent := fs.Int("max-event-size", 0, "largest event in bytes (0 = default, 1 MiB)")
 	maxAppend := fs.Int("max-append-size", 0, "largest append request in bytes (0 = default, 4 MiB)")
+	maxPending := fs.Int("max-pending-append-bytes", 0, "bytes all appends read and not yet answered may hold together (0 = default, 64 MiB)")
+	subBuffer := fs.Int("subscriber-buffer-bytes", 0, "bytes of live events a subscriber may have waiting before it is dropped (0 = default, 64 MiB)")
+	streamCache := fs.Int("stream-cache-bytes", 0, "bytes of stream state the writer keeps in memory; others are read from disk (0 = default, 16 MiB)")
 	if err := config.Parse(fs, "ORDERLY_EVENTSTORE", args); err != nil {
 		return err
 	}
@@ -33,7 +36,10 @@ func runEventStore(ctx context.Context, args []string) error {
 	if dir == ":memory:" {
 		dir = ""
 	}
-	srv, err := eventstore.Open(eventstore.Config{Dir: dir, MaxEventSize: *maxEvent, MaxAppendSize: *maxAppend, Logger: log})
+	srv, err := eventstore.Open(eventstore.Config{
+		Dir: dir, MaxEventSize: *maxEvent, MaxAppendSize: *maxAppend, MaxPendingAppendBytes: *maxPending,
+		SubscriberBufferBytes: *subBuffer, StreamCacheBytes: *streamCache, Logger: log,
+	})
 	if err != nil {
 		return err
 	}

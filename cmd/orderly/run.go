@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/prometheus/client_golang/prometheus"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
 	"github.com/orderly/orderly/internal/command"
@@ -109,8 +110,9 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	}()
 
 	// The event store starts first and stops last: everything else is its
-	// client.
-	store, esAddr, err := startEventStore(cfg.esListen, filepath.Join(dataDir, "eventstore"), log)
+	// client. Its metrics are served with the services'.
+	metrics := serve.NewMetrics()
+	store, esAddr, err := startEventStore(cfg.esListen, filepath.Join(dataDir, "eventstore"), metrics.Registry, log)
 	if err != nil {
 		return err
 	}
@@ -136,7 +138,6 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	}
 	closers.Add("views", vs.Close)
 
-	metrics := serve.NewMetrics()
 	notifier := views.NewNotifier()
 	cfg.commands.Registerer, cfg.commands.StoreTimeout = metrics.Registry, cfg.storeTimeout
 	commands, err := command.New(conn, log.With("service", "command"), cfg.commands)
@@ -195,8 +196,8 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 
 // startEventStore opens the event store in dir and serves it on addr until
 // Close; it returns the address it listens on.
-func startEventStore(addr, dir string, log *slog.Logger) (*eventstore.Server, string, error) {
-	srv, err := eventstore.Open(eventstore.Config{Dir: dir, Logger: log.With("service", "eventstore")})
+func startEventStore(addr, dir string, reg prometheus.Registerer, log *slog.Logger) (*eventstore.Server, string, error) {
+	srv, err := eventstore.Open(eventstore.Config{Dir: dir, Registerer: reg, Logger: log.With("service", "eventstore")})
 	if err != nil {
 		return nil, "", err
 	}

@@ -6,19 +6,25 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // Append reads the whole request (options, then events) before writing, so a
 // request that breaks a limit or drops half-way writes nothing.
 func (s *Server) Append(stream streams.Streams_AppendServer) error {
-	name, expect, events, err := s.readAppend(stream)
+	name, expect, events, held, err := s.readAppend(stream)
+	defer s.admission.release(held)
 	if err != nil {
 		// The client sends every event before it reads the answer; answering
 		// while it still sends would fail its next send with a bare EOF that
-		// hides our status. So a refused request is read to its end first.
-		drain(stream)
+		// hides our status. So a refused request is read to its end first,
+		// as far as a legal request could go.
+		drain(stream, s.cfg.MaxAppendSize+s.cfg.MaxEventSize)
+		s.metrics.appends.WithLabelValues("error").Inc()
 		return err
 	}
 	ret, err := retentionOf(name, events)
@@ -30,47 +36,79 @@ func (s *Server) Append(stream streams.Streams_AppendServer) error {
 		err = res.err
 	}
 	if err != nil {
+		outcome := "error"
+		if errors.Is(err, errStreamDeleted) {
+			outcome = "deleted"
+		}
+		s.metrics.appends.WithLabelValues(outcome).Inc()
 		return statusFor(stream.Context(), s.log, name, err)
+	}
+	if res.verdict == verdictWrong {
+		s.metrics.appends.WithLabelValues("wrong_version").Inc()
+	} else {
+		s.metrics.appends.WithLabelValues("ok").Inc()
 	}
 	return stream.SendAndClose(appendResponse(expect, res))
 }
 
 // readAppend reads and checks an append request: the options, then events
-// within the size limits.
-func (s *Server) readAppend(stream streams.Streams_AppendServer) (name string, expect expectation, events []*record, err error) {
+// within the size limits, each admitted (see admission) before the next is
+// read. held is what the request holds of the admission budget, whatever
+// the outcome; the caller releases it once the append is answered.
+func (s *Server) readAppend(stream streams.Streams_AppendServer) (name string, expect expectation, events []*record, held int, err error) {
 	first, err := stream.Recv()
 	if err != nil {
-		return "", expectation{}, nil, status.Errorf(codes.InvalidArgument, "append: no options message: %v", err)
+		return "", expectation{}, nil, 0, status.Errorf(codes.InvalidArgument, "append: no options message: %v", err)
 	}
 	opts := first.GetOptions()
 	if opts == nil {
-		return "", expectation{}, nil, status.Error(codes.InvalidArgument, "append: the first message must be the options")
+		return "", expectation{}, nil, 0, status.Error(codes.InvalidArgument, "append: the first message must be the options")
 	}
 	name = string(opts.GetStreamIdentifier().GetStreamName())
 	if err := validateStreamName(name); err != nil {
-		return "", expectation{}, nil, err
+		return "", expectation{}, nil, 0, err
 	}
 	if expect, err = appendExpectation(opts); err != nil {
-		return "", expectation{}, nil, err
+		return "", expectation{}, nil, 0, err
 	}
-	total := 0
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return name, expect, events, nil
+			return name, expect, events, held, nil
 		}
 		if err != nil {
-			return "", expectation{}, nil, statusFor(stream.Context(), s.log, name, err)
+			return "", expectation{}, nil, held, statusFor(stream.Context(), s.log, name, err)
 		}
 		rec, err := s.proposedRecord(name, msg.GetProposedMessage())
 		if err != nil {
-			return "", expectation{}, nil, err
+			return "", expectation{}, nil, held, err
 		}
-		if total += eventSize(rec); total > s.cfg.MaxAppendSize {
-			return "", expectation{}, nil, errAppendTooLarge(s.cfg.MaxAppendSize)
+		size := eventSize(rec)
+		if held+size > s.cfg.MaxAppendSize {
+			return "", expectation{}, nil, held, errAppendTooLarge(s.cfg.MaxAppendSize)
 		}
+		if err := s.admit(stream, name, held, size); err != nil {
+			return "", expectation{}, nil, held, err
+		}
+		held += size
 		events = append(events, rec)
 	}
+}
+
+// admit takes size bytes of the admission budget for a request holding held.
+func (s *Server) admit(stream streams.Streams_AppendServer, name string, held, size int) error {
+	if held == 0 {
+		if err := s.admission.wait(stream.Context(), size); err != nil {
+			return statusFor(stream.Context(), s.log, name, err)
+		}
+		return nil
+	}
+	if !s.admission.try(size) {
+		s.metrics.refused.Inc()
+		return status.Errorf(codes.ResourceExhausted,
+			"append to %q refused: concurrent appends hold the store's %d bytes (MaxPendingAppendBytes); retry", name, s.cfg.MaxPendingAppendBytes)
+	}
+	return nil
 }
 
 func (s *Server) proposedRecord(stream string, m *streams.AppendReq_ProposedMessage) (*record, error) {
@@ -143,11 +181,16 @@ func appendResponse(expect expectation, r result) *streams.AppendResp {
 	return &streams.AppendResp{Result: &streams.AppendResp_Success_{Success: ok}}
 }
 
-// drain discards the rest of a rejected request.
-func drain(stream streams.Streams_AppendServer) {
-	for {
-		if _, err := stream.Recv(); err != nil {
+// drain discards the rest of a rejected request, up to limit bytes: a
+// client sending more than any legal request gets no status, only a reset.
+// Messages are read as Empty, which skips the append decoder and keeps
+// their bytes as unknown fields, so proto.Size counts them.
+func drain(stream grpc.ServerStream, limit int) {
+	for limit > 0 {
+		var msg emptypb.Empty
+		if err := stream.RecvMsg(&msg); err != nil {
 			return
 		}
+		limit -= proto.Size(&msg)
 	}
 }

@@ -4,22 +4,26 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 // broker fans committed events out to live subscribers. Publishing never
-// blocks: each subscriber has a bounded queue, and one that lets it overflow
-// is dropped, so a slow reader cannot stall the writer or the other readers.
+// blocks: each subscriber has a queue bounded in bytes, and one that lets it
+// overflow is dropped, so a slow reader cannot stall the writer or the other
+// readers, nor pin memory without bound.
 type broker struct {
+	drops *prometheus.CounterVec // by reason
+
 	mu     sync.Mutex
 	head   uint64 // position of the last published event
 	subs   map[*subscriber]struct{}
 	closed bool
 }
 
-func newBroker(head uint64) *broker {
-	return &broker{head: head, subs: map[*subscriber]struct{}{}}
+func newBroker(head uint64, drops *prometheus.CounterVec) *broker {
+	return &broker{head: head, drops: drops, subs: map[*subscriber]struct{}{}}
 }
 
 func (b *broker) Head() uint64 {
@@ -32,9 +36,14 @@ func (b *broker) publish(entries []*entry, head uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.head = head
+	size := 0
+	for _, e := range entries {
+		size += len(e.raw)
+	}
 	for s := range b.subs {
-		if !s.offer(entries) {
+		if !s.offer(entries, size) {
 			delete(b.subs, s)
+			b.drops.WithLabelValues(dropSlow).Inc()
 		}
 	}
 }
@@ -70,16 +79,18 @@ func (b *broker) close() {
 	for s := range b.subs {
 		s.drop(status.Error(codes.Unavailable, "event store is shutting down; resubscribe from your last checkpoint"))
 		delete(b.subs, s)
+		b.drops.WithLabelValues(dropShutdown).Inc()
 	}
 }
 
 // subscriber is one live subscription's queue.
 type subscriber struct {
-	limit  int
+	limit  int           // bytes
 	notify chan struct{} // signalled when queue or dropped changes
 
 	mu      sync.Mutex
 	queue   []*entry
+	queued  int // bytes of the events in queue, in their wire form
 	dropped error
 }
 
@@ -87,16 +98,23 @@ func newSubscriber(limit int) *subscriber {
 	return &subscriber{limit: limit, notify: make(chan struct{}, 1)}
 }
 
-// offer queues entries, or drops the subscriber if that would pass its limit.
-func (s *subscriber) offer(entries []*entry) bool {
+// offer queues entries (size bytes), or drops the subscriber if that would
+// pass its limit. An empty queue takes any group commit whole: events are
+// counted in bytes, so a legal append of many small events (or one group of
+// several appends) never drops a subscriber that keeps reading, while one
+// that stalls holds at most its limit or one group, whichever is larger.
+func (s *subscriber) offer(entries []*entry, size int) bool {
 	s.mu.Lock()
-	if len(s.queue)+len(entries) > s.limit {
+	if s.queued > 0 && s.queued+size > s.limit {
+		queued := s.queued
 		s.mu.Unlock()
 		s.drop(status.Error(codes.ResourceExhausted, fmt.Sprintf(
-			"subscription dropped: more than %d events waiting to be sent (subscriber too slow); resubscribe from your last checkpoint", s.limit)))
+			"subscription dropped: subscriber too slow: %d bytes of events waiting to be sent and %d more arriving pass the limit of %d (SubscriberBufferBytes); resubscribe from your last checkpoint",
+			queued, size, s.limit)))
 		return false
 	}
 	s.queue = append(s.queue, entries...)
+	s.queued += size
 	s.mu.Unlock()
 	s.signal()
 	return true
@@ -128,6 +146,6 @@ func (s *subscriber) take() ([]*entry, error) {
 		return nil, s.dropped
 	}
 	entries := s.queue
-	s.queue = nil
+	s.queue, s.queued = nil, 0
 	return entries, nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures Open. Zero values take the defaults below.
@@ -15,9 +16,21 @@ type Config struct {
 	MaxEventSize int
 	// MaxAppendSize bounds the events of one append request, in bytes.
 	MaxAppendSize int
-	// SubscriberBuffer is how many live events a subscriber may have waiting
-	// before it is dropped, so one slow reader never holds back the others.
-	SubscriberBuffer int
+	// MaxPendingAppendBytes bounds the bytes held by all appends read and
+	// not yet answered, so many concurrent large appends cannot exhaust
+	// memory before the writer sees them. At least MaxAppendSize.
+	MaxPendingAppendBytes int
+	// SubscriberBufferBytes is how many bytes of live events (in their wire
+	// form) a subscriber may have waiting before it is dropped, so one slow
+	// reader never holds back the others nor pins unbounded memory. A
+	// subscriber with nothing waiting always takes the next group commit,
+	// however large, so one legal append never drops a reader that keeps up.
+	SubscriberBufferBytes int
+	// StreamCacheBytes bounds the writer's cache of stream states; a stream
+	// not in it is read from storage when next written.
+	StreamCacheBytes int
+	// Registerer receives the store's metrics; nil keeps them private.
+	Registerer prometheus.Registerer
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
 
@@ -27,9 +40,11 @@ type Config struct {
 }
 
 const (
-	defaultMaxEventSize     = 1 << 20
-	defaultMaxAppendSize    = 4 << 20
-	defaultSubscriberBuffer = 64 << 10
+	defaultMaxEventSize          = 1 << 20
+	defaultMaxAppendSize         = 4 << 20
+	defaultMaxPendingAppendBytes = 64 << 20
+	defaultSubscriberBufferBytes = 64 << 20
+	defaultStreamCacheBytes      = 16 << 20
 )
 
 func (c Config) withDefaults() (Config, error) {
@@ -39,17 +54,30 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxAppendSize == 0 {
 		c.MaxAppendSize = defaultMaxAppendSize
 	}
-	if c.SubscriberBuffer == 0 {
-		c.SubscriberBuffer = defaultSubscriberBuffer
+	if c.MaxPendingAppendBytes == 0 {
+		c.MaxPendingAppendBytes = max(defaultMaxPendingAppendBytes, c.MaxAppendSize)
+	}
+	if c.SubscriberBufferBytes == 0 {
+		c.SubscriberBufferBytes = defaultSubscriberBufferBytes
+	}
+	if c.StreamCacheBytes == 0 {
+		c.StreamCacheBytes = defaultStreamCacheBytes
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.MaxEventSize < 0 || c.MaxAppendSize < 0 || c.SubscriberBuffer < 0 {
+	if c.MaxEventSize < 0 || c.MaxAppendSize < 0 || c.MaxPendingAppendBytes < 0 || c.SubscriberBufferBytes < 0 || c.StreamCacheBytes < 0 {
 		return c, fmt.Errorf("eventstore config: sizes must not be negative: %+v", c)
 	}
 	if c.MaxEventSize > c.MaxAppendSize {
 		return c, fmt.Errorf("eventstore config: MaxEventSize %d exceeds MaxAppendSize %d", c.MaxEventSize, c.MaxAppendSize)
+	}
+	if c.MaxAppendSize > c.MaxPendingAppendBytes {
+		// One legal append must always be admissible.
+		return c, fmt.Errorf("eventstore config: MaxAppendSize %d exceeds MaxPendingAppendBytes %d", c.MaxAppendSize, c.MaxPendingAppendBytes)
 	}
 	return c, nil
 }

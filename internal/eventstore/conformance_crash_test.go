@@ -80,20 +80,7 @@ func TestReadsNeverShowUnsyncedEvents(t *testing.T) {
 	gate.arm()
 	answered := eventstore.AppendPending(srv, "pending")
 	ctx := testCtx(t)
-	select {
-	case <-gate.entered:
-	case <-ctx.Done():
-		t.Fatal("the pending append never synced its WAL")
-	}
-	for !eventstore.Visible(srv, res.CommitPosition+1) {
-		if ctx.Err() != nil {
-			t.Fatal("the pending append never became visible in Pebble")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if answered() {
-		t.Fatal("the append was answered while its WAL sync was still running")
-	}
+	heldInSync(t, srv, gate, res.CommitPosition+1, answered)
 
 	_, err := readStream(t, c, "pending", esdb.ReadStreamOptions{}, 10)
 	wantCode(t, err, esdb.ErrorCodeResourceNotFound)
@@ -127,6 +114,63 @@ func TestReadsNeverShowUnsyncedEvents(t *testing.T) {
 	if evs, err := readStream(t, c, "pending", esdb.ReadStreamOptions{}, 10); err != nil || len(evs) != 1 {
 		t.Fatalf("after the sync the pending stream reads %d events, %v; want 1", len(evs), err)
 	}
+}
+
+// heldInSync waits until the append at pos, armed to block in gate, is in
+// Pebble's live state with its WAL sync still running and no answer given.
+func heldInSync(t *testing.T, srv *eventstore.Server, gate *syncGate, pos uint64, answered func() bool) {
+	t.Helper()
+	ctx := testCtx(t)
+	select {
+	case <-gate.entered:
+	case <-ctx.Done():
+		t.Fatal("the pending append never synced its WAL")
+	}
+	for !eventstore.Visible(srv, pos) {
+		if ctx.Err() != nil {
+			t.Fatal("the pending append never became visible in Pebble")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if answered() {
+		t.Fatal("the append was answered while its WAL sync was still running")
+	}
+}
+
+// Metadata whose WAL sync has not finished retires nothing yet: neither a
+// read nor a subscription's catch-up applies it.
+func TestRetentionNeverComesFromUnsyncedMetadata(t *testing.T) {
+	gate := newSyncGate()
+	srv, c := onFS(t, gatedFS{FS: vfs.NewCrashableMem(), gate: gate})
+	t.Cleanup(gate.open) // before the store closes (cleanups run last first)
+	res := mustAppend(t, c, "kept", esdb.NoStream{}, events(3, "e")...)
+
+	gate.arm()
+	answered, err := eventstore.MetadataPending(srv, "kept", []byte(`{"$maxCount":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldInSync(t, srv, gate, res.CommitPosition+1, answered)
+
+	wantRevisions(t, c, "kept", false, 0, 1, 2)
+	sub, err := c.SubscribeToStream(testCtx(t), "kept", esdb.SubscribeToStreamOptions{From: esdb.Start{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if r := collect(t, sub, 3, 10*time.Second); len(r.events) != 3 || r.caughtUpAt >= 0 {
+		t.Fatalf("catch-up under unsynced metadata: got %v (caught up after %d), want revisions 0..2", revisionsOf(r.events), r.caughtUpAt)
+	}
+
+	gate.open()
+	ctx := testCtx(t)
+	for !answered() {
+		if ctx.Err() != nil {
+			t.Fatal("the metadata append was never answered after its sync finished")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wantRevisions(t, c, "kept", false, 2)
 }
 
 // syncGate blocks WAL syncs, once armed, until opened.

@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -22,7 +23,9 @@ type received struct {
 	dropped     error
 }
 
-// collect reads sub until it has n events, or it is dropped, or timeout.
+// collect reads sub until it has n events, or it is dropped, or timeout
+// passes without a message: a bound on silence, not on the whole read, so a
+// long read on a loaded machine is not mistaken for a stall.
 func collect(t testing.TB, sub *esdb.Subscription, n int, timeout time.Duration) received {
 	t.Helper()
 	r := received{caughtUpAt: -1}
@@ -30,6 +33,7 @@ func collect(t testing.TB, sub *esdb.Subscription, n int, timeout time.Duration)
 	defer timer.Stop()
 	for len(r.events) < n {
 		ev := sub.Recv()
+		timer.Reset(timeout)
 		switch {
 		case ev.EventAppeared != nil:
 			r.events = append(r.events, ev.EventAppeared.Event)
@@ -344,14 +348,16 @@ func TestManySubscribers(t *testing.T) {
 }
 
 func TestSlowSubscriberIsDroppedWithoutStallingOthers(t *testing.T) {
-	c := newClient(t, estest.WithConfig(func(cfg *eventstore.Config) { cfg.SubscriberBuffer = 128 }))
-	slow, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: esdb.End{}})
+	c := newClient(t, estest.WithConfig(func(cfg *eventstore.Config) { cfg.SubscriberBufferBytes = 1 << 20 }))
+	// The subscriptions live as long as the test, however slow the machine:
+	// what fails the test is a stall, not a slow run.
+	slow, err := c.SubscribeToAll(t.Context(), esdb.SubscribeToAllOptions{From: esdb.End{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer slow.Close()
 	waitCaughtUp(t, slow)
-	fast, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: esdb.End{}})
+	fast, err := c.SubscribeToAll(t.Context(), esdb.SubscribeToAllOptions{From: esdb.End{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +367,9 @@ func TestSlowSubscriberIsDroppedWithoutStallingOthers(t *testing.T) {
 	// The slow subscriber reads nothing while far more than gRPC's flow-control
 	// windows can hold is appended. Appends must not wait for it, and the fast
 	// subscriber must keep receiving: each append waits until the fast one has
-	// seen it, so a stall anywhere fails the test by timeout.
+	// seen it, so a stall anywhere fails the test. A stall is an append the
+	// fast subscriber does not see within stallAfter, far longer than one
+	// append takes even on a loaded machine; the whole run may take longer.
 	const batches, perBatch, size = 100, 50, 8 << 10
 	total := batches * perBatch
 	var fastGot atomic.Int64
@@ -382,13 +390,14 @@ func TestSlowSubscriberIsDroppedWithoutStallingOthers(t *testing.T) {
 		fastDone <- r
 	}()
 	payload := make([]byte, size)
-	deadline := time.Now().Add(30 * time.Second)
+	const stallAfter = 30 * time.Second
 	for i := range batches {
 		evs := events(perBatch, "big")
 		for j := range evs {
 			evs[j].Data, evs[j].ContentType = payload, esdb.ContentTypeBinary
 		}
 		mustAppend(t, c, "firehose", esdb.Any{}, evs...)
+		deadline := time.Now().Add(stallAfter)
 		for fastGot.Load() < int64((i+1)*perBatch) {
 			if time.Now().After(deadline) {
 				t.Fatalf("fast subscriber stalled at %d events after %d appends", fastGot.Load(), i+1)
@@ -408,7 +417,7 @@ func TestSlowSubscriberIsDroppedWithoutStallingOthers(t *testing.T) {
 
 	// It resumes from the last event it did get, as a client would.
 	last := r.events[len(r.events)-1].Position
-	again, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: last})
+	again, err := c.SubscribeToAll(t.Context(), esdb.SubscribeToAllOptions{From: last})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,4 +426,55 @@ func TestSlowSubscriberIsDroppedWithoutStallingOthers(t *testing.T) {
 	if len(rest.events) != total-len(r.events) || rest.events[0].Position.Commit <= last.Commit {
 		t.Fatalf("resubscribed: got %d events, want %d after %v", len(rest.events), total-len(r.events), last)
 	}
+}
+
+// A start past the end is still exclusive: the subscriber gets only what is
+// appended after it, never the events between the end and its start.
+func TestSubscribeStartingPastTheEnd(t *testing.T) {
+	c := newClient(t)
+	mustAppend(t, c, "short", esdb.NoStream{}, events(4, "e")...) // revisions 0..3
+
+	t.Run("stream revision beyond the last", func(t *testing.T) {
+		sub, err := c.SubscribeToStream(testCtx(t), "short", esdb.SubscribeToStreamOptions{From: esdb.Revision(10)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		waitCaughtUp(t, sub)
+		mustAppend(t, c, "short", esdb.Revision(3), events(11, "e")...) // revisions 4..14
+		r := collect(t, sub, 4, 10*time.Second)
+		if got := revisionsOf(r.events); len(r.events) != 4 || r.events[0].EventNumber != 11 || r.events[3].EventNumber != 14 {
+			t.Fatalf("from revision 10: got %v, want revisions 11..14", got)
+		}
+	})
+
+	t.Run("stream at the maximum revision", func(t *testing.T) {
+		sub, err := c.SubscribeToStream(testCtx(t), "short", esdb.SubscribeToStreamOptions{From: esdb.Revision(math.MaxUint64)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		waitCaughtUp(t, sub) // fails on any replayed event
+	})
+
+	t.Run("$all position beyond the head", func(t *testing.T) {
+		last := readAll(t, c, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)[0].Event.Position
+		from := esdb.Position{Commit: last.Commit + 5, Prepare: last.Prepare + 5}
+		sub, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		waitCaughtUp(t, sub)
+		var want []uint64
+		for range 10 {
+			if res := mustAppend(t, c, "other", esdb.Any{}, events(1, "e")...); res.CommitPosition > from.Commit {
+				want = append(want, res.CommitPosition)
+			}
+		}
+		r := collect(t, sub, len(want), 10*time.Second)
+		if len(r.events) != len(want) || len(want) == 0 || r.events[0].Position.Commit != want[0] {
+			t.Fatalf("from %v: got %v, want positions %v", from, revisionsOf(r.events), want)
+		}
+	})
 }

@@ -34,20 +34,23 @@
 //
 // # Writes
 //
-// One sequencer goroutine owns positions, revisions and stream state. It drains
-// every append waiting in its queue, checks each against the state, writes all
-// of them in one Pebble batch committed with fsync, then acknowledges them all
-// and hands the batch to live subscribers. Concurrent writers thus share one
-// sync (group commit), positions are assigned in commit order, and nothing is
+// One sequencer goroutine owns positions, revisions and stream state (hot
+// streams in a cache bounded in bytes, the rest read from Pebble on a miss,
+// metadata included; see streamCache). It drains every append waiting in its
+// queue, checks each against the state, writes all of them in one Pebble
+// batch committed with fsync, then acknowledges them all and hands the batch
+// to live subscribers. Concurrent writers thus share one sync (group
+// commit), positions are assigned in commit order, and nothing is
 // acknowledged before it is on disk.
 //
 // # What readers see
 //
 // Pebble makes a batch readable as soon as it is in the memtable, before its
 // WAL sync completes. Reads therefore never use the live database: stream and
-// $all reads (and a stream subscription's start) use a snapshot the sequencer
-// takes after each synced commit (durable.go), and subscriptions deliver
-// stored events only up to the head published after that commit. So no reader
+// $all reads, and subscriptions' catch-ups (events and the metadata that
+// retires them), use a snapshot the sequencer takes after each synced commit
+// (durable.go), and subscriptions deliver stored events only up to the head
+// published after that commit. So no reader
 // sees an event that a crash could take back, and an event a reader has seen
 // is one an append has been (or is about to be) acknowledged for. This holds
 // for crashes of the process and of the machine, as far as the filesystem

@@ -56,6 +56,16 @@ func (d *durable) acquire() (*durableView, error) {
 	return d.cur, nil
 }
 
+// read runs fn on the current view.
+func (d *durable) read(fn func(pebble.Reader) error) error {
+	v, err := d.acquire()
+	if err != nil {
+		return err
+	}
+	defer d.release(v)
+	return fn(v.snap)
+}
+
 func (d *durable) release(v *durableView) {
 	d.mu.Lock()
 	v.refs--

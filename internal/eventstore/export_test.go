@@ -1,9 +1,12 @@
 package eventstore
 
 import (
+	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // GroupCommits reports how many groups s has committed and how many ops
@@ -20,7 +23,10 @@ func UseFS(fs vfs.FS) func(*Config) {
 // Visible reports whether the event at pos is in Pebble's live state, synced
 // or not: what a read would see without the durable view.
 func Visible(s *Server, pos uint64) bool {
-	_, err := readEntry(s.db, pos)
+	_, closer, err := s.db.Get(logKey(pos))
+	if err == nil {
+		_ = closer.Close()
+	}
 	return err == nil
 }
 
@@ -29,10 +35,26 @@ func Visible(s *Server, pos uint64) bool {
 // whether the sequencer has answered it yet. Going around gRPC lets a test
 // look at the answer the moment it is given, with no network in between.
 func AppendPending(s *Server, stream string) (answered func() bool) {
+	return pending(s, stream, newRecord(stream, newEventID(), "pending", contentTypeBinary, nil, nil), nil)
+}
+
+// MetadataPending is AppendPending for stream metadata: it queues data (a
+// JSON object) as the latest metadata of stream.
+func MetadataPending(s *Server, stream string, data []byte) (answered func() bool, err error) {
+	name := metastreamOf(stream)
+	rec := newRecord(name, newEventID(), eventTypeMetadata, contentTypeJSON, nil, data)
+	md, err := retentionOf(name, []*record{rec})
+	if err != nil {
+		return nil, err
+	}
+	return pending(s, name, rec, md), nil
+}
+
+func pending(s *Server, stream string, rec *record, md *retention) (answered func() bool) {
 	o := &op{
 		kind: opAppend, stream: stream, expect: expectation{kind: expectAny},
-		events: []*record{newRecord(stream, newEventID(), "pending", contentTypeBinary, nil, nil)},
-		done:   make(chan result, 1),
+		events: []*record{rec}, retention: md,
+		done: make(chan result, 1),
 	}
 	s.seq.ops <- o
 	return func() bool { return len(o.done) > 0 }
@@ -42,3 +64,27 @@ func AppendPending(s *Server, stream string) (answered func() bool) {
 // clock, so tests can write events that $maxAge already retires. Call it
 // before the first append; now itself may change its answer later.
 func SetClock(s *Server, now func() time.Time) { s.seq.now = now }
+
+// SetHandlerHook makes fn run before every handler of s, inside its panic
+// recovery, so a test can make a handler panic.
+func SetHandlerHook(s *Server, fn func(method string)) {
+	s.testHook.Store(&fn)
+}
+
+// Panics, SlowDrops and Refused read s's counters of the same names.
+func Panics(t testing.TB, s *Server) float64 { return counterValue(t, s.metrics.panics) }
+
+func SlowDrops(t testing.TB, s *Server) float64 {
+	return counterValue(t, s.metrics.drops.WithLabelValues(dropSlow))
+}
+
+func Refused(t testing.TB, s *Server) float64 { return counterValue(t, s.metrics.refused) }
+
+func counterValue(t testing.TB, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}

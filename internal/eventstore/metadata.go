@@ -228,11 +228,12 @@ func readView(r pebble.Reader, name string) (streamMeta, error) {
 	return m, nil
 }
 
-// liveRetention applies a stream's metadata to a subscription's live feed,
-// following the metadata events that the feed carries too.
+// liveRetention is the live filter of a stream subscription: it applies the
+// stream's metadata, following the metadata events that the feed carries too.
 type liveRetention struct {
 	stream string
 	meta   streamMeta
+	next   uint64 // next revision to deliver: catch-up's, or a start past the end
 }
 
 // observe takes in a published group before its entries are filtered: the
@@ -253,9 +254,9 @@ func (r *liveRetention) observe(entries []*entry) {
 	}
 }
 
-// keeps reports whether a live entry of the stream is to be delivered.
+// keeps reports whether a live entry is to be delivered.
 func (r *liveRetention) keeps(e *entry, now time.Time) (bool, error) {
-	if e.rec.StreamRevision < r.meta.firstKept() {
+	if string(e.rec.GetStreamIdentifier().GetStreamName()) != r.stream || e.rec.StreamRevision < max(r.next, r.meta.firstKept()) {
 		return false, nil
 	}
 	gone, err := r.meta.expired(e, now)
@@ -315,9 +316,12 @@ func (q *sequencer) latestMetadata(stream string) ([]byte, error) {
 // recreating reports whether o appends to a soft-deleted stream, and if so
 // returns the stream's latest metadata, which the append rewrites.
 func (q *sequencer) recreating(o *op) (bool, []byte, error) {
-	st := q.streams[o.stream]
-	if o.kind != opAppend || len(o.events) == 0 || st == nil || !st.meta.softDeleted() {
+	if o.kind != opAppend || len(o.events) == 0 {
 		return false, nil, nil
+	}
+	st, err := q.state(o.stream)
+	if err != nil || st == nil || !st.meta.softDeleted() {
+		return false, nil, err
 	}
 	raw, err := q.latestMetadata(o.stream)
 	return err == nil, raw, err

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
@@ -26,7 +27,10 @@ func scanLog(r pebble.Reader, lo, hi uint64, backwards bool, fn visit) error {
 	})
 }
 
-// scanStream visits a stream's events at revisions lo..hi (inclusive).
+// scanStream visits a stream's events at revisions lo..hi (inclusive). The
+// index gives each event's position; one log iterator, sought from one
+// position to the next, reads the events: a point Get per event builds
+// and tears down an iterator every time (a 1M-event stream took a minute).
 func scanStream(r pebble.Reader, stream string, lo, hi uint64, backwards bool, fn visit) error {
 	if lo > hi {
 		return nil
@@ -35,13 +39,32 @@ func scanStream(r pebble.Reader, stream string, lo, hi uint64, backwards bool, f
 	if hi < math.MaxUint64 {
 		upper = indexKey(stream, hi+1)
 	}
-	return scan(r, indexKey(stream, lo), upper, backwards, func(_, v []byte) (bool, error) {
-		e, err := readEntry(r, binary.BigEndian.Uint64(v))
-		if err != nil {
-			return false, err
+	// The log iterator opens after the index iterator (lazily, on the
+	// first index entry): on a live DB each iterator reads its own
+	// point-in-time view, and a batch writes an event and its index entry
+	// together, so a log view no older than the index view holds every
+	// event the index names.
+	var events *pebble.Iterator
+	err := scan(r, indexKey(stream, lo), upper, backwards, func(_, v []byte) (bool, error) {
+		if events == nil {
+			var err error
+			if events, err = r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLog}, UpperBound: []byte{prefixLog + 1}}); err != nil {
+				return false, fmt.Errorf("open iterator: %w", err)
+			}
 		}
-		return fn(e)
+		pos := binary.BigEndian.Uint64(v)
+		key := logKey(pos)
+		if !events.SeekGE(key) || !bytes.Equal(events.Key(), key) {
+			return false, fmt.Errorf("indexed event at position %d is missing: %w", pos, errors.Join(events.Error(), pebble.ErrNotFound))
+		}
+		return fn(&entry{pos: pos, raw: bytes.Clone(events.Value())})
 	})
+	if events != nil {
+		if cerr := events.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("iterate: %w", cerr)
+		}
+	}
+	return err
 }
 
 func scan(r pebble.Reader, lower, upper []byte, backwards bool, fn func(key, value []byte) (bool, error)) error {

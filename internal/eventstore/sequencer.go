@@ -49,7 +49,8 @@ const maxGroupBytes = 16 << 20
 
 // streamState is the sequencer's view of a stream. lastIDs/lastPos remember the
 // newest append so a retried expected-revision-Any append is recognised
-// (EventStoreDB also treats Any idempotence as best effort).
+// (EventStoreDB also treats Any idempotence as best effort: here it is
+// forgotten when the stream leaves the cache).
 type streamState struct {
 	meta    streamMeta
 	lastIDs [][]byte
@@ -61,6 +62,7 @@ type streamState struct {
 type sequencer struct {
 	db      *pebble.DB
 	log     *slog.Logger
+	metrics *metrics
 	publish func(entries []*entry, head uint64)
 	now     func() time.Time
 
@@ -69,7 +71,7 @@ type sequencer struct {
 	stopped chan struct{}
 
 	head    uint64
-	streams map[string]*streamState
+	streams *streamCache
 
 	// Group commit waits for company. When the last group held several
 	// ops, writers are concurrent, and holding the next group open for
@@ -96,22 +98,19 @@ type ack struct {
 	res result
 }
 
-func newSequencer(db *pebble.DB, log *slog.Logger, publish func([]*entry, uint64)) (*sequencer, error) {
-	head, metas, err := loadState(db)
+func newSequencer(db *pebble.DB, log *slog.Logger, m *metrics, cacheBytes int, publish func([]*entry, uint64)) (*sequencer, error) {
+	head, err := loadHead(db)
 	if err != nil {
 		return nil, err
 	}
 	q := &sequencer{
-		db: db, log: log, publish: publish, now: time.Now,
+		db: db, log: log, metrics: m, publish: publish, now: time.Now,
 		ops:     make(chan *op, 1024),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		head:    head,
-		streams: make(map[string]*streamState, len(metas)),
+		streams: newStreamCache(cacheBytes),
 		undo:    map[string]*streamState{},
-	}
-	for name, m := range metas {
-		q.streams[name] = &streamState{meta: m}
 	}
 	q.batch = db.NewBatch()
 	q.undoHead = head
@@ -192,19 +191,22 @@ func (q *sequencer) stop() {
 }
 
 func (q *sequencer) apply(o *op) {
-	if stream, ok := originalOf(o.stream); ok {
-		if st := q.streams[stream]; st != nil && st.meta.tombstoned {
-			q.ack(o, result{err: errStreamDeleted}) // a tombstone deletes the metadata too
-			return
-		}
-	}
-	// Before any state is read: this may commit the pending group.
+	// Before any state is loaded for the op: this may commit the pending
+	// group, and a commit may evict.
 	recreate, recreateMeta, err := q.recreating(o)
 	if err != nil {
 		q.ack(o, result{err: err})
 		return
 	}
-	st := q.streams[o.stream]
+	st, partner, err := q.load(o, recreate)
+	if err != nil {
+		q.ack(o, result{err: err})
+		return
+	}
+	if _, ok := originalOf(o.stream); ok && partner != nil && partner.meta.tombstoned {
+		q.ack(o, result{err: errStreamDeleted}) // a tombstone deletes the metadata too
+		return
+	}
 	var meta streamMeta
 	if st != nil {
 		meta = st.meta
@@ -226,7 +228,7 @@ func (q *sequencer) apply(o *op) {
 		q.ack(o, conflict(meta))
 		return
 	}
-	if o.kind == opDelete && meta.next == 0 && q.streams[metastreamOf(o.stream)] == nil {
+	if o.kind == opDelete && meta.next == 0 && partner == nil {
 		// EventStoreDB's writer refuses to soft-delete a stream with
 		// neither events nor metadata, whatever the expectation.
 		q.ack(o, conflict(meta))
@@ -265,6 +267,48 @@ func (q *sequencer) apply(o *op) {
 	}
 }
 
+// state returns the stream's state, reading it from storage on a cache
+// miss; nil means the stream was never written. Storage holds every
+// committed state and the cache every pending one (see streamCache), and
+// this goroutine is the only writer, so a miss reads the current state.
+func (q *sequencer) state(stream string) (*streamState, error) {
+	if st, ok := q.streams.get(stream); ok {
+		q.metrics.cache.WithLabelValues("hit").Inc()
+		return st, nil
+	}
+	q.metrics.cache.WithLabelValues("miss").Inc()
+	m, err := readMeta(q.db, stream)
+	if err != nil || m == (streamMeta{}) {
+		return nil, err
+	}
+	st := &streamState{meta: m}
+	q.streams.put(stream, st)
+	return st, nil
+}
+
+// load brings into the cache the states o may touch, and returns them: its
+// stream's, and its partner's (the stream a metadata stream describes, or
+// the metadata stream of a stream that o deletes or recreates) when o needs
+// it; touch then finds them, since nothing is evicted before the group
+// commits. A plain append leaves the metadata stream alone: looking it up
+// would cost every append a read when the stream has no metadata.
+func (q *sequencer) load(o *op, recreate bool) (st, partner *streamState, err error) {
+	if st, err = q.state(o.stream); err != nil {
+		return nil, nil, err
+	}
+	other, isMeta := originalOf(o.stream)
+	if !isMeta {
+		if o.kind != opDelete && !recreate {
+			return st, nil, nil
+		}
+		other = metastreamOf(o.stream)
+	}
+	if partner, err = q.state(other); err != nil {
+		return nil, nil, err
+	}
+	return st, partner, nil
+}
+
 func conflict(m streamMeta) result {
 	if !m.exists() {
 		return result{verdict: verdictWrong, noStream: true}
@@ -273,9 +317,11 @@ func conflict(m streamMeta) result {
 }
 
 // touch returns the stream's state for writing, remembering its prior value so
-// a failed commit can be undone.
+// a failed commit can be undone. The op must have loaded the state (see
+// load): an evicted stream's state is not in the cache, and touch would
+// start it afresh.
 func (q *sequencer) touch(stream string) *streamState {
-	st := q.streams[stream]
+	st, _ := q.streams.get(stream)
 	if _, seen := q.undo[stream]; !seen {
 		if st == nil {
 			q.undo[stream] = nil
@@ -286,7 +332,7 @@ func (q *sequencer) touch(stream string) *streamState {
 	}
 	if st == nil {
 		st = &streamState{}
-		q.streams[stream] = st
+		q.streams.put(stream, st)
 	}
 	return st
 }
@@ -348,30 +394,23 @@ func (q *sequencer) retry(o *op, m streamMeta, retryFrom uint64) result {
 	if n == 0 || retryFrom+n > m.next {
 		return conflict(m)
 	}
-	it, err := q.db.NewIter(&pebble.IterOptions{
-		LowerBound: indexKey(o.stream, retryFrom),
-		UpperBound: indexKey(o.stream, retryFrom+n),
+	var i int
+	var pos uint64
+	match := true
+	err := scanStream(q.db, o.stream, retryFrom, retryFrom+n-1, false, func(e *entry) (bool, error) {
+		rec, err := e.record()
+		if err != nil {
+			return false, err
+		}
+		pos, match = e.pos, bytes.Equal(eventID(rec), eventID(o.events[i]))
+		i++
+		return match, nil
 	})
 	if err != nil {
 		return result{err: fmt.Errorf("check retried append to %q: %w", o.stream, err)}
 	}
-	defer it.Close()
-	var i int
-	var pos uint64
-	for it.First(); it.Valid(); it.Next() {
-		pos = binary.BigEndian.Uint64(it.Value())
-		e, err := readEntry(q.db, pos)
-		if err != nil {
-			return result{err: err}
-		}
-		rec, err := e.record()
-		if err != nil {
-			return result{err: err}
-		}
-		if !bytes.Equal(eventID(rec), eventID(o.events[i])) {
-			return conflict(m)
-		}
-		i++
+	if !match {
+		return conflict(m)
 	}
 	if uint64(i) != n {
 		return conflict(m)
@@ -403,6 +442,9 @@ func (q *sequencer) flush() {
 		q.lastCommit = time.Since(start)
 		q.groups.Add(1)
 		q.grouped.Add(uint64(len(q.acks)))
+		q.metrics.fsync.Observe(q.lastCommit.Seconds())
+		q.metrics.groupOps.Observe(float64(len(q.acks)))
+		q.metrics.groupBytes.Observe(float64(q.batch.Len()))
 		if err != nil {
 			q.log.Error("group commit failed", "err", err, "ops", len(q.acks))
 			q.rollback()
@@ -424,16 +466,21 @@ func (q *sequencer) flush() {
 		a.op.done <- a.res
 	}
 	q.acks, q.entries = q.acks[:0], nil
+	for name := range q.undo {
+		q.streams.charge(name)
+	}
 	clear(q.undo)
 	q.undoHead = q.head
+	// Only now, with nothing pending, may states leave the cache.
+	q.streams.trim()
 }
 
 func (q *sequencer) rollback() {
 	for name, prior := range q.undo {
 		if prior == nil {
-			delete(q.streams, name)
+			q.streams.remove(name)
 		} else {
-			q.streams[name] = prior
+			q.streams.put(name, prior)
 		}
 	}
 	q.head = q.undoHead

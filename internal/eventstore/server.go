@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/serverfeatures"
@@ -22,14 +23,20 @@ import (
 type Server struct {
 	streams.UnimplementedStreamsServer
 
-	cfg Config
-	log *slog.Logger
-	db  *pebble.DB
-	seq *sequencer
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	db      *pebble.DB
+	seq     *sequencer
 	// durable is what plain reads see: only synced groups.
-	durable *durable
-	broker  *broker
-	grpc    *grpc.Server
+	durable   *durable
+	broker    *broker
+	admission *admission
+	grpc      *grpc.Server
+
+	// testHook, when set by a test, runs before every handler (inside the
+	// panic recovery), so a test can make a handler panic.
+	testHook atomic.Pointer[func(method string)]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -37,6 +44,12 @@ type Server struct {
 
 // streamWorkers is how many goroutines serve calls, reused from call to call.
 const streamWorkers = 128
+
+// maxConcurrentStreams bounds the calls one connection may have open, so a
+// client cannot open unbounded concurrent appends (each holding a goroutine
+// and its buffers). Services share one connection for their appends and
+// subscriptions; this is far above what they use.
+const maxConcurrentStreams = 4096
 
 // shutdownGrace bounds how long Close waits for in-flight calls.
 const shutdownGrace = 5 * time.Second
@@ -47,12 +60,16 @@ func Open(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("register event store metrics: %w", err)
+	}
 	db, err := openPebble(cfg.Dir, cfg.fs, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, db: db}
-	s.seq, err = newSequencer(db, cfg.Logger, func(entries []*entry, head uint64) {
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, db: db, admission: newAdmission(cfg.MaxPendingAppendBytes, m.heldBytes)}
+	s.seq, err = newSequencer(db, cfg.Logger, m, cfg.StreamCacheBytes, func(entries []*entry, head uint64) {
 		s.durable.advance(db)
 		s.broker.publish(entries, head)
 	})
@@ -60,7 +77,7 @@ func Open(cfg Config) (*Server, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("recover event store state: %w", err)
 	}
-	s.broker = newBroker(s.seq.head)
+	s.broker = newBroker(s.seq.head, m.drops)
 	s.durable = newDurable(db)
 	go s.seq.run()
 
@@ -79,6 +96,9 @@ func Open(cfg Config) (*Server, error) {
 		// (a twentieth of an append's CPU); workers keep theirs. Enough
 		// for the appends a group commit gathers; more run as usual.
 		grpc.NumStreamWorkers(streamWorkers),
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.ChainUnaryInterceptor(s.recoverUnary),
+		grpc.ChainStreamInterceptor(s.recoverStream),
 	)
 	streams.RegisterStreamsServer(s.grpc, s)
 	serverfeatures.RegisterServerFeaturesServer(s.grpc, features{})

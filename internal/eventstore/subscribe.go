@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,11 +19,11 @@ import (
 // came from storage or from the live feed.
 func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 	ctx := w.out.Context()
-	catchUp, stream, live, err := s.catchUpFunc(o, w)
+	catchUp, live, stream, err := s.catchUpFunc(o, w)
 	if err != nil {
 		return err
 	}
-	sub := newSubscriber(s.cfg.SubscriberBuffer)
+	sub := newSubscriber(s.cfg.SubscriberBufferBytes)
 	defer s.broker.leave(sub)
 	if err := w.out.Send(&streams.ReadResp{Content: &streams.ReadResp_Confirmation{Confirmation: &streams.ReadResp_SubscriptionConfirmation{
 		SubscriptionId: uuid.NewString(),
@@ -32,7 +33,8 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 
 	for {
 		head := s.broker.Head()
-		if err := catchUp(head); err != nil {
+		seen, err := catchUp(head)
+		if err != nil {
 			return statusFor(ctx, s.log, stream, err)
 		}
 		joined, err := s.broker.join(sub, head)
@@ -40,8 +42,12 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 			return statusFor(ctx, s.log, stream, err)
 		}
 		if joined {
-			if err := w.checkpoint(head); err != nil {
-				return err
+			// A start past the head has not seen up to head: a checkpoint
+			// there would resume it before its start.
+			if seen == head {
+				if err := w.checkpoint(head); err != nil {
+					return err
+				}
 			}
 			break
 		}
@@ -61,22 +67,14 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 			s.log.Warn("subscription dropped", "stream", stream, "err", err)
 			return err
 		}
-		if live != nil {
-			live.observe(entries)
-		}
+		live.observe(entries)
 		now := time.Now()
 		for _, e := range entries {
-			// Live entries are always decoded (see entry).
-			if live != nil {
-				if string(e.rec.GetStreamIdentifier().GetStreamName()) != stream {
-					continue
+			if keep, err := live.keeps(e, now); err != nil || !keep {
+				if err != nil {
+					return statusFor(ctx, s.log, stream, err)
 				}
-				if keep, err := live.keeps(e, now); err != nil || !keep {
-					if err != nil {
-						return statusFor(ctx, s.log, stream, err)
-					}
-					continue
-				}
+				continue
 			}
 			if err := w.deliver(e); err != nil {
 				return err
@@ -87,90 +85,114 @@ func (s *Server) subscribe(o *streams.ReadReq_Options, w *eventWriter) error {
 
 // catchUpFunc validates the subscription's start and returns the function
 // that delivers stored events up to a head position, resuming where the
-// previous call stopped. Starting points are exclusive, as in EventStoreDB.
-// A stream subscription also gets the retention its live feed applies, as
-// the last catch-up left it; $all applies none.
-func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (func(head uint64) error, string, *liveRetention, error) {
+// previous call stopped (it returns the position it has seen up to), and the
+// filter of the live feed after catch-up. Starting points are exclusive, as
+// in EventStoreDB, and a start past the end delivers only what comes after
+// it: the live filter is what holds back the events between the head and
+// such a start. Catch-up reads the durable view, which holds every event up
+// to the head (it advances before the head is published).
+func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (catchUp func(head uint64) (seen uint64, err error), live liveFilter, stream string, err error) {
 	if o.GetReadDirection() != streams.ReadReq_Options_Forwards {
-		return nil, "", nil, status.Error(codes.InvalidArgument, "subscribe: subscriptions read forwards only")
+		return nil, nil, "", status.Error(codes.InvalidArgument, "subscribe: subscriptions read forwards only")
 	}
 	if o.GetAll() != nil {
-		var cursor uint64 // last position delivered
+		all := &allFeed{}
 		switch v := o.GetAll().GetAllOption().(type) {
 		case *streams.ReadReq_Options_AllOptions_Start:
 		case *streams.ReadReq_Options_AllOptions_End:
-			cursor = math.MaxUint64
+			all.cursor = s.broker.Head()
 		case *streams.ReadReq_Options_AllOptions_Position:
-			cursor = v.Position.GetCommitPosition()
+			all.cursor = v.Position.GetCommitPosition()
 		default:
-			return nil, "", nil, status.Error(codes.InvalidArgument, "subscribe: $all position option is missing")
+			return nil, nil, "", status.Error(codes.InvalidArgument, "subscribe: $all position option is missing")
 		}
-		return func(head uint64) error {
-			if cursor == math.MaxUint64 || cursor >= head {
-				return nil
+		catchUp = func(head uint64) (uint64, error) {
+			if all.cursor >= head {
+				return all.cursor, nil
 			}
-			err := scanLog(s.db, cursor+1, head, false, w.visit)
-			cursor = head
-			return err
-		}, allStream, nil, nil
+			err := s.durable.read(func(snap pebble.Reader) error {
+				return scanLog(snap, all.cursor+1, head, false, w.visit)
+			})
+			all.cursor = head
+			return all.cursor, err
+		}
+		return catchUp, all, allStream, nil
 	}
 
 	so := o.GetStream()
 	name := string(so.GetStreamIdentifier().GetStreamName())
 	if err := validateStreamName(name); err != nil {
-		return nil, "", nil, err
+		return nil, nil, "", err
 	}
-	view, err := s.durable.acquire()
+	var meta streamMeta
+	err = s.durable.read(func(snap pebble.Reader) (err error) {
+		meta, err = readView(snap, name)
+		return err
+	})
 	if err != nil {
-		return nil, "", nil, statusFor(w.out.Context(), s.log, name, err)
-	}
-	meta, err := readView(view.snap, name)
-	s.durable.release(view)
-	if err != nil {
-		return nil, "", nil, statusFor(w.out.Context(), s.log, name, err)
+		return nil, nil, "", statusFor(w.out.Context(), s.log, name, err)
 	}
 	if meta.tombstoned {
-		return nil, "", nil, statusFor(w.out.Context(), s.log, name, errStreamDeleted)
+		return nil, nil, "", statusFor(w.out.Context(), s.log, name, errStreamDeleted)
 	}
-	var next uint64 // next revision to deliver
+	feed := &liveRetention{stream: name, meta: meta}
 	switch v := so.GetRevisionOption().(type) {
 	case *streams.ReadReq_Options_StreamOptions_Start:
 	case *streams.ReadReq_Options_StreamOptions_End:
-		next = math.MaxUint64
+		feed.next = meta.next
 	case *streams.ReadReq_Options_StreamOptions_Revision:
-		next = v.Revision + 1
+		// No revision comes after MaxUint64 (+1 would wrap to 0): nothing is delivered.
+		feed.next = math.MaxUint64
+		if v.Revision < math.MaxUint64 {
+			feed.next = v.Revision + 1
+		}
 	default:
-		return nil, "", nil, status.Error(codes.InvalidArgument, "subscribe: stream revision option is missing")
+		return nil, nil, "", status.Error(codes.InvalidArgument, "subscribe: stream revision option is missing")
 	}
-	live := &liveRetention{stream: name, meta: meta}
-	return func(head uint64) error {
-		// The metadata may have changed since the last round.
-		meta, err := readView(s.db, name)
-		if err != nil {
-			return err
-		}
-		live.meta = meta
-		if next == math.MaxUint64 {
-			return nil
-		}
-		// Events past head are committed but not yet published: they come live.
-		return scanStream(s.db, name, max(next, meta.firstKept()), math.MaxUint64, false, func(e *entry) (bool, error) {
-			if e.pos > head {
-				return false, nil
-			}
-			rec, err := e.record()
+	catchUp = func(head uint64) (uint64, error) {
+		return head, s.durable.read(func(snap pebble.Reader) error {
+			// The metadata may have changed since the last round.
+			meta, err := readView(snap, name)
 			if err != nil {
-				return false, err
+				return err
 			}
-			next = rec.StreamRevision + 1
-			gone, err := meta.expired(e, time.Now())
-			if err != nil || gone {
-				return err == nil, err
-			}
-			return true, w.send(e)
+			feed.meta = meta
+			// Events past head are durable but not yet published: they come live.
+			return scanStream(snap, name, max(feed.next, meta.firstKept()), math.MaxUint64, false, func(e *entry) (bool, error) {
+				if e.pos > head {
+					return false, nil
+				}
+				rec, err := e.record()
+				if err != nil {
+					return false, err
+				}
+				feed.next = rec.StreamRevision + 1
+				gone, err := meta.expired(e, time.Now())
+				if err != nil || gone {
+					return err == nil, err
+				}
+				return true, w.send(e)
+			})
 		})
-	}, name, live, nil
+	}
+	return catchUp, feed, name, nil
 }
+
+// liveFilter decides which published entries a subscription delivers.
+type liveFilter interface {
+	// observe takes in a published group before its entries are filtered.
+	observe(entries []*entry)
+	keeps(e *entry, now time.Time) (bool, error)
+}
+
+// allFeed is the live filter of a $all subscription: what follows its cursor.
+type allFeed struct {
+	cursor uint64 // last position delivered, or the start
+}
+
+func (*allFeed) observe([]*entry) {}
+
+func (f *allFeed) keeps(e *entry, _ time.Time) (bool, error) { return e.pos > f.cursor, nil }
 
 // visit delivers a scanned event; it is the catch-up form of deliver.
 func (w *eventWriter) visit(e *entry) (bool, error) {
