@@ -33,10 +33,8 @@ type follower struct {
 
 	// size is the most events decodeLoop puts in a batch: BatchSize, less
 	// while the view store is too slow to write a full batch within
-	// StoreTimeout (see split). grown counts the batches written whole
-	// since size last changed; only the writer touches it.
-	size  atomic.Int64
-	grown int
+	// StoreTimeout (see split and grow).
+	size atomic.Int64
 }
 
 func newFollower(p *Projector, rebuild bool) *follower {
@@ -277,10 +275,11 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		start := time.Now()
 		if err := f.applyAll(ctx, lanes, b); err != nil {
 			return err
 		}
-		f.grow()
+		f.grow(len(b.events), time.Since(start))
 		caughtUp = caughtUp || b.caughtUp
 		for _, l := range lanes {
 			l.observe(ctx, caughtUp, len(items)+int(held.Load()))
@@ -398,11 +397,6 @@ func (f *follower) applyAll(ctx context.Context, lanes []lane, b decodedBatch) e
 // same way for ever.
 var errTooSlow = errors.New("batch too large to write within the store timeout")
 
-// growAfter is how many batches in a row must be written whole before the
-// batch size doubles again: growing at once would make every other batch
-// time out on a store that stays slow.
-const growAfter = 8
-
 // split applies b in two halves, in order, after one of its lanes timed out
 // on it, and lowers the batch size to the first half's. Each half is
 // decoded afresh from each lane's checkpoint, so a lane that wrote b, or
@@ -413,7 +407,6 @@ const growAfter = 8
 func (f *follower) split(ctx context.Context, lanes []lane, b pending) error {
 	half := len(b.events) / 2
 	f.size.Store(int64(max(1, half)))
-	f.grown = 0
 	f.log.Warn("view store too slow for the batch; splitting it", "events", len(b.events), "batch_size", max(1, half))
 	rest := b
 	rest.events = b.events[half:]
@@ -429,18 +422,17 @@ func (f *follower) split(ctx context.Context, lanes []lane, b pending) error {
 	return nil
 }
 
-// grow doubles the batch size, up to BatchSize, after growAfter batches in
-// a row were written whole.
-func (f *follower) grow() {
+// grow doubles the batch size, up to BatchSize, after a full batch of n
+// events was written whole in less than a quarter of StoreTimeout: twice
+// as many should fit in time. An outage splits batches down to single
+// events (a store that does not answer looks slow), and the size comes
+// back within a few batches once the store answers quickly again, while a
+// store that stays slow does not make every other batch time out.
+func (f *follower) grow(n int, took time.Duration) {
 	size := f.batchSize()
-	if size >= f.p.opts.BatchSize {
-		return
+	if size < f.p.opts.BatchSize && n >= size && took < f.p.opts.StoreTimeout/4 {
+		f.size.Store(int64(min(f.p.opts.BatchSize, 2*size)))
 	}
-	if f.grown++; f.grown < growAfter {
-		return
-	}
-	f.grown = 0
-	f.size.Store(int64(min(f.p.opts.BatchSize, 2*size)))
 }
 
 // switchCaughtUp tries to switch every lane of a caught-up rebuild live and
