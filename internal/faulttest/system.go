@@ -22,7 +22,8 @@ import (
 // Config chooses the system a test runs.
 type Config struct {
 	// Views is viewstore.SQLite (the default, in the system's directory)
-	// or viewstore.Mongo at MongoURI.
+	// or viewstore.Mongo at MongoURI; without MongoURI, at a FerretDB the
+	// system runs as a process of its own (System.ViewDB).
 	Views    string
 	MongoURI string
 	// StoreTimeout is every service's deadline on a store call; short by
@@ -43,6 +44,9 @@ type System struct {
 	Commands   *Proc
 	Saga       *Proc
 	Projector  *Proc
+	// ViewDB is the FerretDB process holding the views, if the system
+	// runs one (Config.Views is viewstore.Mongo without a MongoURI).
+	ViewDB *Proc
 	// ConnString is the event store's connection string.
 	ConnString string
 	// ViewStore is where the projector keeps the views.
@@ -59,10 +63,17 @@ func Start(t testing.TB, cfg Config) *System {
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 2 * time.Second
 	}
-	dir := t.TempDir()
+	dir, faults := t.TempDir(), &Faults{}
+	var viewDB *Proc
+	if cfg.Views == viewstore.Mongo && cfg.MongoURI == "" {
+		addr := loopback.FreeAddr(t)
+		viewDB = startProc(t, faults, "ferretdb", Binary(t, "internal/faulttest/ferretdb"), addr,
+			"-listen", addr, "-data", filepath.Join(dir, "ferretdb"))
+		cfg.MongoURI = "mongodb://" + addr + "/"
+	}
 	esAddr := loopback.FreeAddr(t)
 	s := &System{
-		t: t, Faults: &Faults{}, ConnString: fmt.Sprintf("esdb://%s?tls=false", esAddr),
+		t: t, Faults: faults, ViewDB: viewDB, ConnString: fmt.Sprintf("esdb://%s?tls=false", esAddr),
 		ViewStore: viewstore.Config{Kind: cfg.Views, DataDir: dir, MongoURI: cfg.MongoURI, MongoDatabase: "orderly", MongoBulkSize: 64},
 	}
 	orderly, commandSvc, projector := Binary(t, "cmd/orderly"), Binary(t, "command-svc"), Binary(t, "projector")
@@ -112,8 +123,10 @@ func (s *System) Check(settle time.Duration, acks []invariant.Ack) invariant.Rep
 	if err := report.Err(); err != nil {
 		s.t.Error(err)
 	}
-	for _, p := range []*Proc{s.EventStore, s.Commands, s.Saga, s.Projector} {
-		p.CheckAlive()
+	for _, p := range []*Proc{s.EventStore, s.Commands, s.Saga, s.Projector, s.ViewDB} {
+		if p != nil {
+			p.CheckAlive()
+		}
 	}
 	return report
 }

@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -22,7 +23,9 @@ type lane interface {
 	// apply folds and writes a decoded batch with its checkpoint: the
 	// last event's position, or the subscription's checkpoint if later.
 	// A failing view store is retried with backoff, never skipped; a stale
-	// version is returned at once.
+	// version is returned at once, and so is a batch of several events the
+	// store could not write within StoreTimeout (errTooSlow: the caller
+	// splits it).
 	apply(ctx context.Context, d decoded, checkpoint uint64) error
 	// observe updates the lag metrics (and a rebuild's progress) after a
 	// batch, with backlog items received but not yet applied.
@@ -98,6 +101,7 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 			batch.Checkpoint = next
 			err = l.f.p.store.Apply(sctx, l.t, batch)
 		}
+		timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if err == nil {
 			m.events.WithLabelValues(view, run).Add(float64(d.own))
@@ -126,8 +130,11 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 		if errors.Is(err, views.ErrStale) || ctx.Err() != nil {
 			return err
 		}
-		failures++
 		m.errors.WithLabelValues(view, run, errStore).Inc()
+		if timedOut && d.events > 1 {
+			return fmt.Errorf("%s: %d events: %w (%w)", view, d.events, errTooSlow, err)
+		}
+		failures++
 		wait := backoff(failures)
 		l.log.Warn("view store failed; retrying the batch", "err", err, "events", d.events,
 			"checkpoint", l.cp, "attempt", failures, "retry_in", wait.String())

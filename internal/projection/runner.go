@@ -30,6 +30,11 @@ type follower struct {
 
 	head    headCache
 	started time.Time
+
+	// size is the most events decodeLoop puts in a batch: BatchSize, less
+	// while the view store is too slow to write a full batch within
+	// StoreTimeout (see split and grow).
+	size atomic.Int64
 }
 
 func newFollower(p *Projector, rebuild bool) *follower {
@@ -37,8 +42,13 @@ func newFollower(p *Projector, rebuild bool) *follower {
 	if rebuild {
 		run = "rebuild"
 	}
-	return &follower{p: p, rebuild: rebuild, run: run, log: p.log.With("run", run), started: time.Now()}
+	f := &follower{p: p, rebuild: rebuild, run: run, log: p.log.With("run", run), started: time.Now()}
+	f.size.Store(int64(p.opts.BatchSize))
+	return f
 }
+
+// batchSize is the most events a batch takes now.
+func (f *follower) batchSize() int { return int(f.size.Load()) }
 
 // errSwitched ends a rebuild: every shadow is live.
 var errSwitched = errors.New("switched")
@@ -265,9 +275,11 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		start := time.Now()
 		if err := f.applyAll(ctx, lanes, b); err != nil {
 			return err
 		}
+		f.grow(len(b.events), time.Since(start))
 		caughtUp = caughtUp || b.caughtUp
 		for _, l := range lanes {
 			l.observe(ctx, caughtUp, len(items)+int(held.Load()))
@@ -316,7 +328,7 @@ func (f *follower) decodeLoop(ctx context.Context, in <-chan item, lanes []lane,
 		// Signs of a backlog, which make the next batch wait to fill: this
 		// one was full (it left events behind), or events came while it
 		// waited for the writer.
-		backlog = len(b.events) >= f.p.opts.BatchSize || len(carried.events) > 0
+		backlog = len(b.events) >= f.batchSize() || len(carried.events) > 0
 	}
 }
 
@@ -326,7 +338,7 @@ func (f *follower) handOver(ctx context.Context, in <-chan item, out chan<- deco
 	var next pending
 	for {
 		take := in
-		if d.err != nil || next.err != nil || len(next.events) >= f.p.opts.BatchSize {
+		if d.err != nil || next.err != nil || len(next.events) >= f.batchSize() {
 			take = nil
 		}
 		select {
@@ -373,7 +385,54 @@ func (f *follower) applyAll(ctx context.Context, lanes []lane, b decodedBatch) e
 		wg.Go(func() { errs[i] = l.apply(ctx, b.lanes[l.target().View], b.checkpoint) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if errors.Is(err, errTooSlow) && !errors.Is(err, views.ErrStale) {
+		return f.split(ctx, lanes, b.pending)
+	}
+	return err
+}
+
+// errTooSlow is a lane's batch of more than one event that the view store
+// could not write within StoreTimeout: retried whole, it would fail the
+// same way for ever.
+var errTooSlow = errors.New("batch too large to write within the store timeout")
+
+// split applies b in two halves, in order, after one of its lanes timed out
+// on it, and lowers the batch size to the first half's. Each half is
+// decoded afresh from each lane's checkpoint, so a lane that wrote b, or
+// writes the first half, skips it; only the second half carries b's
+// subscription checkpoint, so no checkpoint passes an unwritten event.
+// A half that times out splits again, down to single events, which a lane
+// retries like any failure.
+func (f *follower) split(ctx context.Context, lanes []lane, b pending) error {
+	half := len(b.events) / 2
+	f.size.Store(int64(max(1, half)))
+	f.log.Warn("view store too slow for the batch; splitting it", "events", len(b.events), "batch_size", max(1, half))
+	rest := b
+	rest.events = b.events[half:]
+	floors := make([]uint64, len(lanes))
+	for _, p := range []pending{{events: b.events[:half]}, rest} {
+		for i, l := range lanes {
+			floors[i] = l.checkpoint()
+		}
+		if err := f.applyAll(ctx, lanes, decodeBatch(p, lanes, floors)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// grow doubles the batch size, up to BatchSize, after a full batch of n
+// events was written whole in less than a quarter of StoreTimeout: twice
+// as many should fit in time. An outage splits batches down to single
+// events (a store that does not answer looks slow), and the size comes
+// back within a few batches once the store answers quickly again, while a
+// store that stays slow does not make every other batch time out.
+func (f *follower) grow(n int, took time.Duration) {
+	size := f.batchSize()
+	if size < f.p.opts.BatchSize && n >= size && took < f.p.opts.StoreTimeout/4 {
+		f.size.Store(int64(min(f.p.opts.BatchSize, 2*size)))
+	}
 }
 
 // switchCaughtUp tries to switch every lane of a caught-up rebuild live and
@@ -515,7 +574,7 @@ func (f *follower) collect(ctx context.Context, in <-chan item, carried pending,
 		defer timer.Stop()
 		wait = timer.C
 	}
-	for b.err == nil && len(b.events) < f.p.opts.BatchSize {
+	for size := f.batchSize(); b.err == nil && len(b.events) < size; {
 		if wait == nil {
 			select {
 			case it := <-in:

@@ -108,3 +108,13 @@ func newFerret(addr, dir string) (*ferretdb.FerretDB, error) {
 	}
 	return nil, errors.Join(errors.New("start FerretDB on "+addr), err)
 }
+
+// Serve runs FerretDB on addr with its data in dir until ctx is done: for
+// a test that needs the database in a process of its own, to kill it.
+func Serve(ctx context.Context, addr, dir string) error {
+	f, err := newFerret(addr, dir)
+	if err != nil {
+		return err
+	}
+	return f.Run(ctx)
+}
