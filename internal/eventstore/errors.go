@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -20,7 +21,7 @@ var errStreamDeleted = errors.New("stream is deleted")
 func statusFor(ctx context.Context, log *slog.Logger, stream string, err error) error {
 	switch {
 	case errors.Is(err, errStreamDeleted):
-		_ = grpc.SetTrailer(ctx, metadata.Pairs("exception", "stream-deleted", "stream-name", stream))
+		_ = grpc.SetTrailer(ctx, metadata.Pairs("exception", "stream-deleted", "stream-name", trailerValue(stream)))
 		return status.Errorf(codes.FailedPrecondition, "stream %q is deleted", stream)
 	case errors.Is(err, errClosed):
 		return status.Error(codes.Unavailable, err.Error())
@@ -42,6 +43,18 @@ func wrongVersionStatus(ctx context.Context, stream string, e expectation, r res
 		current = strconv.FormatUint(r.current, 10)
 	}
 	_ = grpc.SetTrailer(ctx, metadata.Pairs("exception", "wrong-expected-version",
-		"stream-name", stream, "expected-version", e.String(), "actual-version", current))
+		"stream-name", trailerValue(stream), "expected-version", e.String(), "actual-version", current))
 	return status.Errorf(codes.FailedPrecondition, "stream %q: wrong expected version: expected %s, current %s", stream, e, current)
+}
+
+// trailerValue makes a stream name sendable in a trailer. HTTP/2 refuses
+// control characters in header values, so the client would get Internal
+// instead of the status (and the official client needs "stream-name" beside
+// "stream-deleted"): such a name goes quoted, in Go syntax. Found by
+// FuzzStreamsRequest.
+func trailerValue(stream string) string {
+	if strings.ContainsFunc(stream, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return strconv.Quote(stream)
+	}
+	return stream
 }
