@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -32,6 +33,8 @@ func incomingHeaders(key string) (string, bool) {
 	return runtime.DefaultHeaderMatcher(key)
 }
 
+var setQueryParser sync.Once
+
 // NewGatewayMux returns a grpc-gateway mux that speaks lowerCamel JSON
 // (written by apijson, protojson's output at a fraction of its cost), always
 // emits zero values (a client reading `position: 0` should not have to guess),
@@ -39,15 +42,18 @@ func incomingHeaders(key string) (string, bool) {
 // dropping them, names the offending field of every request it cannot
 // decode, and answers a method a path does not take with 405 and Allow.
 func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
+	setQueryParser.Do(func() {
+		// grpc-gateway keeps the query parser in a global, set by applying
+		// this option to any mux: set once, before any of our gateways
+		// exists, not by each (two gateways built at once would race).
+		runtime.NewServeMux(runtime.SetQueryParameterParser(&strictQuery{}))
+	})
 	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: apijson.NewMarshaler()}
 	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithMiddlewares(allowProbe),
-		// grpc-gateway keeps the query parser in a global: every gateway
-		// of the process gets this one.
-		runtime.SetQueryParameterParser(&strictQuery{}),
 		runtime.WithIncomingHeaderMatcher(incomingHeaders),
 	}, opts...)...)
 }
