@@ -255,3 +255,20 @@ func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Con
 		return zero, fmt.Errorf("event store call: %w", context.Cause(ctx)), false
 	}
 }
+
+// SubscribeToAll subscribes to $all on c. The subscription lives as long as
+// ctx, so subscribing cannot have a deadline of its own: if the store has not
+// answered within timeout, cancel (which must end ctx) is called instead and
+// the error is ErrTimeout. Without it a hung client would stall the caller
+// for good, silently.
+func SubscribeToAll(ctx context.Context, cancel func(), c *Conn, timeout time.Duration, opts esdb.SubscribeToAllOptions) (*esdb.Subscription, error) {
+	hung := time.AfterFunc(timeout, cancel)
+	sub, err := Call(ctx, c, func(ctx context.Context, client *esdb.Client) (*esdb.Subscription, error) {
+		return client.SubscribeToAll(ctx, opts)
+	})
+	if !hung.Stop() && err == nil {
+		_ = sub.Close()
+		err = ErrTimeout
+	}
+	return sub, err
+}

@@ -239,16 +239,7 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 		From:   start,
 		Filter: &esdb.SubscriptionFilter{Type: esdb.EventFilterType, Prefixes: f.p.opts.Codec.Types()},
 	}
-	// The subscription lives as long as subCtx, so subscribing cannot have a
-	// deadline of its own: a timer cancels it instead if the client hangs.
-	hung := time.AfterFunc(f.p.opts.EventStoreTimeout, cancel)
-	sub, err := eventlog.Call(subCtx, f.p.conn, func(ctx context.Context, c *esdb.Client) (*esdb.Subscription, error) {
-		return c.SubscribeToAll(ctx, opts)
-	})
-	if !hung.Stop() && err == nil {
-		_ = sub.Close()
-		err = errors.New("subscribing took too long")
-	}
+	sub, err := eventlog.SubscribeToAll(subCtx, cancel, f.p.conn, f.p.opts.EventStoreTimeout, opts)
 	if err != nil {
 		return fmt.Errorf("subscribe to $all from %d: %w", from, err)
 	}

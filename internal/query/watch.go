@@ -130,22 +130,13 @@ func (h *hub) head(ctx context.Context) esdb.AllPosition {
 // follow serves one subscription, calling confirmed once it is; it returns
 // the last position seen.
 func (h *hub) follow(ctx context.Context, from esdb.AllPosition, confirmed func()) (*esdb.Position, error) {
-	// The subscription lives as long as subCtx, so subscribing cannot have
-	// a deadline of its own: a timer cancels it instead if the store hangs,
-	// and run subscribes again.
+	// A subscription that hangs is cut at h.timeout, and run subscribes again.
 	subCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	hung := time.AfterFunc(h.timeout, func() { cancel(eventlog.ErrTimeout) })
-	sub, err := eventlog.Call(subCtx, h.store, func(ctx context.Context, c *esdb.Client) (*esdb.Subscription, error) {
-		return c.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{
-			From:   from,
-			Filter: &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{eventlog.OrderPrefix}},
-		})
+	sub, err := eventlog.SubscribeToAll(subCtx, func() { cancel(eventlog.ErrTimeout) }, h.store, h.timeout, esdb.SubscribeToAllOptions{
+		From:   from,
+		Filter: &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{eventlog.OrderPrefix}},
 	})
-	if !hung.Stop() && err == nil {
-		_ = sub.Close()
-		err = eventlog.ErrTimeout
-	}
 	if err != nil {
 		return nil, err
 	}

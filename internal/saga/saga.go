@@ -299,17 +299,7 @@ func (s *Saga) follow(ctx context.Context, lanes []chan job) error {
 		From:   from,
 		Filter: &esdb.SubscriptionFilter{Type: esdb.EventFilterType, Prefixes: reactsTo},
 	}
-	// The subscription lives as long as ctx, so subscribing cannot have a
-	// deadline of its own: a timer cancels it instead if the client hangs,
-	// which would otherwise stall the saga for good, silently.
-	hung := time.AfterFunc(s.opts.StoreTimeout, cancel)
-	sub, err := eventlog.Call(ctx, s.conn, func(ctx context.Context, c *esdb.Client) (*esdb.Subscription, error) {
-		return c.SubscribeToAll(ctx, opts)
-	})
-	if !hung.Stop() && err == nil {
-		_ = sub.Close()
-		err = errors.New("subscribing took too long")
-	}
+	sub, err := eventlog.SubscribeToAll(ctx, cancel, s.conn, s.opts.StoreTimeout, opts)
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
