@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,7 +92,7 @@ func Run(ctx context.Context, cfg Config, t Target, live io.Writer, log *slog.Lo
 		return nil, err
 	}
 	log.Info("setup done; load starting", "customers", b.customers.len(), "duration", cfg.Duration.String())
-	stopProfile, err := startProfile(cfg.CPUProfile)
+	stopProfile, err := startProfile(cfg.CPUProfile, cfg.ExecTrace)
 	if err != nil {
 		return nil, err
 	}
@@ -367,20 +369,36 @@ func (b *run) summary(start time.Time, elapsed time.Duration, stopped string, dr
 }
 
 // startProfile profiles the whole process (the embedded system and the
-// bench) into path, when set, until the returned stop.
-func startProfile(path string) (stop func() error, err error) {
-	if path == "" {
-		return func() error { return nil }, nil
+// bench) into cpuPath and traces it into tracePath, each when set, until the
+// returned stop.
+func startProfile(cpuPath, tracePath string) (stop func() error, err error) {
+	var stops []func() error
+	stop = func() error {
+		var errs []error
+		for _, s := range slices.Backward(stops) {
+			errs = append(errs, s())
+		}
+		return errors.Join(errs...)
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
+	for _, p := range []struct {
+		path, what   string
+		start        func(io.Writer) error
+		stopRecorder func()
+	}{
+		{cpuPath, "cpu profile", pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{tracePath, "execution trace", trace.Start, trace.Stop},
+	} {
+		if p.path == "" {
+			continue
+		}
+		f, err := os.Create(p.path)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("%s: %w", p.what, err), stop())
+		}
+		if err := p.start(f); err != nil {
+			return nil, errors.Join(fmt.Errorf("%s: %w", p.what, err), f.Close(), stop())
+		}
+		stops = append(stops, func() error { p.stopRecorder(); return f.Close() })
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return nil, errors.Join(fmt.Errorf("cpu profile: %w", err), f.Close())
-	}
-	return func() error {
-		pprof.StopCPUProfile()
-		return f.Close()
-	}, nil
+	return stop, nil
 }

@@ -34,6 +34,7 @@ type Config struct {
 	CallTimeout  time.Duration
 	JSON         bool
 	CPUProfile   string
+	ExecTrace    string
 	EmbeddedData string
 
 	mix mix
@@ -71,6 +72,7 @@ func ParseFlags(args []string, output io.Writer) (Config, error) {
 	fs.DurationVar(&c.CallTimeout, "call-timeout", 10*time.Second, "deadline of each call")
 	fs.BoolVar(&c.JSON, "json", false, "print the summary as JSON instead of a table")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "embedded system only: write a CPU profile of the whole process (system and bench) during the load to this file")
+	fs.StringVar(&c.ExecTrace, "trace", "", "embedded system only: write an execution trace of the whole process during the load to this file (where time waits, which a CPU profile cannot show: go tool trace -pprof=sync|sched|syscall)")
 	fs.StringVar(&c.EmbeddedData, "data", "", "embedded system only: its data directory (empty: a temporary one, removed after)")
 	if err := config.Parse(fs, "ORDERLY_BENCH", args); err != nil {
 		return c, err
@@ -106,7 +108,7 @@ func (c *Config) validate() error {
 	}
 	check(c.Embedded() || (c.CommandsAddr != "" && c.QueriesAddr != ""), "-commands and -queries are both needed to drive a running system")
 	check(c.Embedded() || c.RESTURL != "" || !c.mix.has(opGetOrderREST), "the mix has get_order_rest but -rest is empty")
-	check(c.Embedded() || (c.CPUProfile == "" && c.EmbeddedData == ""), "-cpuprofile and -data apply to the embedded system only")
+	check(c.Embedded() || (c.CPUProfile == "" && c.ExecTrace == "" && c.EmbeddedData == ""), "-cpuprofile, -trace and -data apply to the embedded system only")
 	check(!c.mix.hasReads() && !c.mix.has(opCancel) || c.mix.has(opPlace) || c.mix.has(opPlaceOver),
 		"the mix reads or cancels orders but places none")
 	check(c.Clients >= 1 && c.Clients <= 10_000, "-clients must be 1 to 10000")

@@ -628,3 +628,30 @@ func TestIdleWriteVisibleAtOnce(t *testing.T) {
 		waitFor(t, store, r.notifier, pos)
 	}
 }
+
+// TestSteadyWritesVisibleWithoutWait keeps several writers going, each
+// writing its next event once its last is visible, so events keep arriving
+// while batches are written but a batch never fills. With an hour of
+// BatchWait, they stay visible at once only if events that came during a
+// write are not taken for a backlog worth waiting for.
+func TestSteadyWritesVisibleWithoutWait(t *testing.T) {
+	client, conn := connect(t, estest.Start(t))
+	store := openSQLite(t)
+	r := runProjector(t, conn, store, projection.Options{BatchWait: time.Hour})
+	const writers, writes = 8, 25
+	var wg sync.WaitGroup
+	for g := range writers {
+		w := backgroundWriter(t, client)
+		wg.Go(func() {
+			for i := range writes {
+				id := fmt.Sprintf("steady-%d-%d", g, i)
+				pos := w.append(eventlog.CustomerStream(id), domain.CustomerRegistered{CustomerID: id, Name: "Steady", Email: id + "@example.com", CreditLimit: usd(100)})
+				if _, err := views.WaitCheckpoint(testCtx(t, 10*time.Second), store, r.notifier, pos); err != nil {
+					t.Errorf("writer %d, write %d: not visible within 10 s: %v", g, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -293,10 +293,12 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 //
 // Batches form by natural accumulation: a decoded batch is held until the
 // writer takes it, and what arrives meanwhile starts the next batch, which
-// then waits up to BatchWait to fill (events keep coming: fewer, larger
-// writes cost less). An idle system thus writes an event as soon as it
-// arrives, and a busy one in batches. held counts the events in its hands
-// (as of its last batch cut or hand-over), for the lag metrics.
+// is handed over as soon as the writer is free. Only after a full batch (a
+// backlog) does the next one wait up to BatchWait to fill: fewer, larger
+// writes cost less. An idle or steadily loaded system thus writes events
+// as soon as the writer can take them, and one behind in full batches.
+// held counts the events in its hands (as of its last batch cut or
+// hand-over), for the lag metrics.
 func (f *follower) decodeLoop(ctx context.Context, in <-chan item, lanes []lane, out chan<- decodedBatch, held *atomic.Int64) {
 	floors := make([]uint64, len(lanes))
 	for i, l := range lanes {
@@ -316,10 +318,13 @@ func (f *follower) decodeLoop(ctx context.Context, in <-chan item, lanes []lane,
 		if err != nil || b.err != nil {
 			return
 		}
-		// Signs of a backlog, which make the next batch wait to fill: this
-		// one was full (it left events behind), or events came while it
-		// waited for the writer.
-		backlog = len(b.events) >= f.batchSize() || len(carried.events) > 0
+		// A backlog, which makes the next batch wait to fill: this one was
+		// full, so events were left behind. Events that merely came while
+		// it waited for the writer are no backlog: under a steady load they
+		// always do, and waiting for more would add up to BatchWait to
+		// every write's visibility while the writer's own time already
+		// gathers them into batches.
+		backlog = len(b.events) >= f.batchSize()
 	}
 }
 
