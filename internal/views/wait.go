@@ -57,8 +57,10 @@ type CheckpointReader interface {
 }
 
 // Poll bounds between two reads of the store's checkpoint while waiting.
-// The store is read again after at most maxPoll even with a notifier, in case
-// the projector runs in another process.
+// Without a notifier the store is polled from minPoll, backing off to
+// maxPoll. With one, publishes wake the waiter and the store is read again
+// only every maxPoll, in case the notifier lags the store (the projector
+// runs in another process, or has not published since a restart).
 const (
 	minPoll = 2 * time.Millisecond
 	maxPoll = 250 * time.Millisecond
@@ -66,11 +68,18 @@ const (
 
 // WaitCheckpoint returns once the live views' checkpoint has reached pos,
 // with the checkpoint seen; it gives up with ctx's error. With a notifier (a
-// projector in this process) it wakes on every publish; without one it polls
-// r with exponential backoff, so waiting never spins on the store.
+// projector in this process) it wakes on every publish, reading only the
+// notifier then: a publish below pos says "not yet", and with hundreds of
+// waiters a store read per waiter per publish costs the view store more
+// than the writes they wait for. Without one it polls r with exponential
+// backoff, so waiting never spins on the store.
 func WaitCheckpoint(ctx context.Context, r CheckpointReader, n *Notifier, pos uint64) (uint64, error) {
 	wait := minPoll
-	for {
+	if n != nil {
+		wait = maxPoll
+	}
+	var cp uint64
+	for nextRead := time.Now(); ; {
 		var wake <-chan struct{}
 		if n != nil {
 			var seen uint64
@@ -78,21 +87,24 @@ func WaitCheckpoint(ctx context.Context, r CheckpointReader, n *Notifier, pos ui
 				return seen, nil
 			}
 		}
-		cp, err := r.Checkpoint(ctx)
-		if err != nil {
-			return cp, fmt.Errorf("wait for position %d: %w", pos, err)
+		if !time.Now().Before(nextRead) {
+			var err error
+			if cp, err = r.Checkpoint(ctx); err != nil {
+				return cp, fmt.Errorf("wait for position %d: %w", pos, err)
+			}
+			if cp >= pos {
+				return cp, nil
+			}
+			nextRead = time.Now().Add(wait)
+			wait = min(2*wait, maxPoll)
 		}
-		if cp >= pos {
-			return cp, nil
-		}
-		timer := time.NewTimer(wait)
+		timer := time.NewTimer(time.Until(nextRead))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return cp, fmt.Errorf("wait for position %d (views at %d): %w", pos, cp, ctx.Err())
 		case <-wake:
 		case <-timer.C:
-			wait = min(2*wait, maxPoll)
 		}
 		timer.Stop()
 	}

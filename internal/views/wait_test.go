@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,5 +95,44 @@ func TestWaitCheckpoint(t *testing.T) {
 	defer cancelShort()
 	if _, err := views.WaitCheckpoint(short, s, nil, 1000); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("WaitCheckpoint past the deadline = %v, want DeadlineExceeded", err)
+	}
+}
+
+// countingReader counts the checkpoint reads that reach a real store.
+type countingReader struct {
+	views.CheckpointReader
+	reads atomic.Int64
+}
+
+func (c *countingReader) Checkpoint(ctx context.Context) (uint64, error) {
+	c.reads.Add(1)
+	return c.CheckpointReader.Checkpoint(ctx)
+}
+
+// With a notifier, publishes below the awaited position wake the waiter but
+// do not each cost a store read; and a store that is ahead of a lagging
+// notifier is still seen, on the poll.
+func TestWaitCheckpointNotifierSparesTheStore(t *testing.T) {
+	s := openStore(t)
+	r := &countingReader{CheckpointReader: s}
+	n := views.NewNotifier()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const publishes = 200
+	go func() {
+		for i := range uint64(publishes) {
+			n.Publish(views.Orders, i+1)
+			n.Publish(views.Customers, i+1)
+			time.Sleep(200 * time.Microsecond)
+		}
+		setCheckpoint(t, s, 1000) // the store moves on; the notifier does not say so
+	}()
+	if cp, err := views.WaitCheckpoint(ctx, r, n, 500); err != nil || cp != 1000 {
+		t.Fatalf("WaitCheckpoint(500) = %d, %v; want 1000 from the store", cp, err)
+	}
+	// One read at the start, then one per poll (every 250 ms) while the
+	// publishes and the store write take their time.
+	if reads := r.reads.Load(); reads > 12 {
+		t.Errorf("%d store reads for %d publishes below the position", reads, publishes)
 	}
 }
