@@ -23,8 +23,14 @@ type kind[D any] struct {
 	// if rec is newer than d, and reports whether it did.
 	fold func(d *D, key string, rec eventlog.Recorded) bool
 	load func(ctx context.Context, w views.Writer, t views.Target, ids []string) (map[string]D, error)
-	// put adds docs to a batch.
-	put func(b *views.Batch, docs []D)
+	// put adds docs to a batch, and docs takes them back.
+	put  func(b *views.Batch, docs []D)
+	docs func(b views.Batch) []D
+	// key, revision and size are a document's key, the revision of its
+	// stream it reflects, and an estimate of its bytes, for docCache.
+	key      func(D) string
+	revision func(D) uint64
+	size     func(D) int
 }
 
 var orders = kind[views.OrderDoc]{
@@ -35,7 +41,17 @@ var orders = kind[views.OrderDoc]{
 	load: func(ctx context.Context, w views.Writer, t views.Target, ids []string) (map[string]views.OrderDoc, error) {
 		return w.LoadOrders(ctx, t, ids)
 	},
-	put: func(b *views.Batch, docs []views.OrderDoc) { b.Orders = docs },
+	put:      func(b *views.Batch, docs []views.OrderDoc) { b.Orders = docs },
+	docs:     func(b views.Batch) []views.OrderDoc { return b.Orders },
+	key:      func(d views.OrderDoc) string { return d.OrderID },
+	revision: func(d views.OrderDoc) uint64 { return d.Revision },
+	size: func(d views.OrderDoc) int {
+		n := 160 + len(d.OrderID) + len(d.CustomerID) + len(d.Reason)
+		for _, l := range d.Lines {
+			n += 48 + len(l.SKU)
+		}
+		return n
+	},
 }
 
 var customers = kind[views.CustomerDoc]{
@@ -46,7 +62,11 @@ var customers = kind[views.CustomerDoc]{
 	load: func(ctx context.Context, w views.Writer, t views.Target, ids []string) (map[string]views.CustomerDoc, error) {
 		return w.LoadCustomers(ctx, t, ids)
 	},
-	put: func(b *views.Batch, docs []views.CustomerDoc) { b.Customers = docs },
+	put:      func(b *views.Batch, docs []views.CustomerDoc) { b.Customers = docs },
+	docs:     func(b views.Batch) []views.CustomerDoc { return b.Customers },
+	key:      func(d views.CustomerDoc) string { return d.CustomerID },
+	revision: func(d views.CustomerDoc) uint64 { return d.Revision },
+	size:     func(d views.CustomerDoc) int { return 200 + len(d.CustomerID) + len(d.Name) + len(d.Email) },
 }
 
 // newer is the revision guard: an event applies to a document that does not

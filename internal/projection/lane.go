@@ -63,8 +63,9 @@ func (f *follower) newLane(t views.Target, cp, events uint64) lane {
 
 func newViewLane[D any](f *follower, k kind[D], t views.Target, cp, events uint64) *viewLane[D] {
 	return &viewLane[D]{
-		f:      f,
-		pipe:   pipeline[D]{kind: k, codec: f.p.opts.Codec, store: f.p.store, partitions: f.p.opts.Partitions},
+		f: f,
+		pipe: pipeline[D]{kind: k, codec: f.p.opts.Codec, store: f.p.store, partitions: f.p.opts.Partitions,
+			cache: newDocCache(k, f.p.opts.DocCacheBytes)},
 		t:      t,
 		cp:     cp,
 		log:    f.log.With("view", string(t.View), "version", t.Version),
@@ -104,6 +105,7 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 		timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if err == nil {
+			l.pipe.cache.put(l.pipe.kind.key, l.pipe.kind.docs(batch))
 			m.events.WithLabelValues(view, run).Add(float64(d.own))
 			m.documents.WithLabelValues(view, run).Add(float64(len(batch.Orders) + len(batch.Customers)))
 			m.batchEvents.WithLabelValues(view, run).Observe(float64(d.own))

@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ type pipeline[D any] struct {
 	codec      *eventcodec.Registry
 	store      views.Writer
 	partitions int
+	cache      *docCache[D]
 }
 
 // part is one partition's share of a batch: its events decoded and grouped
@@ -157,18 +159,27 @@ func (p *pipeline[D]) foldPart(ctx context.Context, t views.Target, pt *part) ([
 	// A document whose first event here creates it is folded from scratch:
 	// it is then exactly the fold of its stream so far. Should it exist
 	// already (a replay), the store's revision guard keeps the stored one.
+	// One whose previous revision was written here is taken from the
+	// cache; the others are read.
 	var load []string
+	stored := map[string]D{}
 	for _, key := range pt.keys {
-		if first := pt.recs[pt.spans[key].first]; first.Type != p.kind.creates || first.Revision != 0 {
-			load = append(load, key)
+		first := pt.recs[pt.spans[key].first]
+		if first.Type == p.kind.creates && first.Revision == 0 {
+			continue
 		}
+		if doc, ok := p.cache.before(key, first.Revision); ok {
+			stored[key] = doc
+			continue
+		}
+		load = append(load, key)
 	}
-	var stored map[string]D
 	if len(load) > 0 {
-		var err error
-		if stored, err = p.kind.load(ctx, p.store, t, load); err != nil {
+		read, err := p.kind.load(ctx, p.store, t, load)
+		if err != nil {
 			return nil, err
 		}
+		maps.Copy(stored, read)
 	}
 	out := make([]D, 0, len(pt.keys))
 	for _, key := range pt.keys {

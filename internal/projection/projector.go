@@ -40,10 +40,10 @@ type Options struct {
 	// BatchSize is the most events applied in one batch (default 1000).
 	BatchSize int
 	// BatchWait is the longest a batch waits to fill where a backlog is
-	// likely — after a full batch, when events came while the previous
-	// batch waited for the writer, and in a rebuild (default 20ms;
+	// likely — after a full batch, and in a rebuild (default 20ms;
 	// negative: never). Otherwise a batch takes what has arrived, without
-	// waiting, so an idle projector writes each event at once.
+	// waiting, so an idle or steadily loaded projector writes events as
+	// soon as its writer is free.
 	BatchWait time.Duration
 	// Partitions is how many partitions decode and fold a batch in
 	// parallel (default GOMAXPROCS).
@@ -60,6 +60,10 @@ type Options struct {
 	// Registerer receives the projector's metrics; nil leaves them
 	// unregistered.
 	Registerer prometheus.Registerer
+	// DocCacheBytes bounds, per view, the documents kept after they are
+	// written so that the next event of the same stream folds onto them
+	// without a view store read (default 16 MiB; negative: none).
+	DocCacheBytes int
 	// Notifier, when set, is told each live view's checkpoint after every
 	// batch, for read-your-writes waits in this process.
 	Notifier *views.Notifier
@@ -70,6 +74,7 @@ type Options struct {
 const (
 	defaultBatchSize    = 1000
 	defaultBatchWait    = 20 * time.Millisecond
+	defaultDocCache     = 16 << 20
 	defaultStoreTimeout = 30 * time.Second
 	defaultESTimeout    = 5 * time.Second
 )
@@ -91,6 +96,9 @@ func New(conn *eventlog.Conn, store views.Store, log *slog.Logger, opts Options)
 	}
 	if opts.BatchWait == 0 {
 		opts.BatchWait = defaultBatchWait
+	}
+	if opts.DocCacheBytes == 0 {
+		opts.DocCacheBytes = defaultDocCache
 	}
 	if opts.StoreTimeout == 0 {
 		opts.StoreTimeout = defaultStoreTimeout

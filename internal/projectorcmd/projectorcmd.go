@@ -45,15 +45,20 @@ func (c *common) register(fs *flag.FlagSet, batchSize int) {
 	fs.IntVar(&c.opts.BatchSize, "batch-size", batchSize, "most events applied in one batch")
 	fs.DurationVar(&c.opts.BatchWait, "batch-wait", 20*time.Millisecond, "longest a batch waits to fill when events queue up, and in a rebuild (0: never); an idle projector writes each event at once")
 	fs.DurationVar(&c.opts.StoreTimeout, "store-timeout", 30*time.Second, "deadline of each view store call (retried on failure)")
+	fs.IntVar(&c.opts.DocCacheBytes, "doc-cache-bytes", 16<<20, "per view, estimated memory of the documents kept as written, so a stream's next event folds without a view store read (0: none)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// projectionOptions are the flags' options; -batch-wait 0 means no wait,
-// which projection.Options spells negative (its zero is the default).
+// projectionOptions are the flags' options; -batch-wait 0 means no wait and
+// -doc-cache-bytes 0 no cache, which projection.Options spells negative
+// (its zero is the default).
 func (c *common) projectionOptions() projection.Options {
 	opts := c.opts
 	if opts.BatchWait == 0 {
 		opts.BatchWait = -1
+	}
+	if opts.DocCacheBytes == 0 {
+		opts.DocCacheBytes = -1
 	}
 	return opts
 }
