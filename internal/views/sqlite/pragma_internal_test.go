@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"testing"
@@ -64,5 +65,23 @@ func TestCheckpointerCopiesWrites(t *testing.T) {
 			t.Fatal("database file still one page 30 s after the views were created: nothing checkpointed")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Every connection maps the database file: readers, whose page cache each
+// commit elsewhere empties, then read pages without a system call each.
+func TestConnectionsMapTheFile(t *testing.T) {
+	ctx := context.Background()
+	s := openAt(t, filepath.Join(t.TempDir(), "views.db"))
+	for name, db := range map[string]interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}{"writer": s.w, "reader": s.r, "checkpointer": s.c} {
+		var n int64
+		if err := db.QueryRowContext(ctx, `PRAGMA mmap_size`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != mmapBytes {
+			t.Errorf("%s mmap_size = %d, want %d", name, n, mmapBytes)
+		}
 	}
 }

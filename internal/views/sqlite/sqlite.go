@@ -65,6 +65,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	q.Set("_busy_timeout", "10000")
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "NORMAL")
+	// Every connection maps the database file (up to mmapBytes): a reader's
+	// page cache is dropped whenever another connection has committed,
+	// which under a steady load is before nearly every read, and without
+	// the map each page it then needs is a pread into that cache — a
+	// tenth of the whole system's CPU at 1,000 orders/s. Pages still in
+	// the WAL are read as before.
+	q.Add("_pragma", "mmap_size("+strconv.Itoa(mmapBytes)+")")
 	// The writer's page cache (256 MiB at most, taken as pages are used)
 	// keeps a large view's B-tree interior in memory while a rebuild
 	// inserts into it; readers keep SQLite's small default.
@@ -110,6 +117,9 @@ func (s *Store) Close() error {
 	<-s.done
 	return errors.Join(s.c.Close(), s.r.Close(), s.w.Close())
 }
+
+// mmapBytes is how much of the database file each connection maps.
+const mmapBytes = 1 << 30
 
 // backstopFrames is the writer's own auto-checkpoint threshold, in WAL
 // frames (pages, 32 MiB). SQLite restarts the WAL from its start only at a
