@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 
@@ -33,6 +34,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
+	// TLS, when set, is the server configuration of every connection (see
+	// tls.go); nil serves plain text.
+	TLS *tls.Config
 
 	// fs replaces the filesystem Pebble writes to, so tests can simulate a
 	// crash that keeps only synced data; nil is the OS (or memory, without Dir).

@@ -19,19 +19,20 @@ import (
 )
 
 // NewGRPCServer returns a gRPC server that logs, measures and recovers every
-// call, with the health and reflection services registered. The caller
-// registers its own services, then marks them serving on the health server.
-func NewGRPCServer(log *slog.Logger, metrics *Metrics) (*GRPCServer, *health.Server) {
+// call, with the health and reflection services registered, protected as
+// sec says. The caller registers its own services, then marks them serving
+// on the health server.
+func NewGRPCServer(log *slog.Logger, metrics *Metrics, sec Security) (*GRPCServer, *health.Server) {
 	obs := &observer{log: log, metrics: metrics, long: newLongCalls()}
 	hs := health.NewServer()
 	srv := &GRPCServer{
-		Server: grpc.NewServer(
+		Server: grpc.NewServer(append([]grpc.ServerOption{
 			grpc.UnaryInterceptor(obs.unary),
 			grpc.StreamInterceptor(obs.stream),
 			// Clients (the EventStoreDB client among them) ping idle connections;
 			// the default policy would answer with GOAWAY and drop streams.
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		),
+		}, sec.grpcOptions()...)...),
 		unary:   obs.unary,
 		methods: map[string]localMethod{},
 		obs:     obs,
@@ -145,12 +146,12 @@ func (m *Metrics) observe(method string, code codes.Code, d time.Duration) {
 
 // ListenGRPC listens on addr with a server for one service, registered by
 // register and marked serving on the health service.
-func ListenGRPC(addr string, log *slog.Logger, metrics *Metrics, service string, register func(grpc.ServiceRegistrar)) (*GRPCServer, net.Listener, error) {
+func ListenGRPC(addr string, log *slog.Logger, metrics *Metrics, sec Security, service string, register func(grpc.ServiceRegistrar)) (*GRPCServer, net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen for %s: %w", service, err)
 	}
-	srv, hs := NewGRPCServer(log, metrics)
+	srv, hs := NewGRPCServer(log, metrics, sec)
 	register(srv)
 	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
 	return srv, lis, nil

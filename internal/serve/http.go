@@ -104,7 +104,7 @@ func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h
 	mux := NewGatewayMux()
 	for _, u := range upstreams {
 		lis := bufconn.Listen(inProcessBuffer)
-		go func() { _ = u.Server.Serve(lis) }()
+		go func() { _ = u.Server.Serve(inProcessListener{lis}) }()
 		conn, err := grpc.NewClient("passthrough:///in-process",
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
@@ -128,7 +128,7 @@ const MaxRequestBody = 4 << 20
 
 // ListenGateway serves the REST gateway of upstreams on addr, as a Server
 // for Run; closeConns closes its connections to the upstreams.
-func ListenGateway(ctx context.Context, addr string, metrics *Metrics, upstreams ...Upstream) (s Server, closeConns func() error, err error) {
+func ListenGateway(ctx context.Context, addr string, metrics *Metrics, sec Security, upstreams ...Upstream) (s Server, closeConns func() error, err error) {
 	handler, closeConns, err := NewGateway(ctx, metrics, upstreams...)
 	if err != nil {
 		return Server{}, nil, err
@@ -138,5 +138,11 @@ func ListenGateway(ctx context.Context, addr string, metrics *Metrics, upstreams
 		_ = closeConns()
 		return Server{}, nil, fmt.Errorf("listen for REST: %w", err)
 	}
-	return HTTP("rest", &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, lis), closeConns, nil
+	return HTTP("rest", NewHTTPServer(handler, sec), lis), closeConns, nil
+}
+
+// NewHTTPServer returns the server of an HTTP listener of ours, with TLS
+// when sec has certificates (HTTP serves it).
+func NewHTTPServer(h http.Handler, sec Security) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: sec.httpTLS()}
 }

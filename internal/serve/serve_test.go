@@ -29,7 +29,7 @@ import (
 func TestRun(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	metrics := serve.NewMetrics()
-	gs, hs := serve.NewGRPCServer(log, metrics)
+	gs, hs := serve.NewGRPCServer(log, metrics, serve.Security{})
 	hs.SetServingStatus("orderly.v1.Test", healthpb.HealthCheckResponse_SERVING)
 
 	glis, hlis := loopback.Listen(t), loopback.Listen(t)
@@ -90,7 +90,7 @@ func TestRun(t *testing.T) {
 
 func TestPanicBecomesInternal(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	srv, _ := serve.NewGRPCServer(log, serve.NewMetrics())
+	srv, _ := serve.NewGRPCServer(log, serve.NewMetrics(), serve.Security{})
 	testgrpc.RegisterTestServiceServer(srv, echo{})
 	lis := loopback.Listen(t)
 	go func() { _ = srv.Serve(lis) }()
@@ -170,7 +170,7 @@ func (echo) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, stream
 func TestGatewayCallsInProcess(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	metrics := serve.NewMetrics()
-	gs, _ := serve.NewGRPCServer(log, metrics)
+	gs, _ := serve.NewGRPCServer(log, metrics, serve.Security{})
 	testgrpc.RegisterTestServiceServer(gs, echo{})
 	defer gs.Stop()
 	var conn grpc.ClientConnInterface
