@@ -9,6 +9,7 @@ import (
 	"time"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/auth"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
 	"github.com/orderly/orderly/internal/eventlog"
@@ -39,7 +40,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sec, err := secFlags.Build(log, *grpcListen, *httpListen)
+	sec, err := secFlags.Build(ctx, log, *grpcListen, *httpListen)
 	if err != nil {
 		return err
 	}
@@ -52,7 +53,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	closers.Add("event store connection", conn.Close)
 	metrics := serve.NewMetrics()
-	opts.StoreTimeout, opts.Registerer = *storeTimeout, metrics.Registry
+	opts.StoreTimeout, opts.Registerer, opts.Identify = *storeTimeout, metrics.Registry, auth.Subject
 	commands, err := command.New(conn, log, opts)
 	if err != nil {
 		return err

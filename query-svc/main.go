@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sec, err := secFlags.Build(log, *grpcListen, *httpListen)
+	sec, err := secFlags.Build(ctx, log, *grpcListen, *httpListen)
 	if err != nil {
 		return err
 	}

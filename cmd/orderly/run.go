@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/auth"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
 	"github.com/orderly/orderly/internal/eventlog"
@@ -103,7 +104,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		return err
 	}
 	dataDir := cfg.views.DataDir
-	sec, err := cfg.security.Build(log, cfg.esListen, cfg.commandsListen, cfg.queriesListen, cfg.httpListen)
+	sec, err := cfg.security.Build(ctx, log, cfg.esListen, cfg.commandsListen, cfg.queriesListen, cfg.httpListen)
 	if err != nil {
 		return err
 	}
@@ -147,7 +148,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	closers.Add("views", vs.Close)
 
 	notifier := views.NewNotifier()
-	cfg.commands.Registerer, cfg.commands.StoreTimeout = metrics.Registry, cfg.storeTimeout
+	cfg.commands.Registerer, cfg.commands.StoreTimeout, cfg.commands.Identify = metrics.Registry, cfg.storeTimeout, auth.Subject
 	commands, err := command.New(conn, log.With("service", "command"), cfg.commands)
 	if err != nil {
 		return err
@@ -171,7 +172,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	if err != nil {
 		return err
 	}
-	handler, closeConns, err := serve.NewGateway(ctx, metrics,
+	handler, closeConns, err := serve.NewGateway(ctx, metrics, sec,
 		serve.Upstream{Server: cmdSrv, Register: command.RegisterGateway},
 		serve.Upstream{Server: qrySrv, Register: query.RegisterGateway})
 	if err != nil {

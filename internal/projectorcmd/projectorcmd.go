@@ -119,7 +119,7 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	plan := serve.Plan{Background: []serve.Task{{Name: "projector", Run: p.Run}}, Closers: &closers}
-	sec, err := secFlags.Build(log, *metricsListen)
+	sec, err := secFlags.Build(ctx, log, *metricsListen)
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func Run(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
-		hs := serve.NewHTTPServer(serve.NewHTTPHandler(http.NotFoundHandler(), metrics), sec)
+		hs := serve.NewHTTPServer(serve.NewHTTPHandler(http.NotFoundHandler(), metrics, sec), sec)
 		plan.Servers = append(plan.Servers, serve.HTTP("metrics", hs, lis))
 		log.Info("serving metrics", "addr", lis.Addr().String())
 	}

@@ -98,7 +98,7 @@ func startOn(t testing.TB, vs views.Store, connString string, storeTimeout time.
 	svc.Register(gs)
 	glis := loopback.Listen(t)
 	hlis := loopback.Listen(t)
-	handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Server: gs, Register: query.RegisterGateway})
+	handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Security{}, serve.Upstream{Server: gs, Register: query.RegisterGateway})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,15 +25,21 @@ import (
 func NewGRPCServer(log *slog.Logger, metrics *Metrics, sec Security) (*GRPCServer, *health.Server) {
 	obs := &observer{log: log, metrics: metrics, long: newLongCalls()}
 	hs := health.NewServer()
+	// The observer runs first, so that a refused call is logged, measured
+	// and recovered like any other; the guard then admits it or not.
+	unary, stream := obs.unary, obs.stream
+	if gu, gs := sec.interceptors(); gu != nil {
+		unary, stream = chainUnary(obs.unary, gu), chainStream(obs.stream, gs)
+	}
 	srv := &GRPCServer{
 		Server: grpc.NewServer(append([]grpc.ServerOption{
-			grpc.UnaryInterceptor(obs.unary),
-			grpc.StreamInterceptor(obs.stream),
+			grpc.UnaryInterceptor(unary),
+			grpc.StreamInterceptor(stream),
 			// Clients (the EventStoreDB client among them) ping idle connections;
 			// the default policy would answer with GOAWAY and drop streams.
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		}, sec.grpcOptions()...)...),
-		unary:   obs.unary,
+		unary:   unary,
 		methods: map[string]localMethod{},
 		obs:     obs,
 		health:  hs,
@@ -41,6 +47,25 @@ func NewGRPCServer(log *slog.Logger, metrics *Metrics, sec Security) (*GRPCServe
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
 	return srv, hs
+}
+
+// chainUnary runs outer around inner around the handler. The server's
+// interceptor is also what the gateway's in-process calls run under (see
+// localConn), so the chain is built here, once, for both.
+func chainUnary(outer, inner grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return outer(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+			return inner(ctx, req, info, handler)
+		})
+	}
+}
+
+func chainStream(outer, inner grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return outer(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
+			return inner(srv, ss, info, handler)
+		})
+	}
 }
 
 type observer struct {

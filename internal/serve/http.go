@@ -58,11 +58,13 @@ func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 	}, opts...)...)
 }
 
-// NewHTTPHandler routes /metrics, /healthz and /openapi.json beside the API.
-func NewHTTPHandler(api http.Handler, metrics *Metrics) http.Handler {
+// NewHTTPHandler routes /metrics, /healthz and /openapi.json beside the
+// API. Health and the API description are open to all; /metrics too unless
+// sec's guard says otherwise (-metrics-auth).
+func NewHTTPHandler(api http.Handler, metrics *Metrics, sec Security) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", sec.Guard.Metrics(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -92,7 +94,7 @@ const inProcessBuffer = 1 << 20
 // servers' interceptors, metrics and status mapping exactly, with no network
 // hop. The servers' Stop ends the in-memory connections that carry streams;
 // closeConns closes their client side.
-func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h http.Handler, closeConns func() error, err error) {
+func NewGateway(ctx context.Context, metrics *Metrics, sec Security, upstreams ...Upstream) (h http.Handler, closeConns func() error, err error) {
 	var conns []*grpc.ClientConn
 	closeConns = func() error {
 		var errs []error
@@ -118,7 +120,7 @@ func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h
 			return nil, nil, fmt.Errorf("gateway: register: %w", err)
 		}
 	}
-	return NewHTTPHandler(http.MaxBytesHandler(mux, MaxRequestBody), metrics), closeConns, nil
+	return NewHTTPHandler(http.MaxBytesHandler(mux, MaxRequestBody), metrics, sec), closeConns, nil
 }
 
 // MaxRequestBody bounds a REST request body as gRPC's default receive limit
@@ -129,7 +131,7 @@ const MaxRequestBody = 4 << 20
 // ListenGateway serves the REST gateway of upstreams on addr, as a Server
 // for Run; closeConns closes its connections to the upstreams.
 func ListenGateway(ctx context.Context, addr string, metrics *Metrics, sec Security, upstreams ...Upstream) (s Server, closeConns func() error, err error) {
-	handler, closeConns, err := NewGateway(ctx, metrics, upstreams...)
+	handler, closeConns, err := NewGateway(ctx, metrics, sec, upstreams...)
 	if err != nil {
 		return Server{}, nil, err
 	}

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"log/slog"
@@ -11,13 +12,16 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/orderly/orderly/internal/auth"
 	"github.com/orderly/orderly/internal/tlsconf"
 )
 
 // Security is how a process's servers protect themselves: TLS on their
-// listeners (nil Certs: plain text).
+// listeners (nil Certs: plain text), and a guard on their calls
+// (authentication, authorization, rate limits; nil: none).
 type Security struct {
 	Certs *tlsconf.Certs
+	Guard *auth.Guard
 }
 
 // grpcOptions are the server options that put sec into effect.
@@ -71,18 +75,21 @@ func (l inProcessListener) Accept() (net.Conn, error) {
 
 // SecurityFlags are the flags of Security, the same in every command.
 type SecurityFlags struct {
-	TLS tlsconf.Flags
+	TLS  tlsconf.Flags
+	Auth auth.Flags
 }
 
 // Register declares the flags on fs.
 func (f *SecurityFlags) Register(fs *flag.FlagSet) {
 	f.TLS.Register(fs)
+	f.Auth.Register(fs)
 }
 
 // Build loads what the flags name for servers listening on addrs ("" for a
 // listener turned off): it refuses plain text off loopback without
-// -insecure (see tlsconf.Flags.CheckListen).
-func (f *SecurityFlags) Build(log *slog.Logger, addrs ...string) (Security, error) {
+// -insecure (see tlsconf.Flags.CheckListen). A JWKS is refreshed until ctx
+// ends.
+func (f *SecurityFlags) Build(ctx context.Context, log *slog.Logger, addrs ...string) (Security, error) {
 	if err := f.TLS.CheckListen(log, addrs...); err != nil {
 		return Security{}, err
 	}
@@ -90,5 +97,17 @@ func (f *SecurityFlags) Build(log *slog.Logger, addrs ...string) (Security, erro
 	if err != nil {
 		return Security{}, err
 	}
-	return Security{Certs: certs}, nil
+	guard, err := f.Auth.New(ctx, log)
+	if err != nil {
+		return Security{}, err
+	}
+	return Security{Certs: certs, Guard: guard}, nil
+}
+
+// interceptors are the guard's, nil without one.
+func (sec Security) interceptors() (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	if sec.Guard == nil {
+		return nil, nil
+	}
+	return sec.Guard.Unary, sec.Guard.Stream
 }

@@ -14,7 +14,8 @@ import (
 	"net"
 	"os"
 	"sync"
-	"time"
+
+	"github.com/orderly/orderly/internal/watchfile"
 )
 
 // Flags are the TLS settings every command takes.
@@ -51,7 +52,7 @@ func (f Flags) Server(log *slog.Logger) (*Certs, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Certs{cert: watched{path: f.CertFile}, key: watched{path: f.KeyFile}, ca: watched{path: f.ClientCAFile}, log: log}
+	c := &Certs{cert: watch(f.CertFile), key: watch(f.KeyFile), ca: watch(f.ClientCAFile), log: log}
 	if _, _, err := c.load(); err != nil {
 		return nil, err
 	}
@@ -108,28 +109,16 @@ type Certs struct {
 	lastFailure string
 }
 
-// watched is a file and what its last stat said.
-type watched struct {
-	path    string
-	modTime time.Time
-	size    int64
-}
+// watched is a file whose changes are noticed; an empty path is no file.
+type watched struct{ watchfile.File }
 
-// changed stats the file and reports whether it differs from the last
-// stat; the stat error, if any, is returned for the caller to report.
+func watch(path string) watched { return watched{watchfile.File{Path: path}} }
+
 func (w *watched) changed() (bool, error) {
-	if w.path == "" {
+	if w.Path == "" {
 		return false, nil
 	}
-	fi, err := os.Stat(w.path)
-	if err != nil {
-		return false, err
-	}
-	if fi.ModTime().Equal(w.modTime) && fi.Size() == w.size {
-		return false, nil
-	}
-	w.modTime, w.size = fi.ModTime(), fi.Size()
-	return true, nil
+	return w.Changed()
 }
 
 // load returns the current pair and client CAs, reading the files again if
@@ -146,29 +135,29 @@ func (c *Certs) load() (*tls.Certificate, *x509.CertPool, error) {
 	}
 	first := c.pair == nil
 	if certChanged || keyChanged || first {
-		pair, err := tls.LoadX509KeyPair(c.cert.path, c.key.path)
+		pair, err := tls.LoadX509KeyPair(c.cert.Path, c.key.Path)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("TLS certificate %s, key %s: %w", c.cert.path, c.key.path, err))
+			errs = append(errs, fmt.Errorf("TLS certificate %s, key %s: %w", c.cert.Path, c.key.Path, err))
 		} else {
 			c.pair = &pair
 			if !first {
-				c.log.Info("TLS certificate reloaded", "cert", c.cert.path)
+				c.log.Info("TLS certificate reloaded", "cert", c.cert.Path)
 			}
 		}
 	}
-	if caChanged || c.ca.path != "" && c.clientCAs == nil {
-		pool, err := readPool(c.ca.path)
+	if caChanged || c.ca.Path != "" && c.clientCAs == nil {
+		pool, err := readPool(c.ca.Path)
 		if err != nil {
 			errs = append(errs, err)
 		} else {
 			c.clientCAs = pool
 			if !first {
-				c.log.Info("TLS client CAs reloaded", "client_ca", c.ca.path)
+				c.log.Info("TLS client CAs reloaded", "client_ca", c.ca.Path)
 			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		if c.pair == nil || c.ca.path != "" && c.clientCAs == nil {
+		if c.pair == nil || c.ca.Path != "" && c.clientCAs == nil {
 			return nil, nil, err // nothing to serve with: the start fails
 		}
 		if msg := err.Error(); msg != c.lastFailure {
@@ -216,4 +205,4 @@ func (c *Certs) Config(nextProtos ...string) *tls.Config {
 }
 
 // RequiresClientCert reports whether clients must present a certificate.
-func (c *Certs) RequiresClientCert() bool { return c != nil && c.ca.path != "" }
+func (c *Certs) RequiresClientCert() bool { return c != nil && c.ca.Path != "" }

@@ -79,7 +79,7 @@ func StartOn(t testing.TB, connString string, opts command.Options) *Env {
 	}
 	t.Cleanup(func() { _ = cc.Close() })
 
-	gateway, closeConns, err := serve.NewGateway(context.Background(), metrics, serve.Upstream{Server: gs, Register: command.RegisterGateway})
+	gateway, closeConns, err := serve.NewGateway(context.Background(), metrics, serve.Security{}, serve.Upstream{Server: gs, Register: command.RegisterGateway})
 	if err != nil {
 		t.Fatal(err)
 	}
