@@ -98,6 +98,7 @@ func (g *Guard) authenticates() bool { return g != nil && (g.keys != nil || g.to
 func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	ctx, err := g.admit(ctx, info.FullMethod)
 	if err != nil {
+		_ = grpc.SetHeader(ctx, refusalHeader(err))
 		return nil, err
 	}
 	return handler(ctx, req)
@@ -108,10 +109,33 @@ func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 func (g *Guard) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx, err := g.admit(ss.Context(), info.FullMethod)
 	if err != nil {
+		_ = ss.SetHeader(refusalHeader(err))
 		return err
 	}
 	return handler(srv, ctxStream{ss, ctx})
 }
+
+// refusalHeader is the response header of a refusal, as HTTP has it:
+// www-authenticate on UNAUTHENTICATED, retry-after on RESOURCE_EXHAUSTED.
+// The REST gateway passes both on as HTTP headers (for streams too, whose
+// errors it writes without its error handler); gRPC clients see them as
+// header metadata beside the status details.
+func refusalHeader(err error) metadata.MD {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.Unauthenticated:
+		return metadata.Pairs(HeaderChallenge, Challenge(st))
+	case codes.ResourceExhausted:
+		return metadata.Pairs(HeaderRetryAfter, RetryAfter(st))
+	}
+	return nil
+}
+
+// The response headers of refusals (see refusalHeader).
+const (
+	HeaderChallenge  = "www-authenticate"
+	HeaderRetryAfter = "retry-after"
+)
 
 type ctxStream struct {
 	grpc.ServerStream

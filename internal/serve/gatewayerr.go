@@ -40,17 +40,12 @@ var errorMarshaler = &runtime.JSONPb{}
 // an unknown field's name), which may be megabytes long: they are cut to
 // maxGatewayMessage bytes, so that a refusal stays small.
 //
-// A refusal of the guard gets its HTTP headers: WWW-Authenticate with a
-// bearer challenge on 401 (grpc-gateway would copy the status message into
-// it), Retry-After on 429.
+// On 401 WWW-Authenticate is the guard's bearer challenge alone:
+// grpc-gateway copies the status message into it, besides the challenge
+// the guard sent as header metadata (see outgoingHeaders).
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if st, ok := status.FromError(err); ok {
-		if st.Code() == codes.Unauthenticated {
-			w = challengeWriter{w, auth.Challenge(st)}
-		}
-		if after := auth.RetryAfter(st); after != "" {
-			w.Header().Set("Retry-After", after)
-		}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unauthenticated {
+		w = challengeWriter{w, auth.Challenge(st)}
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument && !hasBadRequest(st) {
 		msg := truncate(st.Message(), maxGatewayMessage)

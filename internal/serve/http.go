@@ -18,6 +18,7 @@ import (
 
 	"github.com/orderly/orderly/gen/openapi"
 	"github.com/orderly/orderly/internal/apijson"
+	"github.com/orderly/orderly/internal/auth"
 )
 
 // CorrelationHeader carries a client's correlation ID: gRPC metadata, or an
@@ -31,6 +32,17 @@ func incomingHeaders(key string) (string, bool) {
 		return CorrelationHeader, true
 	}
 	return runtime.DefaultHeaderMatcher(key)
+}
+
+// outgoingHeaders passes the guard's refusal headers (WWW-Authenticate,
+// Retry-After) on as the HTTP headers they are; other header metadata keeps
+// grpc-gateway's Grpc-Metadata- prefix.
+func outgoingHeaders(key string) (string, bool) {
+	switch key {
+	case auth.HeaderChallenge, auth.HeaderRetryAfter:
+		return key, true
+	}
+	return runtime.MetadataHeaderPrefix + key, true
 }
 
 var setQueryParser sync.Once
@@ -55,6 +67,7 @@ func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithMiddlewares(allowProbe),
 		runtime.WithIncomingHeaderMatcher(incomingHeaders),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeaders),
 	}, opts...)...)
 }
 
