@@ -30,6 +30,7 @@ func runEventStore(ctx context.Context, args []string) error {
 	streamCache := fs.Int("stream-cache-bytes", 0, "bytes of stream state the writer keeps in memory; others are read from disk (0 = default, 16 MiB)")
 	var tf tlsconf.Flags
 	tf.Register(fs)
+	users := fs.String("users", "", "file of event store users, one `NAME PASSWORD [GROUP,...]` a line, besides admin (whose password is "+AdminPasswordEnv+", which turns access control on)")
 	if err := config.Parse(fs, "ORDERLY_EVENTSTORE", args); err != nil {
 		return err
 	}
@@ -48,6 +49,10 @@ func runEventStore(ctx context.Context, args []string) error {
 	if certs != nil {
 		tlsConfig = certs.Config("h2")
 	}
+	access, err := storeAccess(*users)
+	if err != nil {
+		return fmt.Errorf("eventstore: %w", err)
+	}
 
 	dir := *data
 	if dir == ":memory:" {
@@ -55,7 +60,7 @@ func runEventStore(ctx context.Context, args []string) error {
 	}
 	srv, err := eventstore.Open(eventstore.Config{
 		Dir: dir, MaxEventSize: *maxEvent, MaxAppendSize: *maxAppend, MaxPendingAppendBytes: *maxPending,
-		SubscriberBufferBytes: *subBuffer, StreamCacheBytes: *streamCache, Logger: log, TLS: tlsConfig,
+		SubscriberBufferBytes: *subBuffer, StreamCacheBytes: *streamCache, Logger: log, TLS: tlsConfig, Access: access,
 	})
 	if err != nil {
 		return err

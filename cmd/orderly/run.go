@@ -46,6 +46,8 @@ type allConfig struct {
 	storeTimeout time.Duration
 	grace        *time.Duration
 	security     serve.SecurityFlags
+	// storeUsers is the embedded event store's users file.
+	storeUsers string
 }
 
 func parseAll(args []string) (allConfig, error) {
@@ -61,6 +63,7 @@ func parseAll(args []string) (allConfig, error) {
 	fs.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Second, "deadline of each event store call of the commands, and of each event store and view store call of the queries, whatever the caller's")
 	c.grace = serve.GraceFlag(fs)
 	c.security.Register(fs)
+	fs.StringVar(&c.storeUsers, "eventstore-users", "", "file of embedded event store users, one `NAME PASSWORD [GROUP,...]` a line, besides admin (whose password is "+AdminPasswordEnv+", which turns its access control on)")
 	c.views.RegisterFlags(fs)
 	c.commands.RegisterFlags(fs)
 	fs.Usage = func() {
@@ -121,12 +124,16 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	// The event store starts first and stops last: everything else is its
 	// client. Its metrics are served with the services'.
 	metrics := serve.NewMetrics()
-	store, esAddr, err := startEventStore(cfg.esListen, filepath.Join(dataDir, "eventstore"), metrics.Registry, sec, log)
+	access, err := storeAccess(cfg.storeUsers)
+	if err != nil {
+		return err
+	}
+	store, esAddr, err := startEventStore(cfg.esListen, filepath.Join(dataDir, "eventstore"), metrics.Registry, sec, access, log)
 	if err != nil {
 		return err
 	}
 	closers.Add("embedded event store", store.Close)
-	conn, err := eventlog.Connect(storeURL(esAddr, cfg.security.TLS), log)
+	conn, err := eventlog.Connect(storeURL(esAddr, cfg.security.TLS, access != nil), log)
 	if err != nil {
 		return err
 	}
@@ -206,8 +213,8 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 // startEventStore opens the event store in dir and serves it on addr until
 // Close, over TLS when sec has certificates; it returns the address it
 // listens on.
-func startEventStore(addr, dir string, reg prometheus.Registerer, sec serve.Security, log *slog.Logger) (*eventstore.Server, string, error) {
-	cfg := eventstore.Config{Dir: dir, Registerer: reg, Logger: log.With("service", "eventstore")}
+func startEventStore(addr, dir string, reg prometheus.Registerer, sec serve.Security, access *eventstore.Access, log *slog.Logger) (*eventstore.Server, string, error) {
+	cfg := eventstore.Config{Dir: dir, Registerer: reg, Logger: log.With("service", "eventstore"), Access: access}
 	if sec.Certs != nil {
 		cfg.TLS = sec.Certs.Config("h2")
 	}
@@ -261,7 +268,9 @@ func startFerretDB(ctx context.Context, addr, dir string, log *slog.Logger) (uri
 // too, as a pinned root) and present the same pair when clients must have
 // certificates. The client reads these files once: after a renewal to a
 // certificate the old file does not vouch for, restart the all-in-one.
-func storeURL(addr string, f tlsconf.Flags) string {
+// With the store's access control on, they are its admin: the saga, the
+// projector and the watches read $all, which is the $admins'.
+func storeURL(addr string, f tlsconf.Flags, asAdmin bool) string {
 	if !f.Enabled() {
 		return "esdb://" + addr + "?tls=false"
 	}
@@ -270,7 +279,11 @@ func storeURL(addr string, f tlsconf.Flags) string {
 		q.Set("userCertFile", f.CertFile)
 		q.Set("userKeyFile", f.KeyFile)
 	}
-	return "esdb://" + addr + "?" + q.Encode()
+	u := url.URL{Scheme: "esdb", Host: addr, RawQuery: q.Encode()}
+	if asAdmin {
+		u.User = url.UserPassword("admin", os.Getenv(AdminPasswordEnv))
+	}
+	return u.String()
 }
 
 // printBanner tells a newcomer where everything is and what to try first.

@@ -227,3 +227,48 @@ func TestAllInOneRefusesPlainTextOffLoopback(t *testing.T) {
 		t.Fatalf("err = %v, want one naming the address and -insecure", err)
 	}
 }
+
+// With ORDERLY_EVENTSTORE_ADMIN_PASSWORD the embedded store's access
+// control is on: the all-in-one's own services connect as admin (the saga
+// and the projector read $all) and the system works end to end, while an
+// official client without credentials, or with others, is refused. Without
+// TLS it does not start: the client would send no credentials.
+func TestAllInOneStoreAccess(t *testing.T) {
+	t.Setenv(AdminPasswordEnv, "admin-secret-1")
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	if err := os.WriteFile(users, []byte("# name password groups\nreader reader-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := startAll(context.Background(), []string{"-data", t.TempDir(), "-eventstore-listen", "127.0.0.1:0", "-commands-listen", "127.0.0.1:0",
+		"-queries-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0"}, func(allAddrs) { t.Error("started") }, &syncBuffer{}); err == nil || !strings.Contains(err.Error(), "needs TLS") {
+		t.Fatalf("access control without TLS: %v, want a refusal", err)
+	}
+	certFile, keyFile := tlstest.Pair(t, dir, "server")
+	addrs, _ := startSystem(t, "-tls-cert", certFile, "-tls-key", keyFile, "-eventstore-users", users)
+	ctx := callCtx(t)
+	commands := orderlyv1.NewCommandServiceClient(dialGRPC(t, addrs.commands, credentials.NewTLS(tlstest.Client(t, certFile))))
+	reg, err := commands.RegisterCustomer(ctx, &orderlyv1.RegisterCustomerRequest{CommandId: "acl-1", Name: "Ada", Email: "ada@example.com", CreditLimit: usd(1000)})
+	if err != nil {
+		t.Fatalf("RegisterCustomer: %v", err)
+	}
+	queries := orderlyv1.NewQueryServiceClient(dialGRPC(t, addrs.queries, credentials.NewTLS(tlstest.Client(t, certFile))))
+	if _, err := queries.GetCustomer(ctx, &orderlyv1.GetCustomerRequest{CustomerId: reg.GetCustomerId(), MinPosition: reg.GetPosition()}); err != nil {
+		t.Fatalf("GetCustomer after the projector read $all as admin: %v", err)
+	}
+	store := func(userinfo string) *esdb.Client {
+		return estest.Client(t, "esdb://"+userinfo+addrs.eventStore+"?tls=true&tlsCAFile="+url.QueryEscape(certFile))
+	}
+	stream := "customer-" + reg.GetCustomerId()
+	for who, userinfo := range map[string]string{"anonymous": "", "a wrong password": "admin:nope@"} {
+		if err := readOne(ctx, store(userinfo), stream); err == nil {
+			t.Errorf("%s read the store", who)
+		}
+	}
+	if err := readOne(ctx, store("reader:reader-secret@"), stream); err != nil {
+		t.Errorf("a user of -eventstore-users reads a stream without $acl: %v", err)
+	}
+	if err := readOne(ctx, store("admin:admin-secret-1@"), stream); err != nil {
+		t.Errorf("admin: %v", err)
+	}
+}
