@@ -195,3 +195,29 @@ func TestCheckListen(t *testing.T) {
 		t.Errorf("with TLS: %v", err)
 	}
 }
+
+// WriteWithCA's pair verifies against its CA, for server and client
+// authentication, and serves.
+func TestWriteWithCA(t *testing.T) {
+	dir := t.TempDir()
+	if err := tlsconf.WriteWithCA(dir, "node", []string{"eventstore", "127.0.0.1"}, time.Hour, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	caFile, certFile, keyFile := dir+"/ca/ca.crt", dir+"/node.crt", dir+"/node.key"
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("key mode: %v, %v", fi, err)
+	}
+	certs, err := tlsconf.Flags{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}.Server(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, certs.Config("http/1.1"))
+	c, err := tls.Dial("tcp", addr, tlstest.Client(t, caFile, certFile, keyFile))
+	if err == nil {
+		_, err = c.Read(make([]byte, 1))
+		_ = c.Close()
+	}
+	if err != nil {
+		t.Fatalf("a client trusting the CA, with the pair as its certificate: %v", err)
+	}
+}
