@@ -184,11 +184,14 @@ func TestAllInOneClientCertificates(t *testing.T) {
 		t.Errorf("REST without a client certificate: %s", resp.Status)
 	}
 	withCertHTTP := &http.Client{Transport: &http.Transport{TLSClientConfig: tlstest.Client(t, certFile, clientCert, clientKey)}}
-	resp, err := withCertHTTP.Get("https://" + addrs.http + "/healthz")
+	resp, err := withCertHTTP.Get("https://" + addrs.http + "/v1/customers/" + reg.GetCustomerId())
 	if err != nil {
 		t.Fatalf("REST with a client certificate: %v", err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("REST with a client certificate: %s", resp.Status)
+	}
 	storeNoCert := estest.Client(t, "esdb://"+addrs.eventStore+"?tls=true&tlsCAFile="+url.QueryEscape(certFile))
 	short, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
