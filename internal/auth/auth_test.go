@@ -320,6 +320,13 @@ func TestMissingCredentials(t *testing.T) {
 	}
 }
 
+// size is how many callers have a limiter.
+func (l *limiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.byKey)
+}
+
 // The limiter holds at most its bound of callers, dropping the least
 // recently seen; a caller over its rate is told how long to wait.
 func TestLimiterBounded(t *testing.T) {

@@ -61,10 +61,3 @@ func (l *limiter) allow(key string, now time.Time) (ok bool, retryAfter time.Dur
 	}
 	return true, 0
 }
-
-// size is how many callers have a limiter.
-func (l *limiter) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.byKey)
-}

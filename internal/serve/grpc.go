@@ -126,7 +126,10 @@ func (o *observer) done(ctx context.Context, method string, start time.Time, err
 	o.metrics.observe(method, code, elapsed)
 	level := slog.LevelDebug
 	switch code {
-	case codes.OK, codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition:
+	// The caller's mistakes, refusals of the guard among them: a flood of
+	// refused calls must not flood the log (the metric counts them).
+	case codes.OK, codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition,
+		codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted:
 	default:
 		level = slog.LevelWarn
 	}

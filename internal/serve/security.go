@@ -32,6 +32,14 @@ func (sec Security) grpcOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.Creds(serverCreds{credentials.NewTLS(sec.Certs.Config("h2"))})}
 }
 
+// interceptors are the guard's, nil without one.
+func (sec Security) interceptors() (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	if sec.Guard == nil {
+		return nil, nil
+	}
+	return sec.Guard.Unary, sec.Guard.Stream
+}
+
 // httpTLS is the TLS configuration of an HTTP listener, nil without TLS.
 func (sec Security) httpTLS() *tls.Config {
 	if sec.Certs == nil {
@@ -102,12 +110,4 @@ func (f *SecurityFlags) Build(ctx context.Context, log *slog.Logger, addrs ...st
 		return Security{}, err
 	}
 	return Security{Certs: certs, Guard: guard}, nil
-}
-
-// interceptors are the guard's, nil without one.
-func (sec Security) interceptors() (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	if sec.Guard == nil {
-		return nil, nil
-	}
-	return sec.Guard.Unary, sec.Guard.Stream
 }

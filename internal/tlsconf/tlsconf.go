@@ -203,6 +203,3 @@ func (c *Certs) Config(nextProtos ...string) *tls.Config {
 		},
 	}
 }
-
-// RequiresClientCert reports whether clients must present a certificate.
-func (c *Certs) RequiresClientCert() bool { return c != nil && c.ca.Path != "" }
