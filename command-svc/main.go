@@ -9,6 +9,7 @@ import (
 	"time"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/auth"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
 	"github.com/orderly/orderly/internal/eventlog"
@@ -28,12 +29,18 @@ func run(ctx context.Context, args []string) error {
 	storeTimeout := fs.Duration("store-timeout", 5*time.Second, "deadline of each event store call")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	grace := serve.GraceFlag(fs)
+	var secFlags serve.SecurityFlags
+	secFlags.Register(fs)
 	var opts command.Options
 	opts.RegisterFlags(fs)
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
 		return err
 	}
 	log, err := serve.NewLogger(os.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	sec, err := secFlags.Build(ctx, log, *grpcListen, *httpListen)
 	if err != nil {
 		return err
 	}
@@ -46,20 +53,20 @@ func run(ctx context.Context, args []string) error {
 	}
 	closers.Add("event store connection", conn.Close)
 	metrics := serve.NewMetrics()
-	opts.StoreTimeout, opts.Registerer = *storeTimeout, metrics.Registry
+	opts.StoreTimeout, opts.Registerer, opts.Identify = *storeTimeout, metrics.Registry, auth.Subject
 	commands, err := command.New(conn, log, opts)
 	if err != nil {
 		return err
 	}
 	closers.Add("command snapshots", func() error { commands.Close(); return nil }) // before the store connection closes
 
-	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
+	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, sec, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
 	if err != nil {
 		return err
 	}
 	plan := serve.Plan{Servers: []serve.Server{serve.GRPC("grpc", gs, glis)}, Closers: &closers}
 	if *httpListen != "" {
-		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, serve.Upstream{Server: gs, Register: command.RegisterGateway})
+		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, sec, serve.Upstream{Server: gs, Register: command.RegisterGateway})
 		if err != nil {
 			return err
 		}

@@ -29,12 +29,18 @@ func run(ctx context.Context, args []string) error {
 	storeTimeout := fs.Duration("store-timeout", 5*time.Second, "deadline of each event store and view store call, whatever the caller's")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	grace := serve.GraceFlag(fs)
+	var secFlags serve.SecurityFlags
+	secFlags.Register(fs)
 	var vc viewstore.Config
 	vc.RegisterFlags(fs)
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
 		return err
 	}
 	log, err := serve.NewLogger(os.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	sec, err := secFlags.Build(ctx, log, *grpcListen, *httpListen)
 	if err != nil {
 		return err
 	}
@@ -54,7 +60,7 @@ func run(ctx context.Context, args []string) error {
 
 	svc := query.New(store, vs, query.Options{PageTokenKey: []byte(*tokenKey), MaxWait: *maxWait, StoreTimeout: *storeTimeout, Log: log})
 	metrics := serve.NewMetrics()
-	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, orderlyv1.QueryService_ServiceDesc.ServiceName, svc.Register)
+	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, sec, orderlyv1.QueryService_ServiceDesc.ServiceName, svc.Register)
 	if err != nil {
 		return err
 	}
@@ -64,7 +70,7 @@ func run(ctx context.Context, args []string) error {
 		Closers:    &closers,
 	}
 	if *httpListen != "" {
-		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, serve.Upstream{Server: gs, Register: query.RegisterGateway})
+		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, sec, serve.Upstream{Server: gs, Register: query.RegisterGateway})
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 // flags from args so that `orderly NAME -h` documents only what NAME accepts.
 var subcommands = map[string]func(ctx context.Context, args []string) error{
 	"bench":      runBench,
+	"dev-cert":   runDevCert,
 	"eventstore": runEventStore,
 	"rebuild":    projectorcmd.Rebuild,
 	"version":    runVersion,

@@ -8,7 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/auth"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
 	"github.com/orderly/orderly/internal/eventlog"
@@ -25,6 +26,7 @@ import (
 	"github.com/orderly/orderly/internal/query"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/tlsconf"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/viewstore"
 )
@@ -43,6 +45,9 @@ type allConfig struct {
 	// storeTimeout bounds each store call of the commands and the queries.
 	storeTimeout time.Duration
 	grace        *time.Duration
+	security     serve.SecurityFlags
+	// storeUsers is the embedded event store's users file.
+	storeUsers string
 }
 
 func parseAll(args []string) (allConfig, error) {
@@ -57,6 +62,8 @@ func parseAll(args []string) (allConfig, error) {
 	fs.IntVar(&c.sagaWorkers, "saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	fs.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Second, "deadline of each event store call of the commands, and of each event store and view store call of the queries, whatever the caller's")
 	c.grace = serve.GraceFlag(fs)
+	c.security.Register(fs)
+	fs.StringVar(&c.storeUsers, "eventstore-users", "", "file of embedded event store users, one `NAME PASSWORD [GROUP,...]` a line, besides admin (whose password is "+AdminPasswordEnv+", which turns its access control on)")
 	c.views.RegisterFlags(fs)
 	c.commands.RegisterFlags(fs)
 	fs.Usage = func() {
@@ -64,6 +71,7 @@ func parseAll(args []string) (allConfig, error) {
 			"       orderly eventstore [flags]  run only the embedded event store\n"+
 			"       orderly rebuild [flags]     rebuild the views of a running system\n"+
 			"       orderly bench [flags]       load a running system, or an embedded one, and measure it\n"+
+			"       orderly dev-cert [flags]    write a self-signed TLS certificate for trying TLS locally\n"+
 			"       orderly version\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -99,6 +107,10 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		return err
 	}
 	dataDir := cfg.views.DataDir
+	sec, err := cfg.security.Build(ctx, log, cfg.esListen, cfg.commandsListen, cfg.queriesListen, cfg.httpListen)
+	if err != nil {
+		return err
+	}
 	// Everything opened closes in reverse, once the services and the
 	// background work have stopped (serve.Run), or here after a failed
 	// start.
@@ -112,12 +124,16 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	// The event store starts first and stops last: everything else is its
 	// client. Its metrics are served with the services'.
 	metrics := serve.NewMetrics()
-	store, esAddr, err := startEventStore(cfg.esListen, filepath.Join(dataDir, "eventstore"), metrics.Registry, log)
+	access, err := storeAccess(cfg.storeUsers)
+	if err != nil {
+		return err
+	}
+	store, esAddr, err := startEventStore(cfg.esListen, filepath.Join(dataDir, "eventstore"), metrics.Registry, sec, access, log)
 	if err != nil {
 		return err
 	}
 	closers.Add("embedded event store", store.Close)
-	conn, err := eventlog.Connect("esdb://"+esAddr+"?tls=false", log)
+	conn, err := eventlog.Connect(storeURL(esAddr, cfg.security.TLS, access != nil), log)
 	if err != nil {
 		return err
 	}
@@ -139,7 +155,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	closers.Add("views", vs.Close)
 
 	notifier := views.NewNotifier()
-	cfg.commands.Registerer, cfg.commands.StoreTimeout = metrics.Registry, cfg.storeTimeout
+	cfg.commands.Registerer, cfg.commands.StoreTimeout, cfg.commands.Identify = metrics.Registry, cfg.storeTimeout, auth.Subject
 	commands, err := command.New(conn, log.With("service", "command"), cfg.commands)
 	if err != nil {
 		return err
@@ -155,15 +171,15 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	}
 	queries := query.New(conn, vs, query.Options{Notifier: notifier, StoreTimeout: cfg.storeTimeout, Log: log.With("service", "query")})
 
-	cmdSrv, cmdLis, err := serve.ListenGRPC(cfg.commandsListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
+	cmdSrv, cmdLis, err := serve.ListenGRPC(cfg.commandsListen, log, metrics, sec, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
 	if err != nil {
 		return err
 	}
-	qrySrv, qryLis, err := serve.ListenGRPC(cfg.queriesListen, log, metrics, orderlyv1.QueryService_ServiceDesc.ServiceName, queries.Register)
+	qrySrv, qryLis, err := serve.ListenGRPC(cfg.queriesListen, log, metrics, sec, orderlyv1.QueryService_ServiceDesc.ServiceName, queries.Register)
 	if err != nil {
 		return err
 	}
-	handler, closeConns, err := serve.NewGateway(ctx, metrics,
+	handler, closeConns, err := serve.NewGateway(ctx, metrics, sec,
 		serve.Upstream{Server: cmdSrv, Register: command.RegisterGateway},
 		serve.Upstream{Server: qrySrv, Register: query.RegisterGateway})
 	if err != nil {
@@ -179,7 +195,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	if listening != nil {
 		listening(addrs)
 	} else {
-		printBanner(os.Stdout, addrs.eventStore, addrs.commands, addrs.queries, addrs.http, cfg.views)
+		printBanner(os.Stdout, addrs, cfg.security.TLS, cfg.views)
 	}
 	log.Info("orderly running", "eventstore", esAddr, "commands", cmdLis.Addr().String(),
 		"queries", qryLis.Addr().String(), "http", httpLis.Addr().String(), "views", cfg.views.Kind, "data", dataDir)
@@ -187,7 +203,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		Servers: []serve.Server{
 			serve.GRPC("commands", cmdSrv, cmdLis),
 			serve.GRPC("queries", qrySrv, qryLis),
-			serve.HTTP("rest", &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, httpLis),
+			serve.HTTP("rest", serve.NewHTTPServer(handler, sec), httpLis),
 		},
 		Background: []serve.Task{{Name: "saga", Run: credit.Run}, {Name: "projector", Run: projector.Run}, {Name: "watch", Run: queries.Run}},
 		Closers:    &closers,
@@ -195,9 +211,14 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 }
 
 // startEventStore opens the event store in dir and serves it on addr until
-// Close; it returns the address it listens on.
-func startEventStore(addr, dir string, reg prometheus.Registerer, log *slog.Logger) (*eventstore.Server, string, error) {
-	srv, err := eventstore.Open(eventstore.Config{Dir: dir, Registerer: reg, Logger: log.With("service", "eventstore")})
+// Close, over TLS when sec has certificates; it returns the address it
+// listens on.
+func startEventStore(addr, dir string, reg prometheus.Registerer, sec serve.Security, access *eventstore.Access, log *slog.Logger) (*eventstore.Server, string, error) {
+	cfg := eventstore.Config{Dir: dir, Registerer: reg, Logger: log.With("service", "eventstore"), Access: access}
+	if sec.Certs != nil {
+		cfg.TLS = sec.Certs.Config("h2")
+	}
+	srv, err := eventstore.Open(cfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -241,19 +262,47 @@ func startFerretDB(ctx context.Context, addr, dir string, log *slog.Logger) (uri
 	return f.MongoDBURI(), func() { cancel(); <-done }, nil
 }
 
+// storeURL is the connection string of the all-in-one's own clients to its
+// event store: with TLS, they trust the listeners' certificate file as
+// their CA (right for a self-signed certificate; a CA-signed one verifies
+// too, as a pinned root) and present the same pair when clients must have
+// certificates. The client reads these files once: after a renewal to a
+// certificate the old file does not vouch for, restart the all-in-one.
+// With the store's access control on, they are its admin: the saga, the
+// projector and the watches read $all, which is the $admins'.
+func storeURL(addr string, f tlsconf.Flags, asAdmin bool) string {
+	if !f.Enabled() {
+		return "esdb://" + addr + "?tls=false"
+	}
+	q := url.Values{"tls": {"true"}, "tlsCAFile": {f.CertFile}}
+	if f.ClientCAFile != "" {
+		q.Set("userCertFile", f.CertFile)
+		q.Set("userKeyFile", f.KeyFile)
+	}
+	u := url.URL{Scheme: "esdb", Host: addr, RawQuery: q.Encode()}
+	if asAdmin {
+		u.User = url.UserPassword("admin", os.Getenv(AdminPasswordEnv))
+	}
+	return u.String()
+}
+
 // printBanner tells a newcomer where everything is and what to try first.
-func printBanner(w io.Writer, es, commands, queries, httpAddr string, vc viewstore.Config) {
+func printBanner(w io.Writer, a allAddrs, tf tlsconf.Flags, vc viewstore.Config) {
+	scheme, grpcurlTLS, curlTLS, esTLS := "http", "-plaintext", "", "?tls=false"
+	if tf.Enabled() {
+		scheme, grpcurlTLS, curlTLS, esTLS = "https", "-cacert "+tf.CertFile, "--cacert "+tf.CertFile+" ", "?tls=true"
+	}
 	fmt.Fprintf(w, `
 Orderly is running (Ctrl-C to stop).
   commands  gRPC  %[2]s   (orderly.v1.CommandService)
   queries   gRPC  %[3]s   (orderly.v1.QueryService)
-  REST            http://%[4]s   (OpenAPI: http://%[4]s/openapi.json, metrics: /metrics)
-  events          esdb://%[1]s?tls=false
+  REST            %[6]s://%[4]s   (OpenAPI: %[6]s://%[4]s/openapi.json, metrics: /metrics)
+  events          esdb://%[1]s%[9]s
   views           %[5]s
 
 Try:
-  curl -s -X POST http://%[4]s/v1/customers -d '{"name":"Ada","email":"ada@example.com","creditLimit":{"currencyCode":"USD","minorUnits":"10000"}}'
-  grpcurl -plaintext -d '{}' %[3]s orderly.v1.QueryService/ListCustomers
+  curl -s %[8]s-X POST %[6]s://%[4]s/v1/customers -d '{"name":"Ada","email":"ada@example.com","creditLimit":{"currencyCode":"USD","minorUnits":"10000"}}'
+  grpcurl %[7]s -d '{}' %[3]s orderly.v1.QueryService/ListCustomers
 
-`, es, commands, queries, httpAddr, viewstore.Where(vc))
+`, a.eventStore, a.commands, a.queries, a.http, viewstore.Where(vc), scheme, grpcurlTLS, curlTLS, esTLS)
 }

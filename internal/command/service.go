@@ -43,7 +43,8 @@ type Options struct {
 	// does not fit is dropped (and counted). Default 64 MiB.
 	SnapshotQueueBytes int
 	// Identify names the authenticated caller of a gRPC request, recorded as
-	// the events' actor. Nil while the service runs without authentication.
+	// the events' actor ("" for none: an unauthenticated call records no
+	// actor). The binaries use auth.Subject.
 	Identify func(context.Context) string
 	// Registerer receives the command metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer

@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 
@@ -33,6 +34,12 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
+	// TLS, when set, is the server configuration of every connection (see
+	// tls.go); nil serves plain text.
+	TLS *tls.Config
+	// Access, when set, is the store's access control (see access.go); it
+	// needs TLS. Nil lets every caller do everything.
+	Access *Access
 
 	// fs replaces the filesystem Pebble writes to, so tests can simulate a
 	// crash that keeps only synced data; nil is the OS (or memory, without Dir).
@@ -71,6 +78,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxEventSize < 0 || c.MaxAppendSize < 0 || c.MaxPendingAppendBytes < 0 || c.SubscriberBufferBytes < 0 || c.StreamCacheBytes < 0 {
 		return c, fmt.Errorf("eventstore config: sizes must not be negative: %+v", c)
+	}
+	if c.Access != nil && c.TLS == nil {
+		return c, errAccessWithoutTLS
 	}
 	if c.MaxEventSize > c.MaxAppendSize {
 		return c, fmt.Errorf("eventstore config: MaxEventSize %d exceeds MaxAppendSize %d", c.MaxEventSize, c.MaxAppendSize)

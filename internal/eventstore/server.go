@@ -81,7 +81,7 @@ func Open(cfg Config) (*Server, error) {
 	s.durable = newDurable(db)
 	go s.seq.run()
 
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(s.securityOptions(),
 		// The client pings every 10 s, idle or not; grpc-go's default policy
 		// would answer with GOAWAY and drop idle subscriptions.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -99,7 +99,7 @@ func Open(cfg Config) (*Server, error) {
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.ChainUnaryInterceptor(s.recoverUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream),
-	)
+	)...)
 	streams.RegisterStreamsServer(s.grpc, s)
 	serverfeatures.RegisterServerFeaturesServer(s.grpc, features{})
 	cfg.Logger.Info("event store opened", "dir", cfg.Dir, "head", s.seq.head)

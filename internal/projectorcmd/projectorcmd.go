@@ -100,6 +100,8 @@ func Run(ctx context.Context, args []string) error {
 	c.register(fs, LiveBatchSize)
 	metricsListen := fs.String("metrics-listen", "127.0.0.1:9102", `address serving /metrics and /healthz ("" disables it)`)
 	grace := serve.GraceFlag(fs)
+	var secFlags serve.SecurityFlags
+	secFlags.Register(fs)
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
 		return err
 	}
@@ -122,12 +124,16 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	plan := serve.Plan{Background: []serve.Task{{Name: "projector", Run: p.Run}}, Closers: &closers}
+	sec, err := secFlags.Build(ctx, log, *metricsListen)
+	if err != nil {
+		return err
+	}
 	if *metricsListen != "" {
 		lis, err := net.Listen("tcp", *metricsListen)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
-		hs := &http.Server{Handler: serve.NewHTTPHandler(http.NotFoundHandler(), metrics), ReadHeaderTimeout: 10 * time.Second}
+		hs := serve.NewHTTPServer(serve.NewHTTPHandler(http.NotFoundHandler(), metrics, sec), sec)
 		plan.Servers = append(plan.Servers, serve.HTTP("metrics", hs, lis))
 		log.Info("serving metrics", "addr", lis.Addr().String())
 	}

@@ -94,11 +94,11 @@ func startOn(t testing.TB, vs views.Store, connString string, storeTimeout time.
 
 	svc := query.New(conn, vs, query.Options{PageTokenKey: []byte("test"), MaxWait: time.Second, StoreTimeout: storeTimeout, Log: log})
 	metrics := serve.NewMetrics()
-	gs, _ := serve.NewGRPCServer(log, metrics)
+	gs, _ := serve.NewGRPCServer(log, metrics, serve.Security{})
 	svc.Register(gs)
 	glis := loopback.Listen(t)
 	hlis := loopback.Listen(t)
-	handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Upstream{Server: gs, Register: query.RegisterGateway})
+	handler, closeConns, err := serve.NewGateway(ctx, metrics, serve.Security{}, serve.Upstream{Server: gs, Register: query.RegisterGateway})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,6 +93,7 @@ func (s *Service) historyEvent(r eventlog.Recorded) (*orderlyv1.HistoryEvent, er
 		CorrelationId:       r.Meta.CorrelationID,
 		CausationId:         r.Meta.CausationID,
 		CommandId:           r.Meta.CommandID,
+		Actor:               r.Meta.Actor,
 	}, nil
 }
 

@@ -139,13 +139,18 @@ func (s *Saga) followUp(ctx context.Context, appended []eventlog.Recorded) {
 	}
 }
 
+// Actor is the actor recorded on the events of the saga's own commands.
+const Actor = "saga:credit"
+
 // meta is the metadata of the command a step issues: deterministic command
-// ID, the triggering event as its cause, and the flow's correlation.
+// ID, the triggering event as its cause, the flow's correlation, and the
+// saga as its actor.
 func meta(rec eventlog.Recorded, step string) eventcodec.Metadata {
 	return eventcodec.Metadata{
 		CommandID:     command.StepCommandID(step, rec.EventID),
 		CausationID:   rec.EventID.String(),
 		CorrelationID: rec.Meta.CorrelationID,
+		Actor:         Actor,
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/orderly/orderly/internal/auth"
 )
 
 // fieldInMessage finds the field a gateway decoding error is about: query
@@ -37,7 +39,14 @@ var errorMarshaler = &runtime.JSONPb{}
 // The gateway's own messages quote the request (a value it could not parse,
 // an unknown field's name), which may be megabytes long: they are cut to
 // maxGatewayMessage bytes, so that a refusal stays small.
+//
+// On 401 WWW-Authenticate is the guard's bearer challenge alone:
+// grpc-gateway copies the status message into it, besides the challenge
+// the guard sent as header metadata (see outgoingHeaders).
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unauthenticated {
+		w = challengeWriter{w, auth.Challenge(st)}
+	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument && !hasBadRequest(st) {
 		msg := truncate(st.Message(), maxGatewayMessage)
 		field := "body"
@@ -56,6 +65,18 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshale
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
+}
+
+// challengeWriter sets WWW-Authenticate as the answer's header is
+// written, over what grpc-gateway put there.
+type challengeWriter struct {
+	http.ResponseWriter
+	challenge string
+}
+
+func (c challengeWriter) WriteHeader(code int) {
+	c.Header().Set("WWW-Authenticate", c.challenge)
+	c.ResponseWriter.WriteHeader(code)
 }
 
 // maxGatewayMessage bounds the message of a request the gateway could not

@@ -19,20 +19,27 @@ import (
 )
 
 // NewGRPCServer returns a gRPC server that logs, measures and recovers every
-// call, with the health and reflection services registered. The caller
-// registers its own services, then marks them serving on the health server.
-func NewGRPCServer(log *slog.Logger, metrics *Metrics) (*GRPCServer, *health.Server) {
+// call, with the health and reflection services registered, protected as
+// sec says. The caller registers its own services, then marks them serving
+// on the health server.
+func NewGRPCServer(log *slog.Logger, metrics *Metrics, sec Security) (*GRPCServer, *health.Server) {
 	obs := &observer{log: log, metrics: metrics, long: newLongCalls()}
 	hs := health.NewServer()
+	// The observer runs first, so that a refused call is logged, measured
+	// and recovered like any other; the guard then admits it or not.
+	unary, stream := obs.unary, obs.stream
+	if gu, gs := sec.interceptors(); gu != nil {
+		unary, stream = chainUnary(obs.unary, gu), chainStream(obs.stream, gs)
+	}
 	srv := &GRPCServer{
-		Server: grpc.NewServer(
-			grpc.UnaryInterceptor(obs.unary),
-			grpc.StreamInterceptor(obs.stream),
+		Server: grpc.NewServer(append([]grpc.ServerOption{
+			grpc.UnaryInterceptor(unary),
+			grpc.StreamInterceptor(stream),
 			// Clients (the EventStoreDB client among them) ping idle connections;
 			// the default policy would answer with GOAWAY and drop streams.
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		),
-		unary:   obs.unary,
+		}, sec.grpcOptions()...)...),
+		unary:   unary,
 		methods: map[string]localMethod{},
 		obs:     obs,
 		health:  hs,
@@ -40,6 +47,25 @@ func NewGRPCServer(log *slog.Logger, metrics *Metrics) (*GRPCServer, *health.Ser
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
 	return srv, hs
+}
+
+// chainUnary runs outer around inner around the handler. The server's
+// interceptor is also what the gateway's in-process calls run under (see
+// localConn), so the chain is built here, once, for both.
+func chainUnary(outer, inner grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return outer(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+			return inner(ctx, req, info, handler)
+		})
+	}
+}
+
+func chainStream(outer, inner grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return outer(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
+			return inner(srv, ss, info, handler)
+		})
+	}
 }
 
 type observer struct {
@@ -100,7 +126,10 @@ func (o *observer) done(ctx context.Context, method string, start time.Time, err
 	o.metrics.observe(method, code, elapsed)
 	level := slog.LevelDebug
 	switch code {
-	case codes.OK, codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition:
+	// The caller's mistakes, refusals of the guard among them: a flood of
+	// refused calls must not flood the log (the metric counts them).
+	case codes.OK, codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition,
+		codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted:
 	default:
 		level = slog.LevelWarn
 	}
@@ -145,12 +174,12 @@ func (m *Metrics) observe(method string, code codes.Code, d time.Duration) {
 
 // ListenGRPC listens on addr with a server for one service, registered by
 // register and marked serving on the health service.
-func ListenGRPC(addr string, log *slog.Logger, metrics *Metrics, service string, register func(grpc.ServiceRegistrar)) (*GRPCServer, net.Listener, error) {
+func ListenGRPC(addr string, log *slog.Logger, metrics *Metrics, sec Security, service string, register func(grpc.ServiceRegistrar)) (*GRPCServer, net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen for %s: %w", service, err)
 	}
-	srv, hs := NewGRPCServer(log, metrics)
+	srv, hs := NewGRPCServer(log, metrics, sec)
 	register(srv)
 	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
 	return srv, lis, nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/orderly/orderly/gen/openapi"
 	"github.com/orderly/orderly/internal/apijson"
+	"github.com/orderly/orderly/internal/auth"
 )
 
 // CorrelationHeader carries a client's correlation ID: gRPC metadata, or an
@@ -31,6 +32,17 @@ func incomingHeaders(key string) (string, bool) {
 		return CorrelationHeader, true
 	}
 	return runtime.DefaultHeaderMatcher(key)
+}
+
+// outgoingHeaders passes the guard's refusal headers (WWW-Authenticate,
+// Retry-After) on as the HTTP headers they are; other header metadata keeps
+// grpc-gateway's Grpc-Metadata- prefix.
+func outgoingHeaders(key string) (string, bool) {
+	switch key {
+	case auth.HeaderChallenge, auth.HeaderRetryAfter:
+		return key, true
+	}
+	return runtime.MetadataHeaderPrefix + key, true
 }
 
 var setQueryParser sync.Once
@@ -55,14 +67,17 @@ func NewGatewayMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithMiddlewares(allowProbe),
 		runtime.WithIncomingHeaderMatcher(incomingHeaders),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeaders),
 	}, opts...)...)
 }
 
-// NewHTTPHandler routes /metrics, /healthz and /openapi.json beside the API.
-func NewHTTPHandler(api http.Handler, metrics *Metrics) http.Handler {
+// NewHTTPHandler routes /metrics, /healthz and /openapi.json beside the
+// API. Health and the API description are open to all; /metrics too unless
+// sec's guard says otherwise (-metrics-auth).
+func NewHTTPHandler(api http.Handler, metrics *Metrics, sec Security) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", sec.Guard.Metrics(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -92,7 +107,7 @@ const inProcessBuffer = 1 << 20
 // servers' interceptors, metrics and status mapping exactly, with no network
 // hop. The servers' Stop ends the in-memory connections that carry streams;
 // closeConns closes their client side.
-func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h http.Handler, closeConns func() error, err error) {
+func NewGateway(ctx context.Context, metrics *Metrics, sec Security, upstreams ...Upstream) (h http.Handler, closeConns func() error, err error) {
 	var conns []*grpc.ClientConn
 	closeConns = func() error {
 		var errs []error
@@ -104,7 +119,7 @@ func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h
 	mux := NewGatewayMux()
 	for _, u := range upstreams {
 		lis := bufconn.Listen(inProcessBuffer)
-		go func() { _ = u.Server.Serve(lis) }()
+		go func() { _ = u.Server.Serve(inProcessListener{lis}) }()
 		conn, err := grpc.NewClient("passthrough:///in-process",
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
@@ -118,7 +133,7 @@ func NewGateway(ctx context.Context, metrics *Metrics, upstreams ...Upstream) (h
 			return nil, nil, fmt.Errorf("gateway: register: %w", err)
 		}
 	}
-	return NewHTTPHandler(http.MaxBytesHandler(mux, MaxRequestBody), metrics), closeConns, nil
+	return NewHTTPHandler(http.MaxBytesHandler(mux, MaxRequestBody), metrics, sec), closeConns, nil
 }
 
 // MaxRequestBody bounds a REST request body as gRPC's default receive limit
@@ -128,8 +143,8 @@ const MaxRequestBody = 4 << 20
 
 // ListenGateway serves the REST gateway of upstreams on addr, as a Server
 // for Run; closeConns closes its connections to the upstreams.
-func ListenGateway(ctx context.Context, addr string, metrics *Metrics, upstreams ...Upstream) (s Server, closeConns func() error, err error) {
-	handler, closeConns, err := NewGateway(ctx, metrics, upstreams...)
+func ListenGateway(ctx context.Context, addr string, metrics *Metrics, sec Security, upstreams ...Upstream) (s Server, closeConns func() error, err error) {
+	handler, closeConns, err := NewGateway(ctx, metrics, sec, upstreams...)
 	if err != nil {
 		return Server{}, nil, err
 	}
@@ -138,5 +153,11 @@ func ListenGateway(ctx context.Context, addr string, metrics *Metrics, upstreams
 		_ = closeConns()
 		return Server{}, nil, fmt.Errorf("listen for REST: %w", err)
 	}
-	return HTTP("rest", &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, lis), closeConns, nil
+	return HTTP("rest", NewHTTPServer(handler, sec), lis), closeConns, nil
+}
+
+// NewHTTPServer returns the server of an HTTP listener of ours, with TLS
+// when sec has certificates (HTTP serves it).
+func NewHTTPServer(h http.Handler, sec Security) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: sec.httpTLS()}
 }

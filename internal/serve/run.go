@@ -177,14 +177,19 @@ func GRPC(name string, s *GRPCServer, lis net.Listener) Server {
 	}
 }
 
-// HTTP serves s on lis. Its calls that reach a gRPC server of the process
-// (the REST gateway) are that server's calls: they end or drain with it.
+// HTTP serves s on lis, over TLS when s has a TLSConfig. Its calls that
+// reach a gRPC server of the process (the REST gateway) are that server's
+// calls: they end or drain with it.
 func HTTP(name string, s *http.Server, lis net.Listener) Server {
 	done := make(chan struct{})
 	return Server{
 		Name: name,
 		serve: func() error {
-			if err := s.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			serve := s.Serve
+			if s.TLSConfig != nil {
+				serve = func(lis net.Listener) error { return s.ServeTLS(lis, "", "") }
+			}
+			if err := serve(lis); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

@@ -29,11 +29,11 @@ import (
 func TestRun(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	metrics := serve.NewMetrics()
-	gs, hs := serve.NewGRPCServer(log, metrics)
+	gs, hs := serve.NewGRPCServer(log, metrics, serve.Security{})
 	hs.SetServingStatus("orderly.v1.Test", healthpb.HealthCheckResponse_SERVING)
 
 	glis, hlis := loopback.Listen(t), loopback.Listen(t)
-	hsrv := &http.Server{Handler: serve.NewHTTPHandler(http.NotFoundHandler(), metrics), ReadHeaderTimeout: time.Second}
+	hsrv := &http.Server{Handler: serve.NewHTTPHandler(http.NotFoundHandler(), metrics, serve.Security{}), ReadHeaderTimeout: time.Second}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -90,7 +90,7 @@ func TestRun(t *testing.T) {
 
 func TestPanicBecomesInternal(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	srv, _ := serve.NewGRPCServer(log, serve.NewMetrics())
+	srv, _ := serve.NewGRPCServer(log, serve.NewMetrics(), serve.Security{})
 	testgrpc.RegisterTestServiceServer(srv, echo{})
 	lis := loopback.Listen(t)
 	go func() { _ = srv.Serve(lis) }()
@@ -170,11 +170,11 @@ func (echo) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, stream
 func TestGatewayCallsInProcess(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	metrics := serve.NewMetrics()
-	gs, _ := serve.NewGRPCServer(log, metrics)
+	gs, _ := serve.NewGRPCServer(log, metrics, serve.Security{})
 	testgrpc.RegisterTestServiceServer(gs, echo{})
 	defer gs.Stop()
 	var conn grpc.ClientConnInterface
-	_, closeConns, err := serve.NewGateway(context.Background(), metrics, serve.Upstream{Server: gs,
+	_, closeConns, err := serve.NewGateway(context.Background(), metrics, serve.Security{}, serve.Upstream{Server: gs,
 		Register: func(_ context.Context, _ *runtime.ServeMux, cc grpc.ClientConnInterface) error { conn = cc; return nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +232,7 @@ func TestGatewayCallsInProcess(t *testing.T) {
 	}
 
 	hlis := loopback.Listen(t)
-	go func() { _ = http.Serve(hlis, serve.NewHTTPHandler(http.NotFoundHandler(), metrics)) }()
+	go func() { _ = http.Serve(hlis, serve.NewHTTPHandler(http.NotFoundHandler(), metrics, serve.Security{})) }()
 	body := get(t, "http://"+hlis.Addr().String()+"/metrics")
 	for _, want := range []string{
 		`orderly_grpc_server_handling_seconds_count{code="OK",method="/grpc.testing.TestService/UnaryCall"} 1`,

@@ -83,7 +83,7 @@ func (r waitingReads) GetOrder(ctx context.Context, req *orderlyv1.GetOrderReque
 // the background work stop and the closers run, last added first.
 func TestShutdownPhases(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	gs, hs := serve.NewGRPCServer(log, serve.NewMetrics())
+	gs, hs := serve.NewGRPCServer(log, serve.NewMetrics(), serve.Security{})
 	slow := slowServer{entered: make(chan struct{}), release: make(chan struct{})}
 	testgrpc.RegisterTestServiceServer(gs, slow)
 	reads := waitingReads{waiting: make(chan struct{})}
@@ -186,7 +186,7 @@ func TestShutdownPhases(t *testing.T) {
 // cannot hold a shutdown past its grace period; the call is cut.
 func TestShutdownBounded(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	gs, _ := serve.NewGRPCServer(log, serve.NewMetrics())
+	gs, _ := serve.NewGRPCServer(log, serve.NewMetrics(), serve.Security{})
 	slow := slowServer{entered: make(chan struct{}), release: make(chan struct{})}
 	defer close(slow.release)
 	testgrpc.RegisterTestServiceServer(gs, slow)

@@ -544,7 +544,11 @@ type HistoryEvent struct {
 	// Why this server cannot decode the event (a schema newer than it knows,
 	// a malformed payload); empty when it can. The audit trail shows such an
 	// event rather than fail.
-	DecodeError   string `protobuf:"bytes,12,opt,name=decode_error,json=decodeError,proto3" json:"decode_error,omitempty"`
+	DecodeError string `protobuf:"bytes,12,opt,name=decode_error,json=decodeError,proto3" json:"decode_error,omitempty"`
+	// Who wrote the event: the authenticated caller's subject (an API key's
+	// subject, a token's `sub`), "saga:credit" for the credit saga's steps,
+	// empty for a call made without authentication.
+	Actor         string `protobuf:"bytes,13,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -659,6 +663,13 @@ func (x *HistoryEvent) GetCommandId() string {
 func (x *HistoryEvent) GetDecodeError() string {
 	if x != nil {
 		return x.DecodeError
+	}
+	return ""
+}
+
+func (x *HistoryEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
 	}
 	return ""
 }
@@ -987,7 +998,7 @@ const file_orderly_v1_query_service_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xbc\x03\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xd2\x03\n" +
 	"\fHistoryEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12%\n" +
@@ -1003,7 +1014,8 @@ const file_orderly_v1_query_service_proto_rawDesc = "" +
 	" \x01(\tR\vcausationId\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\v \x01(\tR\tcommandId\x12!\n" +
-	"\fdecode_error\x18\f \x01(\tR\vdecodeError\"s\n" +
+	"\fdecode_error\x18\f \x01(\tR\vdecodeError\x12\x14\n" +
+	"\x05actor\x18\r \x01(\tR\x05actor\"s\n" +
 	"\x17GetOrderHistoryResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.orderly.v1.HistoryEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x88\x01\n" +

@@ -68,7 +68,7 @@ func StartOn(t testing.TB, connString string, opts command.Options) *Env {
 
 	// Served as command-svc serves it: the gateway calls the gRPC listener.
 	metrics := serve.NewMetrics()
-	gs, _ := serve.NewGRPCServer(log, metrics)
+	gs, _ := serve.NewGRPCServer(log, metrics, serve.Security{})
 	svc.Register(gs)
 	lis := loopback.Listen(t)
 	go func() { _ = gs.Serve(lis) }()
@@ -79,7 +79,7 @@ func StartOn(t testing.TB, connString string, opts command.Options) *Env {
 	}
 	t.Cleanup(func() { _ = cc.Close() })
 
-	gateway, closeConns, err := serve.NewGateway(context.Background(), metrics, serve.Upstream{Server: gs, Register: command.RegisterGateway})
+	gateway, closeConns, err := serve.NewGateway(context.Background(), metrics, serve.Security{}, serve.Upstream{Server: gs, Register: command.RegisterGateway})
 	if err != nil {
 		t.Fatal(err)
 	}
