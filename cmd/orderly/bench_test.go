@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orderly/orderly/internal/bench"
+	"github.com/orderly/orderly/internal/tlsconf/tlstest"
 )
 
 // A short bench against the embedded system: every operation of the mix
@@ -151,4 +152,43 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// The bench drives a system with TLS and authentication on: it trusts the
+// system's certificate with -tls-ca and sends -token with every call, REST
+// and metric scrapes included. Without the token the setup is refused.
+func TestBenchSecured(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := tlstest.Pair(t, dir, "server")
+	addrs, _ := startSystem(t, "-tls-cert", certFile, "-tls-key", keyFile, "-api-keys", writeKeys(t, dir), "-metrics-auth")
+	args := []string{"-commands", addrs.commands, "-queries", addrs.queries, "-rest", "https://" + addrs.http,
+		"-metrics", "https://" + addrs.http + "/metrics", "-tls-ca", certFile,
+		"-json", "-duration", "2s", "-rate", "40", "-clients", "4", "-customers", "5", "-report-every", "0"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var stdout, stderr bytes.Buffer
+	if err := bench.Main(ctx, append(args, "-token", adminKey), &stdout, &stderr, embeddedBench); err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	var s bench.Summary
+	if err := json.NewDecoder(&stdout).Decode(&s); err != nil {
+		t.Fatalf("-json output: %v\n%s", err, stdout.String())
+	}
+	if s.Errors.UnexpectedTotal != 0 {
+		t.Errorf("unexpected errors: %v", s.Errors.Unexpected)
+	}
+	if s.Commands.Total.OK == 0 || s.Reads.ByOp["get_order_rest"].OK == 0 {
+		t.Errorf("commands %+v, REST reads %+v: want both answered", s.Commands.Total, s.Reads.ByOp["get_order_rest"])
+	}
+	if s.Lag == nil || s.Lag.Scrapes == 0 || s.Lag.Error != "" {
+		t.Errorf("metric scrapes: %+v", s.Lag)
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	err := bench.Main(ctx, args, &stdout, &stderr, embeddedBench)
+	if err == nil || !strings.Contains(err.Error(), "Unauthenticated") {
+		t.Errorf("bench without -token: %v, want the setup refused as Unauthenticated", err)
+	}
 }

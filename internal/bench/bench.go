@@ -27,7 +27,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
 )
@@ -57,12 +56,16 @@ func Run(ctx context.Context, cfg Config, t Target, live io.Writer, log *slog.Lo
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	sec, err := newSecurity(cfg)
+	if err != nil {
+		return nil, err
+	}
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
 	b := &run{
 		cfg:        cfg,
 		runID:      "bench-" + hex.EncodeToString(id),
-		http:       &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients + 2, IdleConnTimeout: time.Minute}},
+		http:       &http.Client{Transport: sec.transport(&http.Transport{MaxIdleConnsPerHost: cfg.Clients + 2, IdleConnTimeout: time.Minute})},
 		restOrders: strings.TrimSuffix(t.REST, "/") + "/v1/orders/",
 		payloads:   newPayloads(mrand.New(mrand.NewPCG(cfg.Seed, 0))),
 		customers:  newPool[string](2 * cfg.Customers),
@@ -72,12 +75,12 @@ func Run(ctx context.Context, cfg Config, t Target, live io.Writer, log *slog.Lo
 		stats:      stats{errs: map[errKey]uint64{}, errExample: map[errKey]string{}},
 	}
 	defer b.http.CloseIdleConnections()
-	cc, err := grpc.NewClient(t.Commands, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(t.Commands, sec.dialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("commands at %s: %w", t.Commands, err)
 	}
 	defer cc.Close()
-	qc, err := grpc.NewClient(t.Queries, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	qc, err := grpc.NewClient(t.Queries, sec.dialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("queries at %s: %w", t.Queries, err)
 	}

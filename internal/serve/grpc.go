@@ -18,6 +18,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// streamWorkers is how many goroutines serve calls, reused from call to call.
+const streamWorkers = 64
+
 // NewGRPCServer returns a gRPC server that logs, measures and recovers every
 // call, with the health and reflection services registered, protected as
 // sec says. The caller registers its own services, then marks them serving
@@ -38,6 +41,10 @@ func NewGRPCServer(log *slog.Logger, metrics *Metrics, sec Security) (*GRPCServe
 			// Clients (the EventStoreDB client among them) ping idle connections;
 			// the default policy would answer with GOAWAY and drop streams.
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+			// A call on a fresh goroutine grows its stack through the
+			// handler's depth every time; workers keep theirs. Calls beyond
+			// them run on fresh goroutines as usual.
+			grpc.NumStreamWorkers(streamWorkers),
 		}, sec.grpcOptions()...)...),
 		unary:   unary,
 		methods: map[string]localMethod{},
