@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/orderly/orderly/internal/eventstore"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -187,7 +188,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 // SKUs).
 func committed(t *testing.T, dir string) map[string]bool {
 	t.Helper()
-	store, addr, err := startEventStore("127.0.0.1:0", filepath.Join(dir, "eventstore"), nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	store, addr, err := startEventStore("127.0.0.1:0", eventstore.Config{}, filepath.Join(dir, "eventstore"), nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
