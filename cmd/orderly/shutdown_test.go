@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/orderly/orderly/internal/eventstore"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
 )
 
