@@ -36,12 +36,12 @@ func (o operationsServer) StartScavenge(context.Context, *operations.StartScaven
 // NOT_FOUND, as in EventStoreDB.
 func (o operationsServer) StopScavenge(ctx context.Context, req *operations.StopScavengeReq) (*operations.ScavengeResp, error) {
 	id := req.GetOptions().GetScavengeId()
-	found, err := o.s.scavenges.stop(ctx, id)
+	stopped, err := o.s.scavenges.stop(ctx, id)
 	switch {
-	case !found:
+	case stopped == "":
 		return nil, status.Errorf(codes.NotFound, "scavenge %q is not running", id)
 	case err != nil:
 		return nil, status.FromContextError(err).Err()
 	}
-	return &operations.ScavengeResp{ScavengeId: id, ScavengeResult: operations.ScavengeResp_Stopped}, nil
+	return &operations.ScavengeResp{ScavengeId: stopped, ScavengeResult: operations.ScavengeResp_Stopped}, nil
 }

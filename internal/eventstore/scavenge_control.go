@@ -62,20 +62,20 @@ func (c *scavenges) start() (id string, started bool, err error) {
 }
 
 // stop stops the scavenge id ("current": whichever runs) and waits, within
-// ctx, for it to end; found is false when it is not running.
-func (c *scavenges) stop(ctx context.Context, id string) (found bool, err error) {
+// ctx, for it to end; it returns the id stopped, "" when none matched.
+func (c *scavenges) stop(ctx context.Context, id string) (stopped string, err error) {
 	c.mu.Lock()
 	run := c.cur
 	c.mu.Unlock()
 	if run == nil || (id != run.id && id != "current") {
-		return false, nil
+		return "", nil
 	}
 	run.stop()
 	select {
 	case <-run.done:
-		return true, nil
+		return run.id, nil
 	case <-ctx.Done():
-		return true, ctx.Err()
+		return run.id, ctx.Err()
 	}
 }
 
