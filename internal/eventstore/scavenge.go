@@ -120,22 +120,12 @@ func (sc *scavenger) stream(ctx context.Context, name string) error {
 			return fmt.Errorf("scavenge stream %q: %w", name, err)
 		}
 		if len(sl.events) > 0 {
-			sc.beforeSlice(ctx)
-			if err := ctx.Err(); err != nil {
+			if err := sc.remove(ctx, name, sl); err != nil {
 				return err
 			}
-			res, err := sc.seq.submit(ctx, &op{kind: opScavenge, stream: name, scavenge: sl})
-			if err == nil {
-				err = res.err
-			}
-			if err != nil {
-				return fmt.Errorf("scavenge stream %q: %w", name, err)
-			}
-			sc.stats.Removed += uint64(sl.removed)
-			sc.stats.BytesRemoved += sl.freed
-			sc.metrics.scavengeRemoved.Add(float64(sl.removed))
-			sc.metrics.scavengeBytes.Add(float64(sl.freed))
-			sc.report(ctx)
+		}
+		if len(sl.events) > 0 || !done {
+			// A stream with nothing to retire costs a lookup: no rest.
 			if err := rest(ctx, time.Since(start)); err != nil {
 				return err
 			}
@@ -147,9 +137,30 @@ func (sc *scavenger) stream(ctx context.Context, name string) error {
 	}
 }
 
+// remove has the sequencer delete a slice of the stream's retired events.
+func (sc *scavenger) remove(ctx context.Context, name string, sl *scavengeSlice) error {
+	sc.beforeSlice(ctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	res, err := sc.seq.submit(ctx, &op{kind: opScavenge, stream: name, scavenge: sl})
+	if err == nil {
+		err = res.err
+	}
+	if err != nil {
+		return fmt.Errorf("scavenge stream %q: %w", name, err)
+	}
+	sc.stats.Removed += uint64(sl.removed)
+	sc.stats.BytesRemoved += sl.freed
+	sc.metrics.scavengeRemoved.Add(float64(sl.removed))
+	sc.metrics.scavengeBytes.Add(float64(sl.freed))
+	sc.report(ctx)
+	return nil
+}
+
 // collect reads, in the current durable view, up to scavengeSliceEvents of
-// the stream's retired events from revision from on; next is where the
-// next slice starts, unless done.
+// the stream's retired events from revision from on, looking at no more
+// than scavengeScanEvents; next is where the next slice starts, unless done.
 func (sc *scavenger) collect(name string, from uint64) (sl *scavengeSlice, next uint64, done bool, err error) {
 	sl = &scavengeSlice{}
 	done = true
@@ -164,11 +175,13 @@ func (sc *scavenger) collect(name string, from uint64) (sl *scavengeSlice, next 
 			return nil
 		}
 		keyLen := len(indexPrefix(name)) + 8 + 8 + 1 + 8 // index key and value, log key
+		scanned := 0
 		return scanIndexed(r, name, from, hi, false, func(rev uint64, e *entry) (bool, error) {
-			if len(sl.events) == scavengeSliceEvents {
+			if len(sl.events) == scavengeSliceEvents || scanned == scavengeScanEvents {
 				next, done = rev, false
 				return false, nil
 			}
+			scanned++
 			sc.stats.Scanned++
 			sc.metrics.scavengeScanned.Inc()
 			ret := retiree{rev: rev, pos: e.pos, size: keyLen + len(e.raw)}

@@ -15,6 +15,10 @@ type scavengeSlice struct {
 // commit (two small keys per event) and appends wait behind it briefly.
 const scavengeSliceEvents = 1024
 
+// scavengeScanEvents bounds the events one slice looks at, so a long stream
+// that $maxAge retires little of is read a part per durable view, too.
+const scavengeScanEvents = 8 * scavengeSliceEvents
+
 // removeRetired deletes the events of o's slice (log and index entries
 // together, in the group's batch) that the stream's current state still
 // retires. The scavenger picked them from an older durable view; checking
