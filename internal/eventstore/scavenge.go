@@ -3,7 +3,6 @@ package eventstore
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -53,7 +52,6 @@ type scavenger struct {
 	seq     *sequencer
 	head    func() uint64 // the published head
 	metrics *metrics
-	log     *slog.Logger
 	// progress is called now and then with the stats so far.
 	progress func(context.Context, scavengeStats)
 	// beforeSlice runs before each slice is deleted (a test hook).

@@ -96,7 +96,7 @@ func (c *scavenges) run(ctx context.Context, run *scavengeRun) {
 	rec := &scavengeRecorder{s: s, id: run.id, log: log}
 	rec.started(ctx)
 	sc := &scavenger{
-		db: s.db, durable: s.durable, seq: s.seq, head: s.broker.Head, metrics: s.metrics, log: log,
+		db: s.db, durable: s.durable, seq: s.seq, head: s.broker.Head, metrics: s.metrics,
 		progress: rec.progress,
 		beforeSlice: func(ctx context.Context) {
 			if hook := s.scavengeHook.Load(); hook != nil {
