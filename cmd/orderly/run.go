@@ -34,8 +34,10 @@ import (
 // allConfig is the all-in-one's configuration.
 type allConfig struct {
 	esListen, commandsListen, queriesListen, httpListen string
-	views                                               viewstore.Config
-	commands                                            command.Options
+	// store is the embedded event store's limits and schedule.
+	store    func() eventstore.Config
+	views    viewstore.Config
+	commands command.Options
 	// ferretListen is where embedded FerretDB serves the views when they
 	// are in MongoDB and no -mongo-uri names a server.
 	ferretListen string
@@ -54,6 +56,7 @@ func parseAll(args []string) (allConfig, error) {
 	var c allConfig
 	fs := flag.NewFlagSet("orderly", flag.ContinueOnError)
 	fs.StringVar(&c.esListen, "eventstore-listen", "127.0.0.1:2113", "embedded event store address (esdb://ADDR?tls=false)")
+	c.store = storeFlags(fs, "eventstore-")
 	fs.StringVar(&c.commandsListen, "commands-listen", "127.0.0.1:50051", "gRPC address of orderly.v1.CommandService")
 	fs.StringVar(&c.queriesListen, "queries-listen", "127.0.0.1:50052", "gRPC address of orderly.v1.QueryService")
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8080", "REST address of both services, with /openapi.json and /metrics")
@@ -128,7 +131,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	if err != nil {
 		return err
 	}
-	store, esAddr, err := startEventStore(cfg.esListen, filepath.Join(dataDir, "eventstore"), metrics.Registry, sec, access, log)
+	store, esAddr, err := startEventStore(cfg.esListen, cfg.store(), filepath.Join(dataDir, "eventstore"), metrics.Registry, sec, access, log)
 	if err != nil {
 		return err
 	}
@@ -211,10 +214,10 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 }
 
 // startEventStore opens the event store in dir and serves it on addr until
-// Close, over TLS when sec has certificates; it returns the address it
-// listens on.
-func startEventStore(addr, dir string, reg prometheus.Registerer, sec serve.Security, access *eventstore.Access, log *slog.Logger) (*eventstore.Server, string, error) {
-	cfg := eventstore.Config{Dir: dir, Registerer: reg, Logger: log.With("service", "eventstore"), Access: access}
+// Close, with cfg's limits, over TLS when sec has certificates; it returns
+// the address it listens on.
+func startEventStore(addr string, cfg eventstore.Config, dir string, reg prometheus.Registerer, sec serve.Security, access *eventstore.Access, log *slog.Logger) (*eventstore.Server, string, error) {
+	cfg.Dir, cfg.Registerer, cfg.Logger, cfg.Access = dir, reg, log.With("service", "eventstore"), access
 	if sec.Certs != nil {
 		cfg.TLS = sec.Certs.Config("h2")
 	}

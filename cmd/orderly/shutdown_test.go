@@ -22,6 +22,7 @@ import (
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
 	"github.com/orderly/orderly/internal/serve"
 )
@@ -188,7 +189,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 // SKUs).
 func committed(t *testing.T, dir string) map[string]bool {
 	t.Helper()
-	store, addr, err := startEventStore("127.0.0.1:0", filepath.Join(dir, "eventstore"), nil, serve.Security{}, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	store, addr, err := startEventStore("127.0.0.1:0", eventstore.Config{}, filepath.Join(dir, "eventstore"), nil, serve.Security{}, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,9 @@ type Config struct {
 	// StreamCacheBytes bounds the writer's cache of stream states; a stream
 	// not in it is read from storage when next written.
 	StreamCacheBytes int
+	// ScavengeEvery starts a scavenge at this interval (unless one runs);
+	// 0 runs none but those an operator starts.
+	ScavengeEvery time.Duration
 	// Registerer receives the store's metrics; nil keeps them private.
 	Registerer prometheus.Registerer
 	// Logger receives the store's logs; nil discards them.
@@ -76,8 +80,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.MaxEventSize < 0 || c.MaxAppendSize < 0 || c.MaxPendingAppendBytes < 0 || c.SubscriberBufferBytes < 0 || c.StreamCacheBytes < 0 {
-		return c, fmt.Errorf("eventstore config: sizes must not be negative: %+v", c)
+	if c.MaxEventSize < 0 || c.MaxAppendSize < 0 || c.MaxPendingAppendBytes < 0 || c.SubscriberBufferBytes < 0 || c.StreamCacheBytes < 0 || c.ScavengeEvery < 0 {
+		return c, fmt.Errorf("eventstore config: sizes and intervals must not be negative: %+v", c)
 	}
 	if c.Access != nil && c.TLS == nil {
 		return c, errAccessWithoutTLS

@@ -74,12 +74,14 @@ func TestHandlerPanicFailsOnlyThatCall(t *testing.T) {
 // takes any group commit whole: so one legal append, however many events it
 // holds (70,000 small ones fit the default limits; under a per-event cap of
 // 64Ki they dropped every subscriber), never drops a subscriber that keeps
-// reading. Shown here with a buffer far smaller than one append, which the
-// old rule would also have failed, at a size the race detector can afford.
+// reading. Shown with a buffer far smaller than one append, which the old
+// rule would also have failed, and hugeAppendEvents events: 70,000, or
+// fewer under the race detector, which cannot deliver that many within the
+// client's deadlines.
 func TestHugeAppendDoesNotDropLiveSubscribers(t *testing.T) {
 	srv, addr := estest.Serve(t, estest.WithConfig(func(c *eventstore.Config) { c.SubscriberBufferBytes = 1 << 10 }))
 	c := estest.Client(t, addr)
-	const n = 5_000
+	const n = hugeAppendEvents
 	subAll, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: esdb.End{}})
 	if err != nil {
 		t.Fatal(err)

@@ -6,9 +6,12 @@
 // subscriptions with server-side filters and checkpoints, soft delete and
 // tombstone, stream metadata ("$$stream": $tb, $maxCount and $maxAge hide
 // what they retire from stream reads and subscriptions; see metadata.go),
-// and the server-features handshake. Everything else (persistent
-// subscriptions, projections, users, scavenging, system streams other than
-// "$$stream") answers UNIMPLEMENTED.
+// the server-features handshake, and scavenging through the StartScavenge
+// and StopScavenge calls of EventStoreDB's Operations service, with
+// progress in the "$scavenges" and "$scavenges-<id>" streams (see
+// scavenge.go). Everything else (persistent subscriptions, projections,
+// users, the other operations, system streams other than "$$stream" and
+// the scavenge streams) answers UNIMPLEMENTED.
 //
 // # Storage
 //
@@ -31,6 +34,10 @@
 //
 // A metadata stream "$$x" is a stream like any other in this layout; the
 // sequencer copies what its latest event sets into the state of "x".
+//
+// A scavenge deletes retired events' l and s entries together, in the
+// writer's group commits, and never the m state: a stream's next revision
+// and tombstone outlive its events (retire.go says what is kept).
 //
 // # Writes
 //

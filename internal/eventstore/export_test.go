@@ -1,6 +1,8 @@
 package eventstore
 
 import (
+	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -87,4 +89,23 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// SetScavengeHook makes fn run before each slice a scavenge of s deletes.
+func SetScavengeHook(s *Server, fn func(ctx context.Context)) { s.scavengeHook.Store(&fn) }
+
+// ScavengeRemoved reads s's count of events scavenges removed.
+func ScavengeRemoved(t testing.TB, s *Server) float64 {
+	return counterValue(t, s.metrics.scavengeRemoved)
+}
+
+// LogEntries counts the events in s's log on disk (live state), scavenged
+// or not: what $all would show without the durable view.
+func LogEntries(t testing.TB, s *Server) int {
+	t.Helper()
+	n := 0
+	if err := scanLog(s.db, 1, math.MaxUint64, false, func(*entry) (bool, error) { n++; return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

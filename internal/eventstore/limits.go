@@ -16,6 +16,20 @@ const maxStreamNameLen = 1024
 // allStream is the name clients use for the global log.
 const allStream = "$all"
 
+// validateReadName is validateStreamName for reads and subscriptions, which
+// may also name the system streams the store writes itself: the scavenge
+// progress streams ("$scavenges", "$scavenges-<id>") and their metadata.
+func validateReadName(name string) error {
+	stream, ok := originalOf(name)
+	if !ok {
+		stream = name
+	}
+	if stream == scavengesStream || strings.HasPrefix(stream, scavengeStreamPrefix) {
+		return validateStreamName(strings.TrimPrefix(stream, "$"))
+	}
+	return validateStreamName(name)
+}
+
 // validateStreamName rejects names the store cannot hold and system streams
 // ("$..."), which this store does not implement, except the metadata streams
 // of the others ("$$stream").

@@ -7,7 +7,7 @@ package eventstore
 // returns them as they are (there is no authentication yet, so $acl is not
 // enforced). What the metadata retires is hidden from stream reads and stream
 // subscriptions; $all still shows it, as EventStoreDB's does until a scavenge
-// removes it. Nothing is removed from disk here.
+// removes it (scavenge.go; nothing is removed from disk here).
 //
 // Deletion follows EventStoreDB's writer: a soft delete writes metadata
 // {"$tb": MaxInt64} in place of the stream's metadata; an append to a

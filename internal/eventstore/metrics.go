@@ -22,6 +22,13 @@ type metrics struct {
 	heldBytes  prometheus.Gauge
 	panics     prometheus.Counter
 	cache      *prometheus.CounterVec
+
+	scavengeScanned prometheus.Counter
+	scavengeRemoved prometheus.Counter
+	scavengeBytes   prometheus.Counter
+	scavengeFreed   prometheus.Counter
+	scavengeRunning prometheus.Gauge
+	scavenges       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -65,8 +72,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "orderly_eventstore_stream_cache_total",
 			Help: "Stream-state lookups by the writer, by result (hit, miss).",
 		}, []string{"result"}),
+		scavengeScanned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderly_eventstore_scavenge_events_scanned_total",
+			Help: "Events scavenges looked at (in streams whose metadata retires something).",
+		}),
+		scavengeRemoved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderly_eventstore_scavenge_events_removed_total",
+			Help: "Retired events scavenges removed from disk.",
+		}),
+		scavengeBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderly_eventstore_scavenge_bytes_removed_total",
+			Help: "Bytes of the log and index entries scavenges removed (keys and values).",
+		}),
+		scavengeFreed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderly_eventstore_scavenge_disk_bytes_freed_total",
+			Help: "Disk space completed scavenges freed: Pebble's disk usage before minus after, when it shrank.",
+		}),
+		scavengeRunning: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orderly_eventstore_scavenge_running",
+			Help: "1 while a scavenge runs.",
+		}),
+		scavenges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderly_eventstore_scavenges_total",
+			Help: "Scavenges ended, by result (Success, Stopped, Failed).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.appends, m.groupOps, m.groupBytes, m.fsync, m.drops, m.refused, m.heldBytes, m.panics, m.cache} {
+	for _, c := range []prometheus.Collector{m.appends, m.groupOps, m.groupBytes, m.fsync, m.drops, m.refused, m.heldBytes, m.panics, m.cache,
+		m.scavengeScanned, m.scavengeRemoved, m.scavengeBytes, m.scavengeFreed, m.scavengeRunning, m.scavenges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

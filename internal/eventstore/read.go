@@ -42,7 +42,7 @@ func (s *Server) Read(req *streams.ReadReq, out streams.Streams_ReadServer) erro
 func (s *Server) readStream(o *streams.ReadReq_Options, w *eventWriter) error {
 	so := o.GetStream()
 	name := string(so.GetStreamIdentifier().GetStreamName())
-	if err := validateStreamName(name); err != nil {
+	if err := validateReadName(name); err != nil {
 		return err
 	}
 	view, err := s.durable.acquire()

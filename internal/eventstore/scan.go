@@ -27,11 +27,16 @@ func scanLog(r pebble.Reader, lo, hi uint64, backwards bool, fn visit) error {
 	})
 }
 
-// scanStream visits a stream's events at revisions lo..hi (inclusive). The
-// index gives each event's position; one log iterator, sought from one
-// position to the next, reads the events: a point Get per event builds
-// and tears down an iterator every time (a 1M-event stream took a minute).
+// scanStream visits a stream's events at revisions lo..hi (inclusive).
 func scanStream(r pebble.Reader, stream string, lo, hi uint64, backwards bool, fn visit) error {
+	return scanIndexed(r, stream, lo, hi, backwards, func(_ uint64, e *entry) (bool, error) { return fn(e) })
+}
+
+// scanIndexed is scanStream, also giving each event's revision. The index
+// gives each event's position; one log iterator, sought from one position
+// to the next, reads the events: a point Get per event builds and tears
+// down an iterator every time (a 1M-event stream took a minute).
+func scanIndexed(r pebble.Reader, stream string, lo, hi uint64, backwards bool, fn func(rev uint64, e *entry) (bool, error)) error {
 	if lo > hi {
 		return nil
 	}
@@ -45,7 +50,7 @@ func scanStream(r pebble.Reader, stream string, lo, hi uint64, backwards bool, f
 	// together, so a log view no older than the index view holds every
 	// event the index names.
 	var events *pebble.Iterator
-	err := scan(r, indexKey(stream, lo), upper, backwards, func(_, v []byte) (bool, error) {
+	err := scan(r, indexKey(stream, lo), upper, backwards, func(k, v []byte) (bool, error) {
 		if events == nil {
 			var err error
 			if events, err = r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLog}, UpperBound: []byte{prefixLog + 1}}); err != nil {
@@ -57,7 +62,7 @@ func scanStream(r pebble.Reader, stream string, lo, hi uint64, backwards bool, f
 		if !events.SeekGE(key) || !bytes.Equal(events.Key(), key) {
 			return false, fmt.Errorf("indexed event at position %d is missing: %w", pos, errors.Join(events.Error(), pebble.ErrNotFound))
 		}
-		return fn(&entry{pos: pos, raw: bytes.Clone(events.Value())})
+		return fn(binary.BigEndian.Uint64(k[len(k)-8:]), &entry{pos: pos, raw: bytes.Clone(events.Value())})
 	})
 	if events != nil {
 		if cerr := events.Close(); err == nil && cerr != nil {

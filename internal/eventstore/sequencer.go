@@ -20,6 +20,7 @@ const (
 	opAppend opKind = iota
 	opDelete
 	opTombstone
+	opScavenge
 )
 
 // op is one write waiting for the sequencer.
@@ -29,6 +30,7 @@ type op struct {
 	expect    expectation
 	events    []*record  // appends: id, metadata and data set; the sequencer fills in the rest
 	retention *retention // appends to "$$stream": what they set (see metadata.go)
+	scavenge  *scavengeSlice
 	done      chan result
 }
 
@@ -201,6 +203,11 @@ func (q *sequencer) apply(o *op) {
 	st, partner, err := q.load(o, recreate)
 	if err != nil {
 		q.ack(o, result{err: err})
+		return
+	}
+	if o.kind == opScavenge {
+		q.removeRetired(o, st, partner)
+		q.ack(o, result{})
 		return
 	}
 	if _, ok := originalOf(o.stream); ok && partner != nil && partner.meta.tombstoned {

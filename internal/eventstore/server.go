@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/serverfeatures"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/orderly/orderly/gen/event_store/client/operations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
@@ -32,11 +34,15 @@ type Server struct {
 	durable   *durable
 	broker    *broker
 	admission *admission
+	scavenges *scavenges
 	grpc      *grpc.Server
 
 	// testHook, when set by a test, runs before every handler (inside the
 	// panic recovery), so a test can make a handler panic.
 	testHook atomic.Pointer[func(method string)]
+	// scavengeHook, when set by a test, runs before a scavenge deletes each
+	// slice, so a test can stop or crash the store mid-scavenge.
+	scavengeHook atomic.Pointer[func(context.Context)]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -71,7 +77,9 @@ func Open(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, db: db, admission: newAdmission(cfg.MaxPendingAppendBytes, m.heldBytes)}
 	s.seq, err = newSequencer(db, cfg.Logger, m, cfg.StreamCacheBytes, func(entries []*entry, head uint64) {
 		s.durable.advance(db)
-		s.broker.publish(entries, head)
+		if len(entries) > 0 { // a scavenge's group changes no head
+			s.broker.publish(entries, head)
+		}
 	})
 	if err != nil {
 		_ = db.Close()
@@ -80,6 +88,7 @@ func Open(cfg Config) (*Server, error) {
 	s.broker = newBroker(s.seq.head, m.drops)
 	s.durable = newDurable(db)
 	go s.seq.run()
+	s.scavenges = newScavenges(s)
 
 	s.grpc = grpc.NewServer(append(s.securityOptions(),
 		// The client pings every 10 s, idle or not; grpc-go's default policy
@@ -102,6 +111,7 @@ func Open(cfg Config) (*Server, error) {
 	)...)
 	streams.RegisterStreamsServer(s.grpc, s)
 	serverfeatures.RegisterServerFeaturesServer(s.grpc, features{})
+	operations.RegisterOperationsServer(s.grpc, operationsServer{s: s})
 	cfg.Logger.Info("event store opened", "dir", cfg.Dir, "head", s.seq.head)
 	return s, nil
 }
@@ -132,6 +142,7 @@ func (s *Server) Close() error {
 			s.grpc.Stop()
 			<-stopped
 		}
+		s.scavenges.close() // before the sequencer: a stopped scavenge records that
 		s.seq.stop()
 		s.durable.close()
 		if err := s.db.Close(); err != nil {
@@ -151,5 +162,5 @@ func (s *Server) BatchAppend(streams.Streams_BatchAppendServer) error {
 // subscriptions, projections, users, operations, gossip, ...).
 func unimplemented(_ any, stream grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(stream)
-	return status.Errorf(codes.Unimplemented, "%s is not supported by the embedded event store (it implements streams and server features only)", method)
+	return status.Errorf(codes.Unimplemented, "%s is not supported by the embedded event store (it implements streams, server features and the scavenge calls of operations only)", method)
 }

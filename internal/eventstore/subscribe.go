@@ -121,7 +121,7 @@ func (s *Server) catchUpFunc(o *streams.ReadReq_Options, w *eventWriter) (catchU
 
 	so := o.GetStream()
 	name := string(so.GetStreamIdentifier().GetStreamName())
-	if err := validateStreamName(name); err != nil {
+	if err := validateReadName(name); err != nil {
 		return nil, nil, "", err
 	}
 	var meta streamMeta
