@@ -14,6 +14,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/orderly/orderly/gen/event_store/client/operations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -44,8 +45,16 @@ type storeUser struct {
 	groups []string
 }
 
-// AdminsGroup is the group whose members bypass every $acl.
-const AdminsGroup = "$admins"
+// AdminsGroup is the group whose members bypass every $acl; OpsGroup's
+// members may run the Operations service's calls (scavenges), as in
+// EventStoreDB, and nothing more than other users otherwise.
+const (
+	AdminsGroup = "$admins"
+	OpsGroup    = "$ops"
+)
+
+// operationsMethods is the prefix of every call of the Operations service.
+var operationsMethods = "/" + operations.Operations_ServiceDesc.ServiceName + "/"
 
 // NewAccess returns access control for users.
 func NewAccess(users []User) (*Access, error) {
@@ -191,9 +200,20 @@ func (s *Server) accessOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.accessUnary), grpc.ChainStreamInterceptor(s.accessStream)}
 }
 
-// accessUnary checks deletes and tombstones; other unary calls (server
-// features) are open.
+// accessUnary checks deletes and tombstones, and keeps the Operations
+// service (starting and stopping scavenges) to $admins and $ops; other
+// unary calls (server features) are open.
 func (s *Server) accessUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if strings.HasPrefix(info.FullMethod, operationsMethods) {
+		c, err := s.cfg.Access.authenticate(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !c.admin() && !slices.Contains(c.groups, OpsGroup) {
+			return nil, status.Errorf(codes.PermissionDenied, "access denied: %s may not call %s (members of %s and %s may)", c.name, info.FullMethod, AdminsGroup, OpsGroup)
+		}
+		return handler(ctx, req)
+	}
 	var stream string
 	switch r := req.(type) {
 	case *streams.DeleteReq:

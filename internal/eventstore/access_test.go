@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/url"
@@ -11,6 +12,13 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/orderly/orderly/gen/event_store/client/operations"
 
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
@@ -21,6 +29,13 @@ import (
 // alice and bob (in group "ops"), and returns a client factory by user
 // ("" for none).
 func secureStore(t *testing.T) func(user, password string) *esdb.Client {
+	connect, _ := secureStoreOps(t)
+	return connect
+}
+
+// secureStoreOps is secureStore, also returning a factory of Operations
+// clients by user (the official client has none), and with carol in $ops.
+func secureStoreOps(t *testing.T) (func(user, password string) *esdb.Client, func(user, password string) operations.OperationsClient) {
 	t.Helper()
 	certFile, keyFile := tlstest.Pair(t, t.TempDir(), "store")
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -31,6 +46,7 @@ func secureStore(t *testing.T) func(user, password string) *esdb.Client {
 		{Name: "admin", Password: "admin-secret", Groups: []string{eventstore.AdminsGroup}},
 		{Name: "alice", Password: "alice-secret"},
 		{Name: "bob", Password: "bob-secret", Groups: []string{"ops"}},
+		{Name: "carol", Password: "carol-secret", Groups: []string{eventstore.OpsGroup}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -43,12 +59,62 @@ func secureStore(t *testing.T) func(user, password string) *esdb.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(user, password string) *esdb.Client {
+	connect := func(user, password string) *esdb.Client {
 		cs := url.URL{Scheme: "esdb", Host: u.Host, RawQuery: url.Values{"tls": {"true"}, "tlsCAFile": {certFile}}.Encode()}
 		if user != "" {
 			cs.User = url.UserPassword(user, password)
 		}
 		return estest.Client(t, cs.String())
+	}
+	ops := func(user, password string) operations.OperationsClient {
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tlstest.Client(t, certFile)))}
+		if user != "" {
+			basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+			opts = append(opts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", "Basic "+basic), method, req, reply, cc, opts...)
+			}))
+		}
+		cc, err := grpc.NewClient(u.Host, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return operations.NewOperationsClient(cc)
+	}
+	return connect, ops
+}
+
+// Scavenges are for $admins and $ops, as in EventStoreDB: anonymous callers,
+// wrong passwords and other users are refused, and a refused call starts
+// nothing.
+func TestAccessOperations(t *testing.T) {
+	_, ops := secureStoreOps(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := func(user, password string) error {
+		_, err := ops(user, password).StartScavenge(ctx, &operations.StartScavengeReq{Options: &operations.StartScavengeReq_Options{}})
+		return err
+	}
+	for _, c := range []struct {
+		user, password string
+		want           codes.Code
+	}{
+		{"", "", codes.PermissionDenied},
+		{"alice", "wrong", codes.Unauthenticated},
+		{"alice", "alice-secret", codes.PermissionDenied},
+		{"bob", "bob-secret", codes.PermissionDenied}, // "ops" is not "$ops"
+	} {
+		if err := start(c.user, c.password); status.Code(err) != c.want {
+			t.Errorf("StartScavenge as %q: %v, want %v", c.user, err, c.want)
+		}
+	}
+	if _, err := ops("alice", "alice-secret").StopScavenge(ctx, &operations.StopScavengeReq{Options: &operations.StopScavengeReq_Options{ScavengeId: "x"}}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("StopScavenge as alice: %v, want PermissionDenied", err)
+	}
+	for _, u := range [][2]string{{"carol", "carol-secret"}, {"admin", "admin-secret"}} {
+		if err := start(u[0], u[1]); err != nil {
+			t.Errorf("StartScavenge as %s: %v", u[0], err)
+		}
 	}
 }
 
