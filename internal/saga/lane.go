@@ -19,6 +19,7 @@ func (s *Saga) lane(ctx context.Context, jobs <-chan job) {
 				return // abandoned: unfinished, so the watermark stays before it
 			}
 			s.wm.finish(j.done)
+			s.meter.Add(1)
 			<-s.slots
 			s.metrics.handled.WithLabelValues(j.raw.EventType).Inc()
 			if s.unsaved.Add(1) >= int64(s.opts.CheckpointEvery) {
@@ -51,11 +52,13 @@ func (s *Saga) process(ctx context.Context, j job) bool {
 			err = s.setAside(ctx, j.raw, p)
 		}
 		if err == nil {
+			s.lastErr.Clear()
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
+		s.lastErr.Set(err)
 		kind := "transient"
 		if errors.Is(err, eventcodec.ErrNewerSchema) {
 			kind = "newer_schema"
