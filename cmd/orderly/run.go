@@ -15,8 +15,10 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/admin"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
 	"github.com/orderly/orderly/internal/eventlog"
@@ -49,7 +51,7 @@ func parseAll(args []string) (allConfig, error) {
 	var c allConfig
 	fs := flag.NewFlagSet("orderly", flag.ContinueOnError)
 	fs.StringVar(&c.esListen, "eventstore-listen", "127.0.0.1:2113", "embedded event store address (esdb://ADDR?tls=false)")
-	fs.StringVar(&c.commandsListen, "commands-listen", "127.0.0.1:50051", "gRPC address of orderly.v1.CommandService")
+	fs.StringVar(&c.commandsListen, "commands-listen", "127.0.0.1:50051", "gRPC address of orderly.v1.CommandService and orderly.v1.AdminService")
 	fs.StringVar(&c.queriesListen, "queries-listen", "127.0.0.1:50052", "gRPC address of orderly.v1.QueryService")
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8080", "REST address of both services, with /openapi.json and /metrics")
 	fs.StringVar(&c.ferretListen, "ferretdb-listen", "127.0.0.1:27017", "with -views mongo and no -mongo-uri: address of the embedded FerretDB serving the views")
@@ -63,6 +65,7 @@ func parseAll(args []string) (allConfig, error) {
 		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
 			"       orderly eventstore [flags]  run only the embedded event store\n"+
 			"       orderly rebuild [flags]     rebuild the views of a running system\n"+
+			"       orderly status [flags]      the processors of a running system (-watch to follow)\n"+
 			"       orderly bench [flags]       load a running system, or an embedded one, and measure it\n"+
 			"       orderly version\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -154,8 +157,15 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		return err
 	}
 	queries := query.New(conn, vs, query.Options{Notifier: notifier, StoreTimeout: cfg.storeTimeout, Log: log.With("service", "query")})
+	// The AdminService runs every processor here; it is served beside the
+	// commands, over gRPC and REST.
+	ops := admin.New(admin.Options{Projector: projector, Views: vs, Saga: credit, Conn: conn, StoreTimeout: cfg.storeTimeout,
+		Process: "orderly", Log: log.With("service", "admin")})
 
-	cmdSrv, cmdLis, err := serve.ListenGRPC(cfg.commandsListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
+	cmdSrv, cmdLis, err := serve.ListenGRPC(cfg.commandsListen, log, metrics, orderlyv1.CommandService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
+		commands.Register(r)
+		ops.Register(r)
+	})
 	if err != nil {
 		return err
 	}
@@ -165,6 +175,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	}
 	handler, closeConns, err := serve.NewGateway(ctx, metrics,
 		serve.Upstream{Server: cmdSrv, Register: command.RegisterGateway},
+		serve.Upstream{Server: cmdSrv, Register: admin.RegisterGateway},
 		serve.Upstream{Server: qrySrv, Register: query.RegisterGateway})
 	if err != nil {
 		return err
@@ -189,7 +200,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 			serve.GRPC("queries", qrySrv, qryLis),
 			serve.HTTP("rest", &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, httpLis),
 		},
-		Background: []serve.Task{{Name: "saga", Run: credit.Run}, {Name: "projector", Run: projector.Run}, {Name: "watch", Run: queries.Run}},
+		Background: []serve.Task{{Name: "saga", Run: credit.Run}, {Name: "projector", Run: projector.Run}, {Name: "watch", Run: queries.Run}, {Name: "admin", Run: ops.Run}},
 		Closers:    &closers,
 	})
 }
