@@ -17,6 +17,7 @@ import (
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/tracing"
 )
 
 func main() { serve.Main("command-svc", run) }
@@ -43,6 +44,11 @@ func run(ctx context.Context, args []string) error {
 
 	var closers serve.Closers // closed by serve.Run, or here after a failed start
 	defer closers.Close()
+	flushTraces, err := tracing.Start(ctx, "command-svc", log)
+	if err != nil {
+		return err
+	}
+	closers.Add("tracing", flushTraces)
 	conn, err := eventlog.Connect(*eventstore, log)
 	if err != nil {
 		return err

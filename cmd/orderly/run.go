@@ -27,6 +27,7 @@ import (
 	"github.com/orderly/orderly/internal/query"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/tracing"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/viewstore"
 )
@@ -111,6 +112,11 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 			log.Error("close", "err", err)
 		}
 	}()
+	flushTraces, err := tracing.Start(ctx, "orderly", log)
+	if err != nil {
+		return err
+	}
+	closers.Add("tracing", flushTraces)
 
 	// The event store starts first and stops last: everything else is its
 	// client. Its metrics are served with the services'.

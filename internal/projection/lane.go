@@ -132,6 +132,7 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 				}
 			}
 			l.cp = next
+			traceApplied(l.t, run, d, start)
 			if l.ctl != nil {
 				l.ctl.applied(next, d, len(batch.DeadLetters))
 			}

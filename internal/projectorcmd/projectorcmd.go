@@ -23,6 +23,7 @@ import (
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/tracing"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/viewstore"
 )
@@ -112,6 +113,11 @@ func Run(ctx context.Context, args []string) error {
 	}
 	var closers serve.Closers // closed by serve.Run, or here after a failed start
 	defer closers.Close()
+	flushTraces, err := tracing.Start(ctx, "projector", log)
+	if err != nil {
+		return err
+	}
+	closers.Add("tracing", flushTraces) // first added, last closed
 	closers.Add("event store connection", conn.Close)
 	closers.Add("views", store.Close)
 

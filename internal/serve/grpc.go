@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -26,6 +27,9 @@ func NewGRPCServer(log *slog.Logger, metrics *Metrics) (*GRPCServer, *health.Ser
 	hs := health.NewServer()
 	srv := &GRPCServer{
 		Server: grpc.NewServer(
+			// Traces every call, continuing the caller's trace (W3C trace
+			// context in the metadata).
+			grpc.StatsHandler(otelgrpc.NewServerHandler()),
 			grpc.UnaryInterceptor(obs.unary),
 			grpc.StreamInterceptor(obs.stream),
 			// Clients (the EventStoreDB client among them) ping idle connections;

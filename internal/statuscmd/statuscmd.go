@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -36,7 +37,7 @@ func Main(ctx context.Context, args []string, out io.Writer) error {
 	if *interval <= 0 || *timeout <= 0 {
 		return errors.New("status: -interval and -timeout must be positive")
 	}
-	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
 	if err != nil {
 		return fmt.Errorf("status: %s: %w", *addr, err)
 	}
