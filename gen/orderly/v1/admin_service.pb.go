@@ -1318,6 +1318,234 @@ func (x *WatchRebuildResponse) GetProgress() *RebuildProgress {
 	return nil
 }
 
+type ReadEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A stream name; empty or "$all" reads $all.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Only events below this stream revision (a stream) or commit position
+	// ($all); 0 starts at the newest. next_before of the previous page
+	// continues.
+	Before uint64 `protobuf:"varint,2,opt,name=before,proto3" json:"before,omitempty"`
+	// 1-100; 0 means 20.
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadEventsRequest) Reset() {
+	*x = ReadEventsRequest{}
+	mi := &file_orderly_v1_admin_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadEventsRequest) ProtoMessage() {}
+
+func (x *ReadEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orderly_v1_admin_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadEventsRequest.ProtoReflect.Descriptor instead.
+func (*ReadEventsRequest) Descriptor() ([]byte, []int) {
+	return file_orderly_v1_admin_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReadEventsRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ReadEventsRequest) GetBefore() uint64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+func (x *ReadEventsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type StoredEvent struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Stream     string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Revision   uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Position   uint64                 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	EventId    string                 `protobuf:"bytes,4,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Type       string                 `protobuf:"bytes,5,opt,name=type,proto3" json:"type,omitempty"`
+	RecordedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	// The payload and metadata as stored (JSON for Orderly's events), each
+	// cut to its first 16 KiB (then truncated is set).
+	Data          string `protobuf:"bytes,7,opt,name=data,proto3" json:"data,omitempty"`
+	Metadata      string `protobuf:"bytes,8,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Truncated     bool   `protobuf:"varint,9,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredEvent) Reset() {
+	*x = StoredEvent{}
+	mi := &file_orderly_v1_admin_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredEvent) ProtoMessage() {}
+
+func (x *StoredEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_orderly_v1_admin_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
+func (*StoredEvent) Descriptor() ([]byte, []int) {
+	return file_orderly_v1_admin_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *StoredEvent) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *StoredEvent) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *StoredEvent) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *StoredEvent) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *StoredEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *StoredEvent) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+func (x *StoredEvent) GetData() string {
+	if x != nil {
+		return x.Data
+	}
+	return ""
+}
+
+func (x *StoredEvent) GetMetadata() string {
+	if x != nil {
+		return x.Metadata
+	}
+	return ""
+}
+
+func (x *StoredEvent) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+type ReadEventsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*StoredEvent         `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Pass as before for the next (older) page; 0 on the last page.
+	NextBefore    uint64 `protobuf:"varint,2,opt,name=next_before,json=nextBefore,proto3" json:"next_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadEventsResponse) Reset() {
+	*x = ReadEventsResponse{}
+	mi := &file_orderly_v1_admin_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadEventsResponse) ProtoMessage() {}
+
+func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orderly_v1_admin_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadEventsResponse.ProtoReflect.Descriptor instead.
+func (*ReadEventsResponse) Descriptor() ([]byte, []int) {
+	return file_orderly_v1_admin_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReadEventsResponse) GetEvents() []*StoredEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ReadEventsResponse) GetNextBefore() uint64 {
+	if x != nil {
+		return x.NextBefore
+	}
+	return 0
+}
+
 var File_orderly_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_orderly_v1_admin_service_proto_rawDesc = "" +
@@ -1405,7 +1633,26 @@ const file_orderly_v1_admin_service_proto_rawDesc = "" +
 	"\x13WatchRebuildRequest\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\"O\n" +
 	"\x14WatchRebuildResponse\x127\n" +
-	"\bprogress\x18\x01 \x01(\v2\x1b.orderly.v1.RebuildProgressR\bprogress*g\n" +
+	"\bprogress\x18\x01 \x01(\v2\x1b.orderly.v1.RebuildProgressR\bprogress\"Y\n" +
+	"\x11ReadEventsRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x16\n" +
+	"\x06before\x18\x02 \x01(\x04R\x06before\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\x97\x02\n" +
+	"\vStoredEvent\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\x12\x19\n" +
+	"\bevent_id\x18\x04 \x01(\tR\aeventId\x12\x12\n" +
+	"\x04type\x18\x05 \x01(\tR\x04type\x12;\n" +
+	"\vrecorded_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\x12\x12\n" +
+	"\x04data\x18\a \x01(\tR\x04data\x12\x1a\n" +
+	"\bmetadata\x18\b \x01(\tR\bmetadata\x12\x1c\n" +
+	"\ttruncated\x18\t \x01(\bR\ttruncated\"f\n" +
+	"\x12ReadEventsResponse\x12/\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.orderly.v1.StoredEventR\x06events\x12\x1f\n" +
+	"\vnext_before\x18\x02 \x01(\x04R\n" +
+	"nextBefore*g\n" +
 	"\rProcessorKind\x12\x1e\n" +
 	"\x1aPROCESSOR_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19PROCESSOR_KIND_PROJECTION\x10\x01\x12\x17\n" +
@@ -1423,7 +1670,7 @@ const file_orderly_v1_admin_service_proto_rawDesc = "" +
 	"\x1eDEAD_LETTER_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dDEAD_LETTER_STATUS_UNRESOLVED\x10\x01\x12\x1f\n" +
 	"\x1bDEAD_LETTER_STATUS_RESOLVED\x10\x02\x12\x1e\n" +
-	"\x1aDEAD_LETTER_STATUS_SKIPPED\x10\x032\xd5\x05\n" +
+	"\x1aDEAD_LETTER_STATUS_SKIPPED\x10\x032\xa2\x06\n" +
 	"\fAdminService\x12W\n" +
 	"\x0eListProcessors\x12!.orderly.v1.ListProcessorsRequest\x1a\".orderly.v1.ListProcessorsResponse\x12Z\n" +
 	"\x0fListDeadLetters\x12\".orderly.v1.ListDeadLettersRequest\x1a#.orderly.v1.ListDeadLettersResponse\x12Z\n" +
@@ -1432,7 +1679,9 @@ const file_orderly_v1_admin_service_proto_rawDesc = "" +
 	"\x0ePauseProcessor\x12!.orderly.v1.PauseProcessorRequest\x1a\".orderly.v1.PauseProcessorResponse\x12Z\n" +
 	"\x0fResumeProcessor\x12\".orderly.v1.ResumeProcessorRequest\x1a#.orderly.v1.ResumeProcessorResponse\x12Q\n" +
 	"\fStartRebuild\x12\x1f.orderly.v1.StartRebuildRequest\x1a .orderly.v1.StartRebuildResponse\x12S\n" +
-	"\fWatchRebuild\x12\x1f.orderly.v1.WatchRebuildRequest\x1a .orderly.v1.WatchRebuildResponse0\x01B5Z3github.com/orderly/orderly/gen/orderly/v1;orderlyv1b\x06proto3"
+	"\fWatchRebuild\x12\x1f.orderly.v1.WatchRebuildRequest\x1a .orderly.v1.WatchRebuildResponse0\x01\x12K\n" +
+	"\n" +
+	"ReadEvents\x12\x1d.orderly.v1.ReadEventsRequest\x1a\x1e.orderly.v1.ReadEventsResponseB5Z3github.com/orderly/orderly/gen/orderly/v1;orderlyv1b\x06proto3"
 
 var (
 	file_orderly_v1_admin_service_proto_rawDescOnce sync.Once
@@ -1447,7 +1696,7 @@ func file_orderly_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_orderly_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_orderly_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_orderly_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_orderly_v1_admin_service_proto_goTypes = []any{
 	(ProcessorKind)(0),              // 0: orderly.v1.ProcessorKind
 	(ProcessorState)(0),             // 1: orderly.v1.ProcessorState
@@ -1471,46 +1720,53 @@ var file_orderly_v1_admin_service_proto_goTypes = []any{
 	(*StartRebuildResponse)(nil),    // 19: orderly.v1.StartRebuildResponse
 	(*WatchRebuildRequest)(nil),     // 20: orderly.v1.WatchRebuildRequest
 	(*WatchRebuildResponse)(nil),    // 21: orderly.v1.WatchRebuildResponse
-	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
+	(*ReadEventsRequest)(nil),       // 22: orderly.v1.ReadEventsRequest
+	(*StoredEvent)(nil),             // 23: orderly.v1.StoredEvent
+	(*ReadEventsResponse)(nil),      // 24: orderly.v1.ReadEventsResponse
+	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
 }
 var file_orderly_v1_admin_service_proto_depIdxs = []int32{
 	0,  // 0: orderly.v1.Processor.kind:type_name -> orderly.v1.ProcessorKind
 	1,  // 1: orderly.v1.Processor.state:type_name -> orderly.v1.ProcessorState
-	22, // 2: orderly.v1.Processor.last_error_at:type_name -> google.protobuf.Timestamp
+	25, // 2: orderly.v1.Processor.last_error_at:type_name -> google.protobuf.Timestamp
 	17, // 3: orderly.v1.Processor.rebuild:type_name -> orderly.v1.RebuildProgress
 	3,  // 4: orderly.v1.ListProcessorsResponse.processors:type_name -> orderly.v1.Processor
-	22, // 5: orderly.v1.DeadLetter.first_attempt_at:type_name -> google.protobuf.Timestamp
-	22, // 6: orderly.v1.DeadLetter.last_attempt_at:type_name -> google.protobuf.Timestamp
+	25, // 5: orderly.v1.DeadLetter.first_attempt_at:type_name -> google.protobuf.Timestamp
+	25, // 6: orderly.v1.DeadLetter.last_attempt_at:type_name -> google.protobuf.Timestamp
 	2,  // 7: orderly.v1.DeadLetter.status:type_name -> orderly.v1.DeadLetterStatus
 	6,  // 8: orderly.v1.ListDeadLettersResponse.dead_letters:type_name -> orderly.v1.DeadLetter
 	6,  // 9: orderly.v1.RetryDeadLetterResponse.dead_letters:type_name -> orderly.v1.DeadLetter
 	6,  // 10: orderly.v1.SkipDeadLetterResponse.dead_letter:type_name -> orderly.v1.DeadLetter
 	3,  // 11: orderly.v1.PauseProcessorResponse.processor:type_name -> orderly.v1.Processor
 	3,  // 12: orderly.v1.ResumeProcessorResponse.processor:type_name -> orderly.v1.Processor
-	22, // 13: orderly.v1.RebuildProgress.started_at:type_name -> google.protobuf.Timestamp
+	25, // 13: orderly.v1.RebuildProgress.started_at:type_name -> google.protobuf.Timestamp
 	17, // 14: orderly.v1.StartRebuildResponse.progress:type_name -> orderly.v1.RebuildProgress
 	17, // 15: orderly.v1.WatchRebuildResponse.progress:type_name -> orderly.v1.RebuildProgress
-	4,  // 16: orderly.v1.AdminService.ListProcessors:input_type -> orderly.v1.ListProcessorsRequest
-	7,  // 17: orderly.v1.AdminService.ListDeadLetters:input_type -> orderly.v1.ListDeadLettersRequest
-	9,  // 18: orderly.v1.AdminService.RetryDeadLetter:input_type -> orderly.v1.RetryDeadLetterRequest
-	11, // 19: orderly.v1.AdminService.SkipDeadLetter:input_type -> orderly.v1.SkipDeadLetterRequest
-	13, // 20: orderly.v1.AdminService.PauseProcessor:input_type -> orderly.v1.PauseProcessorRequest
-	15, // 21: orderly.v1.AdminService.ResumeProcessor:input_type -> orderly.v1.ResumeProcessorRequest
-	18, // 22: orderly.v1.AdminService.StartRebuild:input_type -> orderly.v1.StartRebuildRequest
-	20, // 23: orderly.v1.AdminService.WatchRebuild:input_type -> orderly.v1.WatchRebuildRequest
-	5,  // 24: orderly.v1.AdminService.ListProcessors:output_type -> orderly.v1.ListProcessorsResponse
-	8,  // 25: orderly.v1.AdminService.ListDeadLetters:output_type -> orderly.v1.ListDeadLettersResponse
-	10, // 26: orderly.v1.AdminService.RetryDeadLetter:output_type -> orderly.v1.RetryDeadLetterResponse
-	12, // 27: orderly.v1.AdminService.SkipDeadLetter:output_type -> orderly.v1.SkipDeadLetterResponse
-	14, // 28: orderly.v1.AdminService.PauseProcessor:output_type -> orderly.v1.PauseProcessorResponse
-	16, // 29: orderly.v1.AdminService.ResumeProcessor:output_type -> orderly.v1.ResumeProcessorResponse
-	19, // 30: orderly.v1.AdminService.StartRebuild:output_type -> orderly.v1.StartRebuildResponse
-	21, // 31: orderly.v1.AdminService.WatchRebuild:output_type -> orderly.v1.WatchRebuildResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	25, // 16: orderly.v1.StoredEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	23, // 17: orderly.v1.ReadEventsResponse.events:type_name -> orderly.v1.StoredEvent
+	4,  // 18: orderly.v1.AdminService.ListProcessors:input_type -> orderly.v1.ListProcessorsRequest
+	7,  // 19: orderly.v1.AdminService.ListDeadLetters:input_type -> orderly.v1.ListDeadLettersRequest
+	9,  // 20: orderly.v1.AdminService.RetryDeadLetter:input_type -> orderly.v1.RetryDeadLetterRequest
+	11, // 21: orderly.v1.AdminService.SkipDeadLetter:input_type -> orderly.v1.SkipDeadLetterRequest
+	13, // 22: orderly.v1.AdminService.PauseProcessor:input_type -> orderly.v1.PauseProcessorRequest
+	15, // 23: orderly.v1.AdminService.ResumeProcessor:input_type -> orderly.v1.ResumeProcessorRequest
+	18, // 24: orderly.v1.AdminService.StartRebuild:input_type -> orderly.v1.StartRebuildRequest
+	20, // 25: orderly.v1.AdminService.WatchRebuild:input_type -> orderly.v1.WatchRebuildRequest
+	22, // 26: orderly.v1.AdminService.ReadEvents:input_type -> orderly.v1.ReadEventsRequest
+	5,  // 27: orderly.v1.AdminService.ListProcessors:output_type -> orderly.v1.ListProcessorsResponse
+	8,  // 28: orderly.v1.AdminService.ListDeadLetters:output_type -> orderly.v1.ListDeadLettersResponse
+	10, // 29: orderly.v1.AdminService.RetryDeadLetter:output_type -> orderly.v1.RetryDeadLetterResponse
+	12, // 30: orderly.v1.AdminService.SkipDeadLetter:output_type -> orderly.v1.SkipDeadLetterResponse
+	14, // 31: orderly.v1.AdminService.PauseProcessor:output_type -> orderly.v1.PauseProcessorResponse
+	16, // 32: orderly.v1.AdminService.ResumeProcessor:output_type -> orderly.v1.ResumeProcessorResponse
+	19, // 33: orderly.v1.AdminService.StartRebuild:output_type -> orderly.v1.StartRebuildResponse
+	21, // 34: orderly.v1.AdminService.WatchRebuild:output_type -> orderly.v1.WatchRebuildResponse
+	24, // 35: orderly.v1.AdminService.ReadEvents:output_type -> orderly.v1.ReadEventsResponse
+	27, // [27:36] is the sub-list for method output_type
+	18, // [18:27] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_orderly_v1_admin_service_proto_init() }
@@ -1524,7 +1780,7 @@ func file_orderly_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orderly_v1_admin_service_proto_rawDesc), len(file_orderly_v1_admin_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

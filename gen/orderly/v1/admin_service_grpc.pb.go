@@ -27,6 +27,7 @@ const (
 	AdminService_ResumeProcessor_FullMethodName = "/orderly.v1.AdminService/ResumeProcessor"
 	AdminService_StartRebuild_FullMethodName    = "/orderly.v1.AdminService/StartRebuild"
 	AdminService_WatchRebuild_FullMethodName    = "/orderly.v1.AdminService/WatchRebuild"
+	AdminService_ReadEvents_FullMethodName      = "/orderly.v1.AdminService/ReadEvents"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -65,6 +66,9 @@ type AdminServiceClient interface {
 	// WatchRebuild streams a view's rebuild progress: the latest first, then
 	// as it changes, until the rebuilt view is live or the rebuild fails.
 	WatchRebuild(ctx context.Context, in *WatchRebuildRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRebuildResponse], error)
+	// ReadEvents reads a stream, or $all, newest first, with each event's
+	// data and metadata as stored: the stream browser of the console.
+	ReadEvents(ctx context.Context, in *ReadEventsRequest, opts ...grpc.CallOption) (*ReadEventsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -164,6 +168,16 @@ func (c *adminServiceClient) WatchRebuild(ctx context.Context, in *WatchRebuildR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_WatchRebuildClient = grpc.ServerStreamingClient[WatchRebuildResponse]
 
+func (c *adminServiceClient) ReadEvents(ctx context.Context, in *ReadEventsRequest, opts ...grpc.CallOption) (*ReadEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadEventsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReadEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -200,6 +214,9 @@ type AdminServiceServer interface {
 	// WatchRebuild streams a view's rebuild progress: the latest first, then
 	// as it changes, until the rebuilt view is live or the rebuild fails.
 	WatchRebuild(*WatchRebuildRequest, grpc.ServerStreamingServer[WatchRebuildResponse]) error
+	// ReadEvents reads a stream, or $all, newest first, with each event's
+	// data and metadata as stored: the stream browser of the console.
+	ReadEvents(context.Context, *ReadEventsRequest) (*ReadEventsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -233,6 +250,9 @@ func (UnimplementedAdminServiceServer) StartRebuild(context.Context, *StartRebui
 }
 func (UnimplementedAdminServiceServer) WatchRebuild(*WatchRebuildRequest, grpc.ServerStreamingServer[WatchRebuildResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchRebuild not implemented")
+}
+func (UnimplementedAdminServiceServer) ReadEvents(context.Context, *ReadEventsRequest) (*ReadEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadEvents not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -392,6 +412,24 @@ func _AdminService_WatchRebuild_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_WatchRebuildServer = grpc.ServerStreamingServer[WatchRebuildResponse]
 
+func _AdminService_ReadEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReadEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReadEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReadEvents(ctx, req.(*ReadEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -426,6 +464,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StartRebuild",
 			Handler:    _AdminService_StartRebuild_Handler,
+		},
+		{
+			MethodName: "ReadEvents",
+			Handler:    _AdminService_ReadEvents_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
