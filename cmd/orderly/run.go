@@ -21,6 +21,7 @@ import (
 	"github.com/orderly/orderly/internal/admin"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
+	"github.com/orderly/orderly/internal/console"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/projection"
@@ -204,7 +205,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		Servers: []serve.Server{
 			serve.GRPC("commands", cmdSrv, cmdLis),
 			serve.GRPC("queries", qrySrv, qryLis),
-			serve.HTTP("rest", &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, httpLis),
+			serve.HTTP("rest", &http.Server{Handler: console.Wrap(handler), ReadHeaderTimeout: 10 * time.Second}, httpLis),
 		},
 		Background: []serve.Task{{Name: "saga", Run: credit.Run}, {Name: "projector", Run: projector.Run}, {Name: "watch", Run: queries.Run}, {Name: "admin", Run: ops.Run}},
 		Closers:    &closers,
@@ -265,6 +266,7 @@ Orderly is running (Ctrl-C to stop).
   commands  gRPC  %[2]s   (orderly.v1.CommandService)
   queries   gRPC  %[3]s   (orderly.v1.QueryService)
   REST            http://%[4]s   (OpenAPI: http://%[4]s/openapi.json, metrics: /metrics)
+  console         http://%[4]s/console
   events          esdb://%[1]s?tls=false
   views           %[5]s
 
