@@ -30,9 +30,6 @@ type Status struct {
 // Status returns the saga's state now.
 func (s *Saga) Status() Status {
 	msg, at := s.lastErr.Get()
-	s.dead.mu.Lock()
-	dead := len(s.dead.unresolved)
-	s.dead.mu.Unlock()
 	return Status{
 		Started:         s.started.Load(),
 		CaughtUp:        s.liveOnce.Load() && s.wm.unfinished() == 0,
@@ -40,7 +37,7 @@ func (s *Saga) Status() Status {
 		Position:        s.wm.position().Commit,
 		LagSeconds:      s.wm.lag().Seconds(),
 		EventsPerSecond: s.meter.Rate(),
-		DeadLetters:     dead,
+		DeadLetters:     s.dead.count(),
 		LastError:       msg,
 		LastErrorAt:     at,
 	}

@@ -65,6 +65,13 @@ func (d *deadLetters) mark(id string, unresolved bool) int {
 	return len(d.unresolved)
 }
 
+// count returns how many dead letters are unresolved.
+func (d *deadLetters) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.unresolved)
+}
+
 // deadLetterNS derives a dead letter's event ID from the original's, so a
 // redelivered poison event is set aside under the same ID.
 var deadLetterNS = uuid.MustParse("0b5e8f0c-51d6-4c55-9a43-8f6d3c1f2a7e")
