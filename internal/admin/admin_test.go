@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -220,14 +221,25 @@ func TestDeadLetterRetryAndSkip(t *testing.T) {
 		return st == domain.StatusApproved, fmt.Sprintf("retried order %v", st)
 	})
 
-	// The other still fails: an answer, with one more attempt.
-	resp, err = sys.admin.RetryDeadLetter(ctx(t), &orderlyv1.RetryDeadLetterRequest{All: true})
-	if err != nil {
-		t.Fatalf("RetryDeadLetter all: %v", err)
+	// The other still fails: an answer, with one more attempt (REST this time).
+	var retried struct {
+		DeadLetters []struct {
+			EventID       string `json:"eventId"`
+			Attempts      int    `json:"attempts"`
+			Status        string `json:"status"`
+			LastAttemptAt string `json:"lastAttemptAt"`
+		} `json:"deadLetters"`
 	}
-	if len(resp.DeadLetters) != 1 || resp.DeadLetters[0].EventId != hopeLetter.EventId || resp.DeadLetters[0].Attempts != 2 ||
-		resp.DeadLetters[0].Status != orderlyv1.DeadLetterStatus_DEAD_LETTER_STATUS_UNRESOLVED || !resp.DeadLetters[0].LastAttemptAt.AsTime().After(hopeLetter.FirstAttemptAt.AsTime()) {
-		t.Fatalf("retry all = %v; want the hopeless letter, unresolved, at 2 attempts", resp.DeadLetters)
+	if code := sys.rest(t, http.MethodPost, "/v1/admin/dead-letters:retry", `{"all":true}`, &retried); code != http.StatusOK {
+		t.Fatalf("POST retry all: %d", code)
+	}
+	if len(retried.DeadLetters) != 1 {
+		t.Fatalf("retry all = %+v; want the hopeless letter", retried.DeadLetters)
+	}
+	last, err := time.Parse(time.RFC3339Nano, retried.DeadLetters[0].LastAttemptAt)
+	if got := retried.DeadLetters[0]; got.EventID != hopeLetter.EventId || got.Attempts != 2 || got.Status != "DEAD_LETTER_STATUS_UNRESOLVED" ||
+		err != nil || !last.After(hopeLetter.FirstAttemptAt.AsTime()) {
+		t.Fatalf("retry all = %+v (%v); want the hopeless letter, unresolved, at 2 attempts, attempted after %v", got, err, hopeLetter.FirstAttemptAt.AsTime())
 	}
 	// Retrying a resolved letter is refused, naming why.
 	_, err = sys.admin.RetryDeadLetter(ctx(t), &orderlyv1.RetryDeadLetterRequest{EventId: fixLetter.EventId})
@@ -262,7 +274,9 @@ func TestDeadLetterRetryAndSkip(t *testing.T) {
 	}
 	var all struct {
 		DeadLetters []struct {
-			Status string `json:"status"`
+			EventID  string `json:"eventId"`
+			Status   string `json:"status"`
+			Attempts int    `json:"attempts"`
 		} `json:"deadLetters"`
 	}
 	statuses := func() []string {
@@ -276,6 +290,11 @@ func TestDeadLetterRetryAndSkip(t *testing.T) {
 	if code := sys.rest(t, http.MethodGet, "/v1/admin/dead-letters?include_resolved=true", "", &all); code != http.StatusOK ||
 		!slices.Equal(statuses(), []string{"DEAD_LETTER_STATUS_RESOLVED", "DEAD_LETTER_STATUS_SKIPPED"}) {
 		t.Fatalf("GET dead letters with resolved: %d %+v", code, all)
+	}
+	for _, l := range all.DeadLetters {
+		if want := map[bool]int{true: 2, false: 1}[l.EventID == hopeLetter.EventId]; l.Attempts != want {
+			t.Errorf("letter %s read back with %d attempts; want %d (each failed retry is recorded)", l.EventID, l.Attempts, want)
+		}
 	}
 	if p := sys.processor(t, admin.SagaName); p.DeadLetters != 0 {
 		t.Errorf("saga lists %d dead letters after retry and skip", p.DeadLetters)
