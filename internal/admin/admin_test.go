@@ -591,3 +591,23 @@ func TestReadEvents(t *testing.T) {
 	_, err = sys.admin.ReadEvents(ctx(t), &orderlyv1.ReadEventsRequest{Stream: "nothing-" + uuid.NewString()})
 	wantCode(t, err, codes.NotFound, "read of a missing stream")
 }
+
+// TestFailingProcessor: a view store that fails every write shows as
+// FAILING with its error; the projector keeps retrying.
+func TestFailingProcessor(t *testing.T) {
+	t.Parallel()
+	sys := start(t, hosting{projector: true})
+	eventually(t, func() (bool, string) {
+		p := sys.processor(t, "orders")
+		return p.State == orderlyv1.ProcessorState_PROCESSOR_STATE_CAUGHT_UP, fmt.Sprintf("orders %v", p.State)
+	})
+	if err := sys.views.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sys.env.RegisterCustomer(t, 10_000)
+	eventually(t, func() (bool, string) {
+		p := sys.processor(t, "customers")
+		return p.State == orderlyv1.ProcessorState_PROCESSOR_STATE_FAILING && p.LastError != "" && p.LastErrorAt != nil,
+			fmt.Sprintf("customers %v, last error %q", p.State, p.LastError)
+	})
+}
