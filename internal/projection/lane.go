@@ -132,8 +132,10 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 				}
 			}
 			l.cp = next
-			traceApplied(l.t, run, d, start)
 			if l.ctl != nil {
+				// Live only: a rebuild replaying the log would add a
+				// span to every trace ever recorded.
+				traceApplied(l.t, d, start)
 				l.ctl.applied(next, d, len(batch.DeadLetters))
 			}
 			if !l.f.rebuild {
