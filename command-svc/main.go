@@ -8,20 +8,24 @@ import (
 	"os"
 	"time"
 
+	"google.golang.org/grpc"
+
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/admin"
 	"github.com/orderly/orderly/internal/auth"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/tracing"
 )
 
 func main() { serve.Main("command-svc", run) }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("command-svc", flag.ContinueOnError)
-	grpcListen := fs.String("grpc-listen", "127.0.0.1:50051", "gRPC listen address")
+	grpcListen := fs.String("grpc-listen", "127.0.0.1:50051", "gRPC listen address (CommandService, AdminService)")
 	httpListen := fs.String("http-listen", "127.0.0.1:8081", `REST gateway listen address for the command routes ("" disables it)`)
 	eventstore := fs.String("eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
 	runSaga := fs.Bool("saga", true, "run the credit saga in this process")
@@ -47,6 +51,11 @@ func run(ctx context.Context, args []string) error {
 
 	var closers serve.Closers // closed by serve.Run, or here after a failed start
 	defer closers.Close()
+	flushTraces, err := tracing.Start(ctx, "command-svc", log)
+	if err != nil {
+		return err
+	}
+	closers.Add("tracing", flushTraces)
 	conn, err := eventlog.Connect(*eventstore, log)
 	if err != nil {
 		return err
@@ -60,25 +69,37 @@ func run(ctx context.Context, args []string) error {
 	}
 	closers.Add("command snapshots", func() error { commands.Close(); return nil }) // before the store connection closes
 
-	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, sec, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
-	if err != nil {
-		return err
-	}
-	plan := serve.Plan{Servers: []serve.Server{serve.GRPC("grpc", gs, glis)}, Closers: &closers}
-	if *httpListen != "" {
-		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, sec, serve.Upstream{Server: gs, Register: command.RegisterGateway})
-		if err != nil {
-			return err
-		}
-		closers.Add("gateway connections", closeConns)
-		plan.Servers = append(plan.Servers, rest)
-	}
+	var plan serve.Plan
+	// The AdminService answers for the saga when it runs here; the views
+	// are the projector's.
+	adminOpts := admin.Options{Conn: conn, StoreTimeout: *storeTimeout, Process: "command-svc", Log: log.With("component", "admin")}
 	if *runSaga {
 		credit, err := saga.New(conn, commands, log.With("component", "saga"), saga.Options{StoreTimeout: *storeTimeout, Workers: *sagaWorkers, Registerer: metrics.Registry})
 		if err != nil {
 			return err
 		}
 		plan.Background = append(plan.Background, serve.Task{Name: "saga", Run: credit.Run})
+		adminOpts.Saga = credit
+	}
+	ops := admin.New(adminOpts)
+	plan.Background = append(plan.Background, serve.Task{Name: "admin", Run: ops.Run})
+
+	gs, glis, err := serve.ListenGRPC(*grpcListen, log, metrics, sec, orderlyv1.CommandService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
+		commands.Register(r)
+		ops.Register(r)
+	})
+	if err != nil {
+		return err
+	}
+	plan.Servers, plan.Closers = []serve.Server{serve.GRPC("grpc", gs, glis)}, &closers
+	if *httpListen != "" {
+		rest, closeConns, err := serve.ListenGateway(ctx, *httpListen, metrics, sec,
+			serve.Upstream{Server: gs, Register: command.RegisterGateway}, serve.Upstream{Server: gs, Register: admin.RegisterGateway})
+		if err != nil {
+			return err
+		}
+		closers.Add("gateway connections", closeConns)
+		plan.Servers = append(plan.Servers, rest)
 	}
 
 	log.Info("command-svc serving", "grpc", glis.Addr().String(), "http", *httpListen, "saga", *runSaga)

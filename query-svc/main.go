@@ -14,6 +14,7 @@ import (
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/query"
 	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/tracing"
 	"github.com/orderly/orderly/internal/views/viewstore"
 )
 
@@ -47,6 +48,11 @@ func run(ctx context.Context, args []string) error {
 
 	var closers serve.Closers // closed by serve.Run, or here after a failed start
 	defer closers.Close()
+	flushTraces, err := tracing.Start(ctx, "query-svc", log)
+	if err != nil {
+		return err
+	}
+	closers.Add("tracing", flushTraces)
 	store, err := eventlog.Connect(*eventstore, log)
 	if err != nil {
 		return err

@@ -5,9 +5,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/orderly/orderly/internal/projectorcmd"
 	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/statuscmd"
 )
 
 // subcommands maps a subcommand name to its runner. Each runner parses its own
@@ -17,6 +19,7 @@ var subcommands = map[string]func(ctx context.Context, args []string) error{
 	"dev-cert":   runDevCert,
 	"eventstore": runEventStore,
 	"rebuild":    projectorcmd.Rebuild,
+	"status":     runStatus,
 	"version":    runVersion,
 }
 
@@ -37,4 +40,8 @@ var version = "dev"
 func runVersion(_ context.Context, _ []string) error {
 	fmt.Println("orderly", version)
 	return nil
+}
+
+func runStatus(ctx context.Context, args []string) error {
+	return statuscmd.Main(ctx, args, os.Stdout)
 }

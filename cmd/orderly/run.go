@@ -15,11 +15,14 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/admin"
 	"github.com/orderly/orderly/internal/auth"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
+	"github.com/orderly/orderly/internal/console"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/projection"
@@ -27,6 +30,7 @@ import (
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/serve"
 	"github.com/orderly/orderly/internal/tlsconf"
+	"github.com/orderly/orderly/internal/tracing"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/viewstore"
 )
@@ -57,7 +61,7 @@ func parseAll(args []string) (allConfig, error) {
 	fs := flag.NewFlagSet("orderly", flag.ContinueOnError)
 	fs.StringVar(&c.esListen, "eventstore-listen", "127.0.0.1:2113", "embedded event store address (esdb://ADDR?tls=false)")
 	c.store = storeFlags(fs, "eventstore-")
-	fs.StringVar(&c.commandsListen, "commands-listen", "127.0.0.1:50051", "gRPC address of orderly.v1.CommandService")
+	fs.StringVar(&c.commandsListen, "commands-listen", "127.0.0.1:50051", "gRPC address of orderly.v1.CommandService and orderly.v1.AdminService")
 	fs.StringVar(&c.queriesListen, "queries-listen", "127.0.0.1:50052", "gRPC address of orderly.v1.QueryService")
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8080", "REST address of both services, with /openapi.json and /metrics")
 	fs.StringVar(&c.ferretListen, "ferretdb-listen", "127.0.0.1:27017", "with -views mongo and no -mongo-uri: address of the embedded FerretDB serving the views")
@@ -73,6 +77,7 @@ func parseAll(args []string) (allConfig, error) {
 		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
 			"       orderly eventstore [flags]  run only the embedded event store\n"+
 			"       orderly rebuild [flags]     rebuild the views of a running system\n"+
+			"       orderly status [flags]      the processors of a running system (-watch to follow)\n"+
 			"       orderly bench [flags]       load a running system, or an embedded one, and measure it\n"+
 			"       orderly dev-cert [flags]    write a self-signed TLS certificate for trying TLS locally\n"+
 			"       orderly version\n\nFlags:\n")
@@ -123,6 +128,11 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 			log.Error("close", "err", err)
 		}
 	}()
+	flushTraces, err := tracing.Start(ctx, "orderly", log)
+	if err != nil {
+		return err
+	}
+	closers.Add("tracing", flushTraces)
 
 	// The event store starts first and stops last: everything else is its
 	// client. Its metrics are served with the services'.
@@ -173,8 +183,15 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		return err
 	}
 	queries := query.New(conn, vs, query.Options{Notifier: notifier, StoreTimeout: cfg.storeTimeout, Log: log.With("service", "query")})
+	// The AdminService runs every processor here; it is served beside the
+	// commands, over gRPC and REST.
+	ops := admin.New(admin.Options{Projector: projector, Views: vs, Saga: credit, Conn: conn, StoreTimeout: cfg.storeTimeout,
+		Process: "orderly", Log: log.With("service", "admin")})
 
-	cmdSrv, cmdLis, err := serve.ListenGRPC(cfg.commandsListen, log, metrics, sec, orderlyv1.CommandService_ServiceDesc.ServiceName, commands.Register)
+	cmdSrv, cmdLis, err := serve.ListenGRPC(cfg.commandsListen, log, metrics, sec, orderlyv1.CommandService_ServiceDesc.ServiceName, func(r grpc.ServiceRegistrar) {
+		commands.Register(r)
+		ops.Register(r)
+	})
 	if err != nil {
 		return err
 	}
@@ -184,6 +201,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 	}
 	handler, closeConns, err := serve.NewGateway(ctx, metrics, sec,
 		serve.Upstream{Server: cmdSrv, Register: command.RegisterGateway},
+		serve.Upstream{Server: cmdSrv, Register: admin.RegisterGateway},
 		serve.Upstream{Server: qrySrv, Register: query.RegisterGateway})
 	if err != nil {
 		return err
@@ -206,9 +224,9 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		Servers: []serve.Server{
 			serve.GRPC("commands", cmdSrv, cmdLis),
 			serve.GRPC("queries", qrySrv, qryLis),
-			serve.HTTP("rest", serve.NewHTTPServer(handler, sec), httpLis),
+			serve.HTTP("rest", serve.NewHTTPServer(console.Wrap(handler), sec), httpLis),
 		},
-		Background: []serve.Task{{Name: "saga", Run: credit.Run}, {Name: "projector", Run: projector.Run}, {Name: "watch", Run: queries.Run}},
+		Background: []serve.Task{{Name: "saga", Run: credit.Run}, {Name: "projector", Run: projector.Run}, {Name: "watch", Run: queries.Run}, {Name: "admin", Run: ops.Run}},
 		Closers:    &closers,
 	})
 }
@@ -300,6 +318,7 @@ Orderly is running (Ctrl-C to stop).
   commands  gRPC  %[2]s   (orderly.v1.CommandService)
   queries   gRPC  %[3]s   (orderly.v1.QueryService)
   REST            %[6]s://%[4]s   (OpenAPI: %[6]s://%[4]s/openapi.json, metrics: /metrics)
+  console         %[6]s://%[4]s/console
   events          esdb://%[1]s%[9]s
   views           %[5]s
 

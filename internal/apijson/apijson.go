@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -83,7 +84,7 @@ func supports(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]
 	for i := range fields.Len() {
 		fd := fields.Get(i)
 		switch {
-		case fd.IsMap(), fd.Kind() == protoreflect.FloatKind, fd.Kind() == protoreflect.DoubleKind:
+		case fd.IsMap(), fd.Kind() == protoreflect.FloatKind:
 			return false
 		case fd.Kind() == protoreflect.EnumKind && fd.Enum().ParentFile().Package() == "google.protobuf":
 			return false // NullValue is written as null
@@ -165,6 +166,8 @@ func appendSingular(b []byte, v protoreflect.Value, fd protoreflect.FieldDescrip
 	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
 		b = append(b, '"')
 		return append(strconv.AppendUint(b, v.Uint(), 10), '"'), nil
+	case protoreflect.DoubleKind:
+		return appendDouble(b, v.Float()), nil
 	case protoreflect.BytesKind:
 		b = append(b, '"')
 		return append(base64.StdEncoding.AppendEncode(b, v.Bytes()), '"'), nil
@@ -280,3 +283,28 @@ func appendString(b []byte, s string) ([]byte, error) {
 }
 
 const hex = "0123456789abcdef"
+
+// appendDouble writes a double as protojson does: NaN and the infinities
+// as strings, others as the shortest decimal that reads back the same, in
+// exponent form below 1e-6 and from 1e21 (encoding/json's rule), with a
+// two-digit exponent shortened to one ("1e-07" is written "1e-7").
+func appendDouble(b []byte, f float64) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(b, `"NaN"`...)
+	case math.IsInf(f, 1):
+		return append(b, `"Infinity"`...)
+	case math.IsInf(f, -1):
+		return append(b, `"-Infinity"`...)
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if n := len(b); format == 'e' && n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+		b[n-2] = b[n-1]
+		b = b[:n-1]
+	}
+	return b
+}

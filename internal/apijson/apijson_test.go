@@ -1,6 +1,7 @@
 package apijson_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -214,6 +215,10 @@ func scalar(rng *rand.Rand, fd protoreflect.FieldDescriptor) protoreflect.Value 
 		return protoreflect.ValueOfInt64(pick(0, 1, -1, math.MaxInt64, math.MinInt64, rng.Int64()))
 	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
 		return protoreflect.ValueOfUint64(uint64(pick(0, 1, -1, math.MaxInt64, rng.Int64())))
+	case protoreflect.DoubleKind:
+		doubles := []float64{0, 1, -2.5, 0.1, 1e21, 9.99e20, 1e-6, 1e-7, -3e-300, 1e300, math.MaxFloat64, math.SmallestNonzeroFloat64,
+			math.NaN(), math.Inf(1), math.Inf(-1), rng.Float64() * 1e6, math.Copysign(0, -1)}
+		return protoreflect.ValueOfFloat64(doubles[rng.IntN(len(doubles))])
 	case protoreflect.EnumKind:
 		values := fd.Enum().Values()
 		if rng.IntN(5) == 0 {
@@ -256,5 +261,30 @@ func BenchmarkMarshal(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDoublesAsProtojsonWritesThem pins doubles byte for byte, which the
+// comparison by value above cannot: 1e21 and 1000000000000000000000 are
+// one value, but clients see the text.
+func TestDoublesAsProtojsonWritesThem(t *testing.T) {
+	for _, f := range []float64{0, 1, -2.5, 0.1, 1e20, 1e21, 9.99e20, 1e-6, 1e-7, 1.5e-10, -3e-300, 1e300, math.MaxFloat64,
+		math.SmallestNonzeroFloat64, math.NaN(), math.Inf(1), math.Inf(-1), 123456.789} {
+		m := &orderlyv1.Processor{LagSeconds: f}
+		want, err := reference.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := apijson.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != compact.String() {
+			t.Errorf("%v:\n got %s\nwant %s", f, got, compact.String())
+		}
 	}
 }

@@ -65,6 +65,18 @@ var methods = map[string]Permission{
 	orderlyv1.QueryService_GetOrderAt_FullMethodName:      Read,
 	orderlyv1.QueryService_WatchOrder_FullMethodName:      Read,
 
+	// Operating the processors, and browsing every stream, is the
+	// operator's (internal/admin).
+	orderlyv1.AdminService_ListProcessors_FullMethodName:  Admin,
+	orderlyv1.AdminService_ListDeadLetters_FullMethodName: Admin,
+	orderlyv1.AdminService_RetryDeadLetter_FullMethodName: Admin,
+	orderlyv1.AdminService_SkipDeadLetter_FullMethodName:  Admin,
+	orderlyv1.AdminService_PauseProcessor_FullMethodName:  Admin,
+	orderlyv1.AdminService_ResumeProcessor_FullMethodName: Admin,
+	orderlyv1.AdminService_StartRebuild_FullMethodName:    Admin,
+	orderlyv1.AdminService_WatchRebuild_FullMethodName:    Admin,
+	orderlyv1.AdminService_ReadEvents_FullMethodName:      Admin,
+
 	healthpb.Health_Check_FullMethodName:                             open,
 	healthpb.Health_Watch_FullMethodName:                             open,
 	"/grpc.health.v1.Health/List":                                    open,

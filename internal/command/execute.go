@@ -9,10 +9,13 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/tracing"
 )
 
 // ErrConflict reports a command that met a concurrent writer on every one of
@@ -226,7 +229,14 @@ func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], e *ent
 // appendEvents encodes a command's events, with IDs derived from its command
 // ID and their contents (eventID), and appends them to stream at the expected
 // revision. It returns the IDs it wrote them under.
-func (s *Service) appendEvents(ctx context.Context, stream string, expected esdb.ExpectedRevision, events []domain.Event, meta eventcodec.Metadata) (*esdb.WriteResult, []uuid.UUID, error) {
+func (s *Service) appendEvents(ctx context.Context, stream string, expected esdb.ExpectedRevision, events []domain.Event, meta eventcodec.Metadata) (_ *esdb.WriteResult, _ []uuid.UUID, err error) {
+	// The official client takes no gRPC options, so no stats handler
+	// traces its calls: this span stands for the append, and its IDs go
+	// into the events' metadata for their readers to continue the trace.
+	ctx, span := tracing.Tracer().Start(ctx, "eventstore.append", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("orderly.stream", stream), attribute.String("orderly.command", meta.Command), attribute.Int("orderly.events", len(events))))
+	defer func() { tracing.Fail(span, err); span.End() }()
+	meta.TraceID, meta.SpanID = tracing.IDs(ctx)
 	data := make([]esdb.EventData, len(events))
 	ids := make([]uuid.UUID, len(events))
 	for i, ev := range events {

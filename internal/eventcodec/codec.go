@@ -42,6 +42,12 @@ type Metadata struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 	// Actor identifies the authenticated caller, when there is one.
 	Actor string `json:"actor,omitempty"`
+	// TraceID and SpanID are the OpenTelemetry trace and span (hex) that
+	// appended the event, under the keys the official .NET client and
+	// Eventuous use: a reader continues the trace from them. Events
+	// written before tracing have none.
+	TraceID string `json:"$traceId,omitempty"`
+	SpanID  string `json:"$spanId,omitempty"`
 }
 
 // ErrNewerSchema is in the chain of a decode error when the payload's schema

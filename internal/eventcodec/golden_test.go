@@ -52,6 +52,12 @@ var metadataSamples = []struct {
 	{"metadata", true, eventcodec.Metadata{
 		Schema: 2, CorrelationID: "corr-1", CausationID: "cause-1", CommandID: "cmd-1",
 		Command: "PlaceOrder", Fingerprint: "fp-1", Actor: "alice",
+		TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7",
+	}},
+	// Before trace context was recorded.
+	{"metadata.before-trace", false, eventcodec.Metadata{
+		Schema: 2, CorrelationID: "corr-1", CausationID: "cause-1", CommandID: "cmd-1",
+		Command: "PlaceOrder", Fingerprint: "fp-1", Actor: "alice",
 	}},
 	// Before commands were named and fingerprinted.
 	{"metadata.before-fingerprint", false, eventcodec.Metadata{

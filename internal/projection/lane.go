@@ -47,6 +47,11 @@ type viewLane[D any] struct {
 	lastEventAt time.Time
 	// events counts the events of $all applied, for a rebuild's progress.
 	events uint64
+	// ctl is the operator's side of a live lane; nil in a rebuild.
+	ctl *viewControl
+	// skipped is set once the lane passed over a batch while paused: it
+	// is behind until the follower resubscribes.
+	skipped bool
 }
 
 // newLane returns the lane writing t from checkpoint cp, having been
@@ -62,8 +67,13 @@ func (f *follower) newLane(t views.Target, cp, events uint64) lane {
 }
 
 func newViewLane[D any](f *follower, k kind[D], t views.Target, cp, events uint64) *viewLane[D] {
+	var ctl *viewControl
+	if !f.rebuild {
+		ctl = f.p.ctl.views[t.View]
+	}
 	return &viewLane[D]{
-		f: f,
+		ctl: ctl,
+		f:   f,
 		pipe: pipeline[D]{kind: k, codec: f.p.opts.Codec, store: f.p.store, partitions: f.p.opts.Partitions,
 			cache: newDocCache(k, f.p.opts.DocCacheBytes)},
 		t:      t,
@@ -87,6 +97,10 @@ func (l *viewLane[D]) decode(events []*esdb.RecordedEvent, floor uint64) decoded
 func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) error {
 	next := max(l.cp, d.last, checkpoint)
 	if next == l.cp {
+		return nil
+	}
+	if l.ctl != nil && l.ctl.gate.Paused() {
+		l.skipped = true // the resume resubscribes from l.cp
 		return nil
 	}
 	view, run := string(l.t.View), l.f.run
@@ -120,6 +134,12 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 				}
 			}
 			l.cp = next
+			if l.ctl != nil {
+				// Live only: a rebuild replaying the log would add a
+				// span to every trace ever recorded.
+				traceApplied(l.t, d, start)
+				l.ctl.applied(next, d, len(batch.DeadLetters))
+			}
 			if !l.f.rebuild {
 				l.f.p.publish(l.t.View, next)
 			}
@@ -133,6 +153,9 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 			return err
 		}
 		m.errors.WithLabelValues(view, run, errStore).Inc()
+		if l.ctl != nil {
+			l.ctl.lastErr.Set(err)
+		}
 		if timedOut && d.events > 1 {
 			return fmt.Errorf("%s: %d events: %w (%w)", view, d.events, errTooSlow, err)
 		}
@@ -149,14 +172,21 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 func (l *viewLane[D]) observe(ctx context.Context, caughtUp bool, backlog int) {
 	view, run := string(l.t.View), l.f.run
 	m := l.f.p.metrics
-	if caughtUp && backlog == 0 {
+	caughtUp = caughtUp && backlog == 0 && !l.skipped
+	var head uint64
+	headOK := false
+	if caughtUp {
 		m.lagEvents.WithLabelValues(view, run).Set(0)
 		m.lagSeconds.WithLabelValues(view, run).Set(0)
-	} else if head, ok := l.f.head.get(ctx, l.f.p.conn, l.f.p.opts.EventStoreTimeout); ok {
+		head, headOK = l.cp, true
+	} else if head, headOK = l.f.head.get(ctx, l.f.p.conn, l.f.p.opts.EventStoreTimeout); headOK {
 		m.lagEvents.WithLabelValues(view, run).Set(float64(head - min(head, l.cp)))
 		if !l.lastEventAt.IsZero() {
 			m.lagSeconds.WithLabelValues(view, run).Set(time.Since(l.lastEventAt).Seconds())
 		}
+	}
+	if l.ctl != nil {
+		l.ctl.observed(caughtUp, head, headOK)
 	}
 	if l.f.rebuild {
 		l.report(ctx, false)

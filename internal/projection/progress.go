@@ -40,7 +40,7 @@ func (p Progress) Fraction() float64 {
 }
 
 func (l *viewLane[D]) report(ctx context.Context, done bool) {
-	if l.f.p.opts.Progress == nil {
+	if l.f.progress == nil {
 		return
 	}
 	head, _ := l.f.head.get(ctx, l.f.p.conn, l.f.p.opts.EventStoreTimeout)
@@ -53,7 +53,7 @@ func (l *viewLane[D]) report(ctx context.Context, done bool) {
 			pr.ETA = time.Duration(float64(pr.Head-l.cp) / speed * float64(time.Second))
 		}
 	}
-	l.f.p.opts.Progress(pr)
+	l.f.progress(pr)
 }
 
 // headCache reads the last position of $all, at most once a second.

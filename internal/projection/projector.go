@@ -87,6 +87,7 @@ type Projector struct {
 	log     *slog.Logger
 	opts    Options
 	metrics *metrics
+	ctl     *controls
 }
 
 // New returns a projector; it does nothing until Run or Rebuild.
@@ -115,7 +116,7 @@ func New(conn *eventlog.Conn, store views.Store, log *slog.Logger, opts Options)
 	if opts.BatchSize < 1 || opts.Partitions < 1 || opts.StoreTimeout < 0 || opts.EventStoreTimeout < 0 {
 		return nil, fmt.Errorf("projection: batch size and partitions must be positive, timeouts not negative: %+v", opts)
 	}
-	return &Projector{conn: conn, store: store, log: log, opts: opts, metrics: newMetrics(opts.Registerer)}, nil
+	return &Projector{conn: conn, store: store, log: log, opts: opts, metrics: newMetrics(opts.Registerer), ctl: newControls()}, nil
 }
 
 // Run keeps every view's live version up to date until ctx is done, then
@@ -133,6 +134,13 @@ func (p *Projector) Run(ctx context.Context) error {
 // versions as they were (views already switched stay switched), and running
 // it again starts over.
 func (p *Projector) Rebuild(ctx context.Context, vs ...views.View) error {
+	return p.RebuildReporting(ctx, p.opts.Progress, vs...)
+}
+
+// RebuildReporting is Rebuild sending its progress to progress (nil: none)
+// instead of Options.Progress, for a rebuild started while the process
+// runs (package admin).
+func (p *Projector) RebuildReporting(ctx context.Context, progress func(Progress), vs ...views.View) error {
 	if len(vs) == 0 {
 		vs = views.All()
 	}
@@ -150,7 +158,9 @@ func (p *Projector) Rebuild(ctx context.Context, vs ...views.View) error {
 		p.log.Info("rebuilding", "view", string(v), "version", t.Version)
 		targets = append(targets, t)
 	}
-	if err := newFollower(p, true).runRebuild(ctx, targets); err != nil {
+	f := newFollower(p, true)
+	f.progress = progress
+	if err := f.runRebuild(ctx, targets); err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
 	return nil

@@ -30,6 +30,8 @@ type follower struct {
 
 	head    headCache
 	started time.Time
+	// progress receives a rebuild's progress; nil for none.
+	progress func(Progress)
 
 	// size is the most events decodeLoop puts in a batch: BatchSize, less
 	// while the view store is too slow to write a full batch within
@@ -76,8 +78,14 @@ func (f *follower) runLive(ctx context.Context) error {
 			failures = 0
 			continue
 		}
+		if errors.Is(err, errResubscribe) {
+			continue // a view was resumed
+		}
 		failures++
 		f.countError(views.All(), kind)
+		for _, vc := range f.p.ctl.views {
+			vc.lastErr.Set(err)
+		}
 		wait := backoff(failures)
 		f.log.Warn("projection interrupted; resubscribing from the checkpoints", "err", err, "retry_in", wait.String())
 		if err := sleep(ctx, wait); err != nil {
@@ -101,6 +109,7 @@ func (f *follower) liveLanes(ctx context.Context) ([]lane, error) {
 		}
 		highest = max(highest, st.LiveCheckpoint)
 		f.p.publish(v, st.LiveCheckpoint)
+		f.p.ctl.views[v].begin(st.LiveCheckpoint)
 		lanes = append(lanes, f.newLane(views.Target{View: v, Version: st.Live}, st.LiveCheckpoint, 0))
 	}
 	// The head is read after the checkpoints: in a consistent store it is
@@ -258,11 +267,19 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 	}()
 	f.log.Debug("subscribed", "from", from, "lanes", len(lanes))
 	caughtUp := false
+	// A view resumed has skipped what came while it was paused: the live
+	// follower starts again from the checkpoints.
+	var resumed <-chan struct{}
+	if !f.rebuild {
+		resumed = f.p.ctl.resumes()
+	}
 
 	for {
 		var b decodedBatch
 		select {
 		case b = <-batches:
+		case <-resumed:
+			return errResubscribe
 		case <-ctx.Done():
 			return ctx.Err()
 		}

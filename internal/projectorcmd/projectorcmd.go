@@ -10,15 +10,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/admin"
 	"github.com/orderly/orderly/internal/config"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/tracing"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/viewstore"
 )
@@ -98,7 +102,8 @@ func Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("projector", flag.ContinueOnError)
 	var c common
 	c.register(fs, LiveBatchSize)
-	metricsListen := fs.String("metrics-listen", "127.0.0.1:9102", `address serving /metrics and /healthz ("" disables it)`)
+	metricsListen := fs.String("metrics-listen", "127.0.0.1:9102", `address serving /metrics, /healthz and the AdminService's REST routes ("" disables it)`)
+	adminListen := fs.String("admin-listen", "", `gRPC address of orderly.v1.AdminService for the views projected here ("" serves it over REST only, on -metrics-listen)`)
 	grace := serve.GraceFlag(fs)
 	var secFlags serve.SecurityFlags
 	secFlags.Register(fs)
@@ -114,6 +119,11 @@ func Run(ctx context.Context, args []string) error {
 	}
 	var closers serve.Closers // closed by serve.Run, or here after a failed start
 	defer closers.Close()
+	flushTraces, err := tracing.Start(ctx, "projector", log)
+	if err != nil {
+		return err
+	}
+	closers.Add("tracing", flushTraces) // first added, last closed
 	closers.Add("event store connection", conn.Close)
 	closers.Add("views", store.Close)
 
@@ -123,19 +133,37 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	plan := serve.Plan{Background: []serve.Task{{Name: "projector", Run: p.Run}}, Closers: &closers}
-	sec, err := secFlags.Build(ctx, log, *metricsListen)
+	sec, err := secFlags.Build(ctx, log, *metricsListen, *adminListen)
 	if err != nil {
 		return err
 	}
+	// The AdminService answers for the views; the saga is command-svc's.
+	ops := admin.New(admin.Options{Projector: p, Views: store, Conn: conn, Process: "projector", Log: log.With("component", "admin")})
+	plan := serve.Plan{Background: []serve.Task{{Name: "projector", Run: p.Run}, {Name: "admin", Run: ops.Run}}, Closers: &closers}
+	gs, hs := serve.NewGRPCServer(log, metrics, sec)
+	ops.Register(gs)
+	closers.Add("admin server", func() error { gs.Stop(); return nil }) // served in memory by the REST routes too
+	hs.SetServingStatus(orderlyv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if *adminListen != "" {
+		lis, err := net.Listen("tcp", *adminListen)
+		if err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		plan.Servers = append(plan.Servers, serve.GRPC("admin", gs, lis))
+		log.Info("serving the AdminService", "addr", lis.Addr().String())
+	}
 	if *metricsListen != "" {
+		handler, closeConns, err := serve.NewGateway(ctx, metrics, sec, serve.Upstream{Server: gs, Register: admin.RegisterGateway})
+		if err != nil {
+			return err
+		}
+		closers.Add("gateway connections", closeConns)
 		lis, err := net.Listen("tcp", *metricsListen)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
-		hs := serve.NewHTTPServer(serve.NewHTTPHandler(http.NotFoundHandler(), metrics, sec), sec)
-		plan.Servers = append(plan.Servers, serve.HTTP("metrics", hs, lis))
-		log.Info("serving metrics", "addr", lis.Addr().String())
+		plan.Servers = append(plan.Servers, serve.HTTP("metrics", serve.NewHTTPServer(handler, sec), lis))
+		log.Info("serving metrics and the AdminService's REST routes", "addr", lis.Addr().String())
 	}
 	return serve.Run(ctx, log, *grace, plan)
 }

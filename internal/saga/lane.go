@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/orderly/orderly/internal/eventcodec"
+	"github.com/orderly/orderly/internal/tracing"
 )
 
 // lane runs its events one at a time, in the order dispatched (log order),
@@ -19,6 +23,7 @@ func (s *Saga) lane(ctx context.Context, jobs <-chan job) {
 				return // abandoned: unfinished, so the watermark stays before it
 			}
 			s.wm.finish(j.done)
+			s.meter.Add(1)
 			<-s.slots
 			s.metrics.handled.WithLabelValues(j.raw.EventType).Inc()
 			if s.unsaved.Add(1) >= int64(s.opts.CheckpointEvery) {
@@ -44,6 +49,12 @@ func (s *Saga) process(ctx context.Context, j job) bool {
 	if j.err == nil && s.ahead.take(j.rec.EventID) {
 		return true // its step was taken right after the step that recorded it
 	}
+	// The step continues the trace of the command that appended the event.
+	ctx, span := tracing.Tracer().Start(tracing.FromIDs(ctx, j.rec.Meta.TraceID, j.rec.Meta.SpanID), "saga "+j.raw.EventType,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+			attribute.String("orderly.stream", j.raw.StreamID), attribute.Int64("orderly.revision", int64(j.raw.EventNumber)),
+			attribute.Int64("orderly.position", int64(j.raw.Position.Commit))))
+	defer span.End()
 	for failures := 1; ; failures++ {
 		err := s.react(ctx, j.rec, j.err)
 		var p *poison
@@ -51,11 +62,14 @@ func (s *Saga) process(ctx context.Context, j job) bool {
 			err = s.setAside(ctx, j.raw, p)
 		}
 		if err == nil {
+			s.lastErr.Clear()
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
+		s.lastErr.Set(err)
+		span.AddEvent("retry", trace.WithAttributes(attribute.String("error", err.Error())))
 		kind := "transient"
 		if errors.Is(err, eventcodec.ErrNewerSchema) {
 			kind = "newer_schema"

@@ -48,6 +48,7 @@ import (
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/opstate"
 )
 
 // Commands are the commands the saga issues; *command.Service has them.
@@ -172,6 +173,13 @@ type Saga struct {
 	// Owned by Run's goroutine: whether a subscription ever succeeded (the
 	// next ones count as resubscriptions), and whether it caught up once.
 	subscribed, caughtUp bool
+
+	// What an operator sees and does (see control.go).
+	gate     opstate.Gate
+	meter    opstate.Meter
+	lastErr  opstate.LastError
+	started  atomic.Bool // the checkpoint is loaded and the dead letters replayed
+	liveOnce atomic.Bool // the subscription caught up once
 }
 
 // New returns a saga that follows the store through conn and issues its
@@ -271,6 +279,7 @@ func (s *Saga) start(ctx context.Context) bool {
 			s.saved = from
 			s.log.Info("saga starting", "from", from.Commit)
 			if err = s.replayDeadLetters(ctx); err == nil {
+				s.started.Store(true)
 				return true
 			}
 		}
@@ -328,15 +337,20 @@ func (s *Saga) follow(ctx context.Context, lanes []chan job) error {
 		case ev.CaughtUp != nil:
 			if !s.caughtUp {
 				s.caughtUp = true
+				s.liveOnce.Store(true)
 				s.log.Info("saga caught up", "dispatched", s.wm.dispatched().Commit)
 			}
 		}
 	}
 }
 
-// dispatch hands one event to its lane once a slot is free; false when ctx
-// ended first.
+// dispatch hands one event to its lane once a slot is free and the saga is
+// not paused; false when ctx ended first.
 func (s *Saga) dispatch(ctx context.Context, lanes []chan job, raw *esdb.RecordedEvent) bool {
+	// Paused: the events dispatched finish, no other starts.
+	if s.gate.Wait(ctx) != nil {
+		return false
+	}
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -36,6 +37,9 @@ func NewGRPCServer(log *slog.Logger, metrics *Metrics, sec Security) (*GRPCServe
 	}
 	srv := &GRPCServer{
 		Server: grpc.NewServer(append([]grpc.ServerOption{
+			// Traces every call, continuing the caller's trace (W3C trace
+			// context in the metadata).
+			grpc.StatsHandler(otelgrpc.NewServerHandler()),
 			grpc.UnaryInterceptor(unary),
 			grpc.StreamInterceptor(stream),
 			// Clients (the EventStoreDB client among them) ping idle connections;

@@ -12,6 +12,8 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -122,6 +124,7 @@ func NewGateway(ctx context.Context, metrics *Metrics, sec Security, upstreams .
 		go func() { _ = u.Server.Serve(inProcessListener{lis}) }()
 		conn, err := grpc.NewClient("passthrough:///in-process",
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
 		if err != nil {
 			_ = closeConns()
@@ -133,8 +136,15 @@ func NewGateway(ctx context.Context, metrics *Metrics, sec Security, upstreams .
 			return nil, nil, fmt.Errorf("gateway: register: %w", err)
 		}
 	}
-	return NewHTTPHandler(http.MaxBytesHandler(mux, MaxRequestBody), metrics, sec), closeConns, nil
+	// otelhttp traces each REST call, continuing the caller's trace; the
+	// gRPC handler it reaches runs in that span.
+	api := otelhttp.NewHandler(http.MaxBytesHandler(mux, MaxRequestBody), "rest", otelhttp.WithSpanNameFormatter(restSpanName))
+	return NewHTTPHandler(api, metrics, sec), closeConns, nil
 }
+
+// restSpanName names a REST call's span by its method only: paths carry
+// IDs, which would make every span name unique.
+func restSpanName(_ string, r *http.Request) string { return "HTTP " + r.Method }
 
 // MaxRequestBody bounds a REST request body as gRPC's default receive limit
 // bounds a message: calls no longer pass through a gRPC transport, and a
