@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"unicode/utf8"
 
@@ -24,7 +23,6 @@ const (
 	maxEventsPage     = 100
 	maxShownBytes     = 16 << 10
 	maxStreamName     = 1024
-	allStream         = "$all"
 )
 
 // ReadEvents reads a stream or $all, newest first, for the console's
@@ -46,11 +44,11 @@ func (s *Service) ReadEvents(ctx context.Context, req *orderlyv1.ReadEventsReque
 		limit = defaultEventsPage
 	}
 	if stream == "" {
-		stream = allStream
+		stream = eventlog.AllStream
 	}
 	before := req.GetBefore()
 	events, err := eventlog.CallWithin(ctx, s.opts.Conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
-		return readBackwards(ctx, c, stream, before, limit+1)
+		return eventlog.ReadRawBackwards(ctx, c, stream, before, uint64(limit+1))
 	})
 	if errors.Is(err, eventlog.ErrStreamNotFound) {
 		return nil, refuse(domain.KindNotFound, "STREAM_NOT_FOUND", "stream %.64q does not exist", stream)
@@ -76,53 +74,10 @@ func (s *Service) ReadEvents(ctx context.Context, req *orderlyv1.ReadEventsReque
 
 // cursor is where e is in stream: its revision, or its commit position in $all.
 func cursor(stream string, e *esdb.RecordedEvent) uint64 {
-	if stream == allStream {
+	if stream == eventlog.AllStream {
 		return e.Position.Commit
 	}
 	return e.EventNumber
-}
-
-// readBackwards reads up to n events of stream (or $all) from before
-// (0: the end) toward the start.
-func readBackwards(ctx context.Context, c *esdb.Client, stream string, before uint64, n int) ([]*esdb.RecordedEvent, error) {
-	var rs *esdb.ReadStream
-	var err error
-	if stream == allStream {
-		var from esdb.AllPosition = esdb.End{}
-		if before > 0 {
-			from = esdb.Position{Commit: before, Prepare: before}
-		}
-		rs, err = c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: from, ResolveLinkTos: false}, uint64(n))
-	} else {
-		var from esdb.StreamPosition = esdb.End{}
-		if before > 0 {
-			from = esdb.Revision(before - 1)
-		}
-		rs, err = c.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: from}, uint64(n))
-	}
-	if err != nil {
-		return nil, readError(stream, err)
-	}
-	defer rs.Close()
-	var out []*esdb.RecordedEvent
-	for {
-		re, err := rs.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, readError(stream, err)
-		}
-		out = append(out, re.Event)
-	}
-}
-
-func readError(stream string, err error) error {
-	var esErr *esdb.Error
-	if errors.As(err, &esErr) && esErr.Code() == esdb.ErrorCodeResourceNotFound {
-		return fmt.Errorf("read %s: %w", stream, eventlog.ErrStreamNotFound)
-	}
-	return fmt.Errorf("read %s: %w", stream, err)
 }
 
 func storedEvent(e *esdb.RecordedEvent) *orderlyv1.StoredEvent {

@@ -39,6 +39,34 @@ func ReadRaw(ctx context.Context, c *esdb.Client, stream string, from, max uint6
 		count = ^uint64(0)
 	}
 	rs, err := c.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(from)}, count)
+	return drain(stream, rs, err)
+}
+
+// ReadRawBackwards reads up to n events of stream, or of $all when stream
+// is AllStream, newest first, from before (0: the end; a revision + 1 of a
+// stream, a commit position of $all) toward the start, without decoding.
+func ReadRawBackwards(ctx context.Context, c *esdb.Client, stream string, before, n uint64) ([]*esdb.RecordedEvent, error) {
+	if stream == AllStream {
+		var from esdb.AllPosition = esdb.End{}
+		if before > 0 {
+			from = esdb.Position{Commit: before, Prepare: before}
+		}
+		rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: from}, n)
+		return drain(stream, rs, err)
+	}
+	var from esdb.StreamPosition = esdb.End{}
+	if before > 0 {
+		from = esdb.Revision(before - 1)
+	}
+	rs, err := c.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: from}, n)
+	return drain(stream, rs, err)
+}
+
+// AllStream names $all for the readers that take it in place of a stream.
+const AllStream = "$all"
+
+// drain collects what a read opened with err returns, to its end.
+func drain(stream string, rs *esdb.ReadStream, err error) ([]*esdb.RecordedEvent, error) {
 	if err != nil {
 		return nil, readErr(stream, err)
 	}
