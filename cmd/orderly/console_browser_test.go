@@ -36,23 +36,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Skip("a headless browser test: go test ./cmd/orderly -run TestConsoleInBrowser -console.browser")
 	}
 	chromium := findChromium(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var logs syncBuffer
-	listening := make(chan allAddrs, 1)
-	stopped := make(chan error, 1)
-	go func() {
-		stopped <- startAll(ctx, []string{"-data", t.TempDir(), "-log-level", "warn",
-			"-eventstore-listen", "127.0.0.1:0", "-commands-listen", "127.0.0.1:0",
-			"-queries-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0"}, func(a allAddrs) { listening <- a }, &logs)
-	}()
-	var addrs allAddrs
-	select {
-	case addrs = <-listening:
-	case err := <-stopped:
-		t.Fatalf("startAll: %v\n%s", err, logs.String())
-	}
-	t.Cleanup(func() { cancel(); <-stopped })
+	addrs, _ := startSystem(t, "-log-level", "warn")
 	base := "http://" + addrs.http
 
 	// A dead letter: the saga's reservation for this order is refused.

@@ -16,28 +16,8 @@ import (
 // -watch redraws the table until interrupted; the REST routes are on the
 // HTTP listener.
 func TestStatus(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var logs syncBuffer
-	listening := make(chan allAddrs, 1)
-	stopped := make(chan error, 1)
-	go func() {
-		stopped <- startAll(ctx, []string{"-data", t.TempDir(), "-log-level", "warn",
-			"-eventstore-listen", "127.0.0.1:0", "-commands-listen", "127.0.0.1:0",
-			"-queries-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0"}, func(a allAddrs) { listening <- a }, &logs)
-	}()
-	var addrs allAddrs
-	select {
-	case addrs = <-listening:
-	case err := <-stopped:
-		t.Fatalf("startAll: %v\n%s", err, logs.String())
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-stopped; err != nil {
-			t.Errorf("startAll: %v", err)
-		}
-	})
+	addrs, _ := startSystem(t, "-log-level", "warn")
+	ctx := callCtx(t)
 
 	var out bytes.Buffer
 	if err := statuscmd.Main(ctx, []string{"-admin", addrs.commands}, &out); err != nil {
