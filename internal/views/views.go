@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/lease"
 )
 
 // View names a view: a set of documents one projection keeps, with its own
@@ -181,6 +182,12 @@ type State struct {
 	// Building is the shadow version a rebuild is filling; 0 when none.
 	Building           Version
 	BuildingCheckpoint uint64
+	// Partitions holds the live version's checkpoint of each partition, by
+	// partition, once the projector's leases are set up in this store
+	// (LeaseProcessor); LiveCheckpoint is then the lowest of them. A
+	// partition no fenced batch has written yet stands at the version's
+	// own checkpoint (the one a rebuild switched live with). Nil before.
+	Partitions []uint64
 }
 
 // Checkpoint returns the checkpoint of version v; ok is false when v is
@@ -224,8 +231,29 @@ type Batch struct {
 	// Checkpoint is the commit position up to which every event has been
 	// applied once the batch is written. It is saved after the documents —
 	// in the same transaction where the store has them — so it never passes
-	// an event whose effect is not stored.
+	// an event whose effect is not stored. Checkpoints never move back: a
+	// lower one than stored leaves the stored one.
 	Checkpoint uint64
+	// Fence, when set, makes Checkpoint the checkpoint of the partitions it
+	// holds, and only if Fence.Owner still holds each at its epoch, checked
+	// in the same write as the checkpoint; otherwise Apply returns an error
+	// wrapping lease.ErrLost and moves no checkpoint (see Writer.Apply for
+	// the documents). Only a live version takes a fenced batch. Nil: the
+	// checkpoint is the whole version's, as a rebuild's shadow, filled by
+	// one process, writes it.
+	Fence *Fence
+}
+
+// LeaseProcessor names the projector's leases in a view store's lease
+// table (package lease): one set of partitions covers every view, since
+// one subscription feeds them all.
+const LeaseProcessor = "projector"
+
+// Fence is the leases a batch's writer holds: the partitions the batch
+// covers, each with the epoch of its lease.
+type Fence struct {
+	Owner string
+	Held  map[int]lease.Epoch
 }
 
 // Check reports a batch whose documents are not view v's.
@@ -267,6 +295,9 @@ type Writer interface {
 	// then the checkpoint. It returns ErrStale if t is no longer writable;
 	// nothing of the batch then counts. Stores without transactions may
 	// have written documents before failing: the guards make retrying safe.
+	// The same holds for a fenced batch whose lease was lost (lease.ErrLost):
+	// its documents may be stored (guarded, so never older than what is
+	// there), no checkpoint of a lost partition moves.
 	Apply(ctx context.Context, t Target, b Batch) error
 	// BeginRebuild creates an empty shadow version of v with checkpoint 0
 	// and returns it. A shadow left by an interrupted rebuild is dropped
@@ -291,5 +322,6 @@ type Writer interface {
 type Store interface {
 	Reader
 	Writer
+	lease.Store
 	Close() error
 }
