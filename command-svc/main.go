@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"time"
 
@@ -16,9 +17,11 @@ import (
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/serve"
 	"github.com/orderly/orderly/internal/tracing"
+	"github.com/orderly/orderly/internal/views/viewstore"
 )
 
 func main() { serve.Main("command-svc", run) }
@@ -37,6 +40,12 @@ func run(ctx context.Context, args []string) error {
 	secFlags.Register(fs)
 	var opts command.Options
 	opts.RegisterFlags(fs)
+	// The saga's partitions are leased in the view store, beside the
+	// projector's.
+	var leaseStore viewstore.Config
+	leaseStore.RegisterFlags(fs)
+	var shared lease.Config
+	shared.RegisterFlags(fs)
 	if err := config.Parse(fs, "ORDERLY", args); err != nil {
 		return err
 	}
@@ -74,7 +83,13 @@ func run(ctx context.Context, args []string) error {
 	// are the projector's.
 	adminOpts := admin.Options{Conn: conn, StoreTimeout: *storeTimeout, Process: "command-svc", Log: log.With("component", "admin")}
 	if *runSaga {
-		credit, err := saga.New(conn, commands, log.With("component", "saga"), saga.Options{StoreTimeout: *storeTimeout, Workers: *sagaWorkers, Registerer: metrics.Registry})
+		leases, err := viewstore.Open(ctx, leaseStore)
+		if err != nil {
+			return fmt.Errorf("the saga's lease store: %w", err)
+		}
+		closers.Add("lease store", leases.Close)
+		credit, err := saga.New(conn, commands, log.With("component", "saga"), saga.Options{StoreTimeout: *storeTimeout, Workers: *sagaWorkers,
+			Registerer: metrics.Registry, Leases: leases, Lease: shared})
 		if err != nil {
 			return err
 		}

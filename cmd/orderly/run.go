@@ -25,6 +25,7 @@ import (
 	"github.com/orderly/orderly/internal/console"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/query"
 	"github.com/orderly/orderly/internal/saga"
@@ -48,6 +49,7 @@ type allConfig struct {
 	mongoGiven   bool
 	logLevel     string
 	sagaWorkers  int
+	lease        lease.Config
 	// storeTimeout bounds each store call of the commands and the queries.
 	storeTimeout time.Duration
 	grace        *time.Duration
@@ -73,6 +75,7 @@ func parseAll(args []string) (allConfig, error) {
 	fs.StringVar(&c.storeUsers, "eventstore-users", "", "file of embedded event store users, one `NAME PASSWORD [GROUP,...]` a line, besides admin (whose password is "+AdminPasswordEnv+", which turns its access control on)")
 	c.views.RegisterFlags(fs)
 	c.commands.RegisterFlags(fs)
+	c.lease.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
 			"       orderly eventstore [flags]  run only the embedded event store\n"+
@@ -174,11 +177,12 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		return err
 	}
 	closers.Add("command snapshots", func() error { commands.Close(); return nil }) // before the store closes
-	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry, Workers: cfg.sagaWorkers})
+	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry, Workers: cfg.sagaWorkers,
+		Leases: vs, Lease: cfg.lease})
 	if err != nil {
 		return err
 	}
-	projector, err := projection.New(conn, vs, log.With("service", "projector"), projection.Options{Registerer: metrics.Registry, Notifier: notifier})
+	projector, err := projection.New(conn, vs, log.With("service", "projector"), projection.Options{Registerer: metrics.Registry, Notifier: notifier, Lease: cfg.lease})
 	if err != nil {
 		return err
 	}

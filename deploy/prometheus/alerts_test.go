@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/serve"
+	"github.com/orderly/orderly/internal/views/sqlite"
 )
 
 type ruleFile struct {
@@ -179,7 +181,12 @@ func registeredMetrics(t *testing.T) *recorder {
 		t.Fatal(err)
 	}
 	t.Cleanup(commands.Close)
-	if _, err := saga.New(conn, commands, log, saga.Options{Registerer: rec}); err != nil {
+	leases, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "views.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = leases.Close() })
+	if _, err := saga.New(conn, commands, log, saga.Options{Registerer: rec, Leases: leases}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := projection.New(conn, nil, log, projection.Options{Registerer: rec}); err != nil {

@@ -65,12 +65,13 @@ func startOn(t *testing.T, env *commandtest.Env, h hosting) *system {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sys := &system{env: env}
 	opts := admin.Options{Conn: env.Conn, Process: "admin-test", Log: log}
+	// The view store holds the views and both processors' leases.
+	vs, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "views.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vs.Close() })
 	if h.projector {
-		vs, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "views.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = vs.Close() })
 		p, err := projection.New(env.Conn, vs, log, projection.Options{Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			t.Fatal(err)
@@ -80,7 +81,7 @@ func startOn(t *testing.T, env *commandtest.Env, h hosting) *system {
 		opts.Projector, opts.Views = p, vs
 	}
 	if h.saga {
-		s, err := saga.New(env.Conn, env.Service, log, saga.Options{MinBackoff: 20 * time.Millisecond, Registerer: prometheus.NewRegistry()})
+		s, err := saga.New(env.Conn, env.Service, log, saga.Options{MinBackoff: 20 * time.Millisecond, Registerer: prometheus.NewRegistry(), Leases: vs})
 		if err != nil {
 			t.Fatal(err)
 		}

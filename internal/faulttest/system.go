@@ -78,20 +78,22 @@ func Start(t testing.TB, cfg Config) *System {
 	}
 	orderly, commandSvc, projector := Binary(t, "cmd/orderly"), Binary(t, "command-svc"), Binary(t, "projector")
 	timeout := "-store-timeout=" + cfg.StoreTimeout.String()
+	// Both processors lease their partitions in the view store; a short
+	// TTL lets a restarted one take over from the one killed soon.
+	viewFlags := []string{"-views", cfg.Views, "-data", dir, "-mongo-uri", cfg.MongoURI, "-mongo-db", s.ViewStore.MongoDatabase,
+		"-mongo-bulk-size", fmt.Sprint(s.ViewStore.MongoBulkSize), "-lease-ttl", leaseTTL.String()}
 	s.EventStore = startProc(t, s.Faults, "eventstore", orderly, esAddr,
 		"eventstore", "-listen", esAddr, "-data", filepath.Join(dir, "eventstore"))
 
 	metrics := loopback.FreeAddr(t)
-	s.Projector = startProc(t, s.Faults, "projector", projector, metrics, append([]string{
+	s.Projector = startProc(t, s.Faults, "projector", projector, metrics, slices.Concat([]string{
 		"-eventstore", s.ConnString, "-metrics-listen", metrics, timeout, "-log-level", "warn",
-		"-views", cfg.Views, "-data", dir, "-mongo-uri", cfg.MongoURI, "-mongo-db", s.ViewStore.MongoDatabase,
-		"-mongo-bulk-size", fmt.Sprint(s.ViewStore.MongoBulkSize),
-	}, cfg.ProjectorFlags...)...)
+	}, viewFlags, cfg.ProjectorFlags)...)
 
 	sagaAddr := loopback.FreeAddr(t)
-	s.Saga = startProc(t, s.Faults, "saga", commandSvc, sagaAddr,
+	s.Saga = startProc(t, s.Faults, "saga", commandSvc, sagaAddr, slices.Concat([]string{
 		"-eventstore", s.ConnString, "-grpc-listen", sagaAddr, "-http-listen", "", timeout, "-log-level", "warn",
-		"-saga=true", "-saga-workers", "16")
+		"-saga=true", "-saga-workers", "16"}, viewFlags)...)
 
 	cmdAddr := loopback.FreeAddr(t)
 	s.Commands = startProc(t, s.Faults, "command-svc", commandSvc, cmdAddr,
@@ -106,6 +108,10 @@ func Start(t testing.TB, cfg Config) *System {
 	s.client = orderlyv1.NewCommandServiceClient(cc)
 	return s
 }
+
+// leaseTTL is the processors' lease TTL: short, so that a processor killed
+// and started again takes its partitions back within a few seconds.
+const leaseTTL = 2 * time.Second
 
 // CommandClient is a gRPC client of command-svc.
 func (s *System) CommandClient() orderlyv1.CommandServiceClient { return s.client }
@@ -165,7 +171,7 @@ func (s *System) Sources() invariant.Sources {
 		s.t.Fatalf("open the views: %v", err)
 	}
 	s.t.Cleanup(func() { _ = vs.Close() })
-	return invariant.Sources{Store: es, Views: vs}
+	return invariant.Sources{Store: es, Views: vs, Leases: vs}
 }
 
 // fmtCounts formats counts by name, sorted: "a=1 b=2".

@@ -9,6 +9,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/views"
 )
 
@@ -52,21 +53,44 @@ type viewLane[D any] struct {
 	// skipped is set once the lane passed over a batch while paused: it
 	// is behind until the follower resubscribes.
 	skipped bool
+	// share, in a live lane, is the partitions this instance holds; nil in
+	// a rebuild, which writes every partition.
+	share *share
+}
+
+// share is the partitions of the work a live follower holds, with where
+// each stood when the follower subscribed (a lane skips what its
+// partition has applied already) and the fence its batches carry.
+type share struct {
+	n      int
+	floors map[int]uint64
+	fence  views.Fence
+}
+
+// whole reports whether sh is every partition (or no share: a rebuild).
+func (sh *share) whole() bool { return sh == nil || len(sh.floors) == sh.n }
+
+// floor returns where the partition of stream stood, and false if this
+// instance does not hold it.
+func (sh *share) floor(stream string) (uint64, bool) {
+	cp, ok := sh.floors[lease.Of(stream, sh.n)]
+	return cp, ok
 }
 
 // newLane returns the lane writing t from checkpoint cp, having been
 // through events of $all already (a rebuild that resubscribes).
-func (f *follower) newLane(t views.Target, cp, events uint64) lane {
+// sh, when set, limits it to the partitions sh holds.
+func (f *follower) newLane(t views.Target, cp, events uint64, sh *share) lane {
 	switch t.View {
 	case views.Orders:
-		return newViewLane(f, orders, t, cp, events)
+		return newViewLane(f, orders, t, cp, events, sh)
 	case views.Customers:
-		return newViewLane(f, customers, t, cp, events)
+		return newViewLane(f, customers, t, cp, events, sh)
 	}
 	panic("projection: no lane for view " + string(t.View)) // views.Valid is checked by the callers
 }
 
-func newViewLane[D any](f *follower, k kind[D], t views.Target, cp, events uint64) *viewLane[D] {
+func newViewLane[D any](f *follower, k kind[D], t views.Target, cp, events uint64, sh *share) *viewLane[D] {
 	var ctl *viewControl
 	if !f.rebuild {
 		ctl = f.p.ctl.views[t.View]
@@ -80,6 +104,7 @@ func newViewLane[D any](f *follower, k kind[D], t views.Target, cp, events uint6
 		cp:     cp,
 		log:    f.log.With("view", string(t.View), "version", t.Version),
 		events: events,
+		share:  sh,
 	}
 }
 
@@ -91,7 +116,21 @@ func (l *viewLane[D]) decode(events []*esdb.RecordedEvent, floor uint64) decoded
 	for len(events) > 0 && events[0].Position.Commit <= floor {
 		events = events[1:]
 	}
-	return l.pipe.decode(events)
+	if l.share == nil || len(events) == 0 {
+		return l.pipe.decode(events)
+	}
+	// Every event of the batch is seen, whichever partition it is in: the
+	// checkpoint of the partitions held passes the others' events too.
+	last := events[len(events)-1]
+	ours := make([]*esdb.RecordedEvent, 0, len(events))
+	for _, e := range events {
+		if cp, ok := l.share.floor(e.StreamID); ok && e.Position.Commit > cp {
+			ours = append(ours, e)
+		}
+	}
+	d := l.pipe.decode(ours)
+	d.last, d.lastAt, d.events = last.Position.Commit, last.CreatedDate, len(events)
+	return d
 }
 
 func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) error {
@@ -114,6 +153,9 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 		batch, err := l.pipe.fold(sctx, l.t, d)
 		if err == nil {
 			batch.Checkpoint = next
+			if l.share != nil {
+				batch.Fence = &l.share.fence
+			}
 			err = l.f.p.store.Apply(sctx, l.t, batch)
 		}
 		timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded)
@@ -140,7 +182,9 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 				traceApplied(l.t, d, start)
 				l.ctl.applied(next, d, len(batch.DeadLetters))
 			}
-			if !l.f.rebuild {
+			if !l.f.rebuild && l.share.whole() {
+				// Only the instance doing all the work knows the view's
+				// checkpoint; with others sharing it, waiters read the store.
 				l.f.p.publish(l.t.View, next)
 			}
 			l.events += uint64(d.events)
@@ -149,7 +193,7 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 			}
 			return nil
 		}
-		if errors.Is(err, views.ErrStale) || ctx.Err() != nil {
+		if errors.Is(err, views.ErrStale) || errors.Is(err, lease.ErrLost) || ctx.Err() != nil {
 			return err
 		}
 		m.errors.WithLabelValues(view, run, errStore).Inc()

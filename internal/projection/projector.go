@@ -26,12 +26,14 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/views"
 )
 
@@ -69,6 +71,10 @@ type Options struct {
 	Notifier *views.Notifier
 	// Progress, when set, receives a rebuild's progress after every batch.
 	Progress func(Progress)
+	// Lease shares the live projection with the other projectors of the
+	// same view store (see package lease); its Processor is
+	// views.LeaseProcessor. A rebuild takes no leases.
+	Lease lease.Config
 }
 
 const (
@@ -88,6 +94,7 @@ type Projector struct {
 	opts    Options
 	metrics *metrics
 	ctl     *controls
+	leases  *lease.Manager
 }
 
 // New returns a projector; it does nothing until Run or Rebuild.
@@ -116,14 +123,44 @@ func New(conn *eventlog.Conn, store views.Store, log *slog.Logger, opts Options)
 	if opts.BatchSize < 1 || opts.Partitions < 1 || opts.StoreTimeout < 0 || opts.EventStoreTimeout < 0 {
 		return nil, fmt.Errorf("projection: batch size and partitions must be positive, timeouts not negative: %+v", opts)
 	}
-	return &Projector{conn: conn, store: store, log: log, opts: opts, metrics: newMetrics(opts.Registerer), ctl: newControls()}, nil
+	opts.Lease.Processor, opts.Lease.Registerer = views.LeaseProcessor, opts.Registerer
+	leases, err := lease.NewManager(store, opts.Lease, log.With("component", "leases"))
+	if err != nil {
+		return nil, fmt.Errorf("projection: %w", err)
+	}
+	return &Projector{conn: conn, store: store, log: log, opts: opts, metrics: newMetrics(opts.Registerer), ctl: newControls(), leases: leases}, nil
 }
 
-// Run keeps every view's live version up to date until ctx is done, then
-// returns nil. It retries every failure itself, so it returns nothing else.
+// Run keeps every view's live version up to date, in the partitions this
+// projector holds among those sharing the view store, until ctx is done;
+// then it gives its partitions back and returns nil. It retries every
+// failure itself; it returns an error only when the view store refuses
+// its partition count.
 func (p *Projector) Run(ctx context.Context) error {
-	p.log.Info("projecting", "views", views.All(), "batch_size", p.opts.BatchSize, "batch_wait", p.opts.BatchWait.String())
-	_ = newFollower(p, false).runLive(ctx)
+	p.log.Info("projecting", "views", views.All(), "batch_size", p.opts.BatchSize, "batch_wait", p.opts.BatchWait.String(),
+		"instance", p.leases.Owner())
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var leaseErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if leaseErr = p.leases.Run(runCtx); leaseErr != nil {
+			cancel()
+		}
+	})
+	_ = newFollower(p, false).runLive(runCtx)
+	cancel()
+	wg.Wait()
+	if leaseErr != nil {
+		return fmt.Errorf("projection: %w", leaseErr)
+	}
+	// The last batch is written (with its checkpoint): the partitions can
+	// go to the others now rather than when their leases expire.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer rcancel()
+	if err := p.leases.Release(rctx); err != nil {
+		p.log.Warn("partitions not released; the others take them when the leases expire", "err", err)
+	}
 	return nil
 }
 

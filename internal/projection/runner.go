@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/views"
 )
 
@@ -58,28 +61,42 @@ var errSwitched = errors.New("switched")
 // errResubscribe asks for a fresh subscription from the checkpoints.
 var errResubscribe = errors.New("resubscribe")
 
-// runLive follows the live versions of every view until ctx ends. Whatever
-// fails — the subscription, the event store, the view store, a switch to a
-// rebuilt version — it starts again from the live checkpoints, after a
-// backoff unless a version merely changed.
+// runLive follows the live versions of every view, in the partitions this
+// instance holds, until ctx ends. Whatever fails — the subscription, the
+// event store, the view store, a switch to a rebuilt version, a lease — it
+// starts again from the live checkpoints, after a backoff unless a version
+// or the partitions held merely changed.
 func (f *follower) runLive(ctx context.Context) error {
 	var failures int
 	for {
+		held, moved := f.p.leases.Held()
+		if len(held) == 0 {
+			select {
+			case <-moved:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		kind := errStore
-		lanes, err := f.liveLanes(ctx)
+		lanes, err := f.liveLanes(ctx, held)
 		if err == nil {
-			kind, err = errSubscription, f.follow(ctx, lanes)
+			kind, err = errSubscription, f.follow(ctx, lanes, moved)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, views.ErrStale) {
+		switch {
+		case errors.Is(err, views.ErrStale):
 			f.log.Info("view version switched; following the new live version", "reason", err)
 			failures = 0
 			continue
-		}
-		if errors.Is(err, errResubscribe) {
-			continue // a view was resumed
+		case errors.Is(err, lease.ErrLost):
+			f.log.Warn("a batch was refused: this instance lost a partition's lease; following the partitions it still holds", "reason", err)
+			f.p.leases.Refused(ctx)
+			continue
+		case errors.Is(err, errResubscribe):
+			continue // a view was resumed, or the partitions held changed
 		}
 		failures++
 		f.countError(views.All(), kind)
@@ -94,23 +111,33 @@ func (f *follower) runLive(ctx context.Context) error {
 	}
 }
 
-// liveLanes returns a lane for every view's live version. It refuses to
-// follow a view whose checkpoint is past the event store's head (the store
-// was restored from an older backup): events the store appends next would
-// land below that checkpoint and be skipped. A rebuild resolves it; runLive
-// tries again meanwhile.
-func (f *follower) liveLanes(ctx context.Context) ([]lane, error) {
+// liveLanes returns a lane for every view's live version, limited to the
+// partitions held. It refuses to follow a view whose checkpoint is past
+// the event store's head (the store was restored from an older backup):
+// events the store appends next would land below that checkpoint and be
+// skipped. A rebuild resolves it; runLive tries again meanwhile.
+func (f *follower) liveLanes(ctx context.Context, held map[int]lease.Epoch) ([]lane, error) {
 	var lanes []lane
 	var highest uint64
+	n := f.p.leases.Partitions()
 	for _, v := range views.All() {
 		st, err := f.state(ctx, v)
 		if err != nil {
 			return nil, err
 		}
-		highest = max(highest, st.LiveCheckpoint)
+		if len(st.Partitions) != n {
+			return nil, fmt.Errorf("view %s has %d partitioned checkpoints, want %d", v, len(st.Partitions), n)
+		}
+		sh := &share{n: n, floors: make(map[int]uint64, len(held)), fence: views.Fence{Owner: f.p.leases.Owner(), Held: held}}
+		cp := uint64(math.MaxUint64)
+		for p := range held {
+			sh.floors[p] = st.Partitions[p]
+			cp = min(cp, st.Partitions[p])
+		}
+		highest = max(highest, slices.Max(st.Partitions))
 		f.p.publish(v, st.LiveCheckpoint)
 		f.p.ctl.views[v].begin(st.LiveCheckpoint)
-		lanes = append(lanes, f.newLane(views.Target{View: v, Version: st.Live}, st.LiveCheckpoint, 0))
+		lanes = append(lanes, f.newLane(views.Target{View: v, Version: st.Live}, cp, 0, sh))
 	}
 	// The head is read after the checkpoints: in a consistent store it is
 	// at least any checkpoint read before it.
@@ -149,13 +176,13 @@ func (f *follower) runRebuild(ctx context.Context, targets []views.Target) error
 			if !ok {
 				return fmt.Errorf("rebuild of %s v%d was replaced: %w", t.View, t.Version, views.ErrStale)
 			}
-			lanes = append(lanes, f.newLane(t, cp, read[t.View]))
+			lanes = append(lanes, f.newLane(t, cp, read[t.View], nil))
 		}
 		if err == nil && len(lanes) == 0 {
 			return nil
 		}
 		if err == nil {
-			kind, err = errSubscription, f.follow(ctx, lanes)
+			kind, err = errSubscription, f.follow(ctx, lanes, nil)
 			for _, l := range lanes {
 				read[l.target().View] = l.read()
 			}
@@ -226,14 +253,15 @@ type decodedBatch struct {
 }
 
 // follow subscribes from the lowest checkpoint of lanes and applies batches
-// to every lane until the subscription fails, a lane's version goes stale,
-// a rebuild has switched all its lanes, or ctx ends.
+// to every lane until the subscription fails, a lane's version goes stale
+// or its lease is lost, the partitions held change (moved is closed), a
+// rebuild has switched all its lanes, or ctx ends.
 //
 // Three stages overlap: receiving (the subscription's goroutine), batching
 // and decoding (decodeLoop), and folding and writing (here). Decoding needs
 // no stored state, so the next batch decodes while this one is written;
 // folding reads what the previous batch wrote, so it waits for it.
-func (f *follower) follow(ctx context.Context, lanes []lane) error {
+func (f *follower) follow(ctx context.Context, lanes []lane, moved <-chan struct{}) error {
 	from := lanes[0].checkpoint()
 	for _, l := range lanes {
 		from = min(from, l.checkpoint())
@@ -279,6 +307,8 @@ func (f *follower) follow(ctx context.Context, lanes []lane) error {
 		select {
 		case b = <-batches:
 		case <-resumed:
+			return errResubscribe
+		case <-moved:
 			return errResubscribe
 		case <-ctx.Done():
 			return ctx.Err()

@@ -102,6 +102,7 @@ func Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("projector", flag.ContinueOnError)
 	var c common
 	c.register(fs, LiveBatchSize)
+	c.opts.Lease.RegisterFlags(fs)
 	metricsListen := fs.String("metrics-listen", "127.0.0.1:9102", `address serving /metrics, /healthz and the AdminService's REST routes ("" disables it)`)
 	adminListen := fs.String("admin-listen", "", `gRPC address of orderly.v1.AdminService for the views projected here ("" serves it over REST only, on -metrics-listen)`)
 	grace := serve.GraceFlag(fs)

@@ -32,10 +32,10 @@ func (s *Saga) Status() Status {
 	msg, at := s.lastErr.Get()
 	return Status{
 		Started:         s.started.Load(),
-		CaughtUp:        s.liveOnce.Load() && s.wm.unfinished() == 0,
+		CaughtUp:        s.liveOnce.Load() && s.marks.unfinished() == 0,
 		Paused:          s.gate.Paused(),
-		Position:        s.wm.position().Commit,
-		LagSeconds:      s.wm.lag().Seconds(),
+		Position:        s.marks.position().Commit,
+		LagSeconds:      s.marks.lag().Seconds(),
 		EventsPerSecond: s.meter.Rate(),
 		DeadLetters:     s.dead.count(),
 		LastError:       msg,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/saga"
+	"github.com/orderly/orderly/internal/views/sqlite"
 )
 
 // running is a saga started by a test, with its own metrics.
@@ -36,6 +39,12 @@ func startSagaWith(t testing.TB, env *commandtest.Env, cmds saga.Commands, opts 
 	opts.Registerer = reg
 	if opts.MinBackoff == 0 {
 		opts.MinBackoff = 20 * time.Millisecond
+	}
+	if opts.Leases == nil {
+		opts.Leases = leasesFor(t, env)
+	}
+	if opts.Lease.TTL == 0 {
+		opts.Lease.TTL = testLeaseTTL
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, err := saga.New(env.Conn, cmds, log, opts)
@@ -63,6 +72,61 @@ func startSagaWith(t testing.TB, env *commandtest.Env, cmds saga.Commands, opts 
 	}
 	t.Cleanup(stop)
 	return &running{Saga: s, metrics: reg, stop: stop}
+}
+
+// testLeaseTTL is short, so that a saga killed without releasing its
+// partitions is taken over soon.
+const testLeaseTTL = time.Second
+
+var (
+	leaseStoresMu sync.Mutex
+	leaseStores   = map[*commandtest.Env]leaseStore{}
+)
+
+type leaseStore struct {
+	path  string
+	store *sqlite.Store
+}
+
+// leasesFor is the lease store of env's sagas (a SQLite file, as on one
+// host), opened once per env so that sagas started one after the other
+// share their checkpoints.
+func leasesFor(t testing.TB, env *commandtest.Env) *sqlite.Store {
+	return leaseStoreOf(t, env).store
+}
+
+func leaseStoreOf(t testing.TB, env *commandtest.Env) leaseStore {
+	t.Helper()
+	leaseStoresMu.Lock()
+	defer leaseStoresMu.Unlock()
+	if ls, ok := leaseStores[env]; ok {
+		return ls
+	}
+	path := filepath.Join(t.TempDir(), "leases.db")
+	store, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := leaseStore{path: path, store: store}
+	leaseStores[env] = ls
+	t.Cleanup(func() {
+		leaseStoresMu.Lock()
+		delete(leaseStores, env)
+		leaseStoresMu.Unlock()
+		_ = store.Close()
+	})
+	return ls
+}
+
+// savedCheckpoint is the lowest saved checkpoint of env's saga
+// partitions, 0 if one has none.
+func savedCheckpoint(t testing.TB, env *commandtest.Env) uint64 {
+	t.Helper()
+	cp, err := saga.Checkpoint(ctx(t), leasesFor(t, env), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
 }
 
 // metric sums a counter's or a gauge's values over all its labels.
@@ -100,7 +164,7 @@ func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string))
 	}
 }
 
-func ctx(t *testing.T) context.Context { return commandtest.Ctx(t, 30*time.Second) }
+func ctx(t testing.TB) context.Context { return commandtest.Ctx(t, 30*time.Second) }
 
 // placed is an order a test placed, with what it expects of it.
 type placed struct {

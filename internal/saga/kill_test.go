@@ -17,16 +17,23 @@ import (
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/saga"
+	"github.com/orderly/orderly/internal/views/sqlite"
 )
 
 // childStoreEnv names the store a saga child process (TestSagaProcess)
 // works on.
 const childStoreEnv = "ORDERLY_SAGA_TEST_STORE"
 
+// childLeasesEnv names the SQLite file of the leases a saga child process
+// shares with the test.
+const childLeasesEnv = "ORDERLY_SAGA_TEST_LEASES"
+
 // killNineOpts checkpoint often, so that kills land between checkpoints and
 // in the middle of saving one.
-var killNineOpts = saga.Options{Workers: 8, CheckpointEvery: 3, CheckpointInterval: 20 * time.Millisecond}
+var killNineOpts = saga.Options{Workers: 8, CheckpointEvery: 3, CheckpointInterval: 20 * time.Millisecond,
+	Lease: lease.Config{TTL: testLeaseTTL}}
 
 // TestKillNine kills the saga process with SIGKILL at random moments while
 // clients place and cancel orders, restarting it each time; a last saga
@@ -81,7 +88,7 @@ func killSagaProcess(t *testing.T, env *commandtest.Env) {
 	t.Helper()
 	from := savedCheckpoint(t, env)
 	child := exec.Command(os.Args[0], "-test.run=^TestSagaProcess$")
-	child.Env = append(os.Environ(), childStoreEnv+"="+env.ConnString)
+	child.Env = append(os.Environ(), childStoreEnv+"="+env.ConnString, childLeasesEnv+"="+leaseStoreOf(t, env).path)
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +125,13 @@ func TestSagaProcess(t *testing.T) {
 		t.Skip("runs as TestKillNine's child process")
 	}
 	env := commandtest.StartOn(t, conn, command.Options{})
-	s, err := saga.New(env.Conn, env.Service, slog.New(slog.DiscardHandler), killNineOpts)
+	leases, err := sqlite.Open(context.Background(), os.Getenv(childLeasesEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := killNineOpts
+	opts.Leases = leases
+	s, err := saga.New(env.Conn, env.Service, slog.New(slog.DiscardHandler), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

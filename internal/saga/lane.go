@@ -22,7 +22,7 @@ func (s *Saga) lane(ctx context.Context, jobs <-chan job) {
 			if !s.process(ctx, j) {
 				return // abandoned: unfinished, so the watermark stays before it
 			}
-			s.wm.finish(j.done)
+			j.mark.wm.finish(j.done)
 			s.meter.Add(1)
 			<-s.slots
 			s.metrics.handled.WithLabelValues(j.raw.EventType).Inc()

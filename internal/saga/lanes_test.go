@@ -164,21 +164,3 @@ func TestCheckpointStaysBeforeUnfinished(t *testing.T) {
 		t.Fatalf("stuck order is %v after the restart; want APPROVED", st)
 	}
 }
-
-// savedCheckpoint is the commit position of the saga's last saved
-// checkpoint, 0 if none.
-func savedCheckpoint(t *testing.T, env *commandtest.Env) uint64 {
-	t.Helper()
-	raw, err := eventlog.ReadRaw(ctx(t), env.Store, "saga-credit-checkpoint", 0, 0)
-	if errors.Is(err, eventlog.ErrStreamNotFound) {
-		return 0
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cp struct{ Commit uint64 }
-	if err := json.Unmarshal(raw[len(raw)-1].Data, &cp); err != nil {
-		t.Fatal(err)
-	}
-	return cp.Commit
-}

@@ -15,7 +15,7 @@ type metrics struct {
 
 // newMetrics reads the lag, position and in-flight gauges from w when
 // scraped, so they never disagree with the checkpoint rule.
-func newMetrics(w *watermark) metrics {
+func newMetrics(w *marks) metrics {
 	m := metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderly_saga_events_handled_total",

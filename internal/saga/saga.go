@@ -20,8 +20,11 @@
 // Events run in parallel lanes. All four events carry the customer ID, and
 // an event's lane is chosen by it, so every step of one customer (and so of
 // each of its orders) runs in log order in one lane, and lanes never contend
-// for a customer. The checkpoint is a low watermark: it never passes an event
-// that has not finished. No event is skipped: a failing step is retried in
+// for a customer. The customer also picks the event's partition (package
+// lease): instances of the saga share the partitions, each partition held
+// by one of them, and each has its own checkpoint, saved with its lease and
+// fenced by its epoch. A checkpoint is a low watermark: it never passes an
+// event of its partition that has not finished. No event is skipped: a failing step is retried in
 // its lane, an event of a newer schema waits for an upgraded build, and a
 // malformed event or an unexpected refusal is set aside as a dead letter that
 // the saga replays on every start until it succeeds.
@@ -36,6 +39,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -48,6 +52,7 @@ import (
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/opstate"
 )
 
@@ -61,16 +66,23 @@ type Commands interface {
 
 // Options tune a Saga. Zero values take the defaults.
 type Options struct {
-	// CheckpointStream is where the saga records how far it got. Two sagas
-	// with different streams both handle every event (harmlessly). Default
-	// "saga-credit-checkpoint".
+	// Leases is where the saga's partitions are leased and their
+	// checkpoints kept: the view store. Required.
+	Leases lease.Store
+	// Lease configures the sharing; its Processor defaults to
+	// DefaultProcessor. Two sagas with different processors both handle every
+	// event (harmlessly).
+	Lease lease.Config
+	// CheckpointStream is where earlier builds recorded how far the saga
+	// got, in one checkpoint: a partition with no checkpoint of its own
+	// yet starts from there. Default "saga-credit-checkpoint".
 	CheckpointStream string
 	// DeadLetterStream is where the saga sets aside the events it cannot
 	// act on, and records their resolution. Default
 	// "saga-credit-dead-letters".
 	DeadLetterStream string
 	// CheckpointMaxCount is the $maxCount set on CheckpointStream at start,
-	// so it keeps only the latest checkpoints. Default
+	// so that what earlier builds wrote there is bounded. Default
 	// DefaultCheckpointMaxCount.
 	CheckpointMaxCount uint64
 	// CheckpointEvery and CheckpointInterval bound the work redone after a
@@ -107,6 +119,9 @@ const (
 )
 
 func (o *Options) setDefaults() {
+	if o.Lease.Processor == "" {
+		o.Lease.Processor = DefaultProcessor
+	}
 	if o.CheckpointStream == "" {
 		o.CheckpointStream = "saga-credit-checkpoint"
 	}
@@ -153,9 +168,12 @@ type Saga struct {
 	log      *slog.Logger
 	opts     Options
 	metrics  metrics
-	wm       watermark
-	dead     deadLetters
-	ahead    ahead
+	marks    marks
+	leases   *lease.Manager
+	// legacy is CheckpointStream's checkpoint, read at start.
+	legacy esdb.Position
+	dead   deadLetters
+	ahead  ahead
 
 	// followSlots bounds the follow-up steps running beside the lanes;
 	// follows waits for them on the way out.
@@ -169,7 +187,6 @@ type Saga struct {
 	// CheckpointEvery a nudge asks the saver to save early.
 	unsaved atomic.Int64
 	nudge   chan struct{}
-	saved   esdb.Position // owned by the saver, then by shutdown
 	// Owned by Run's goroutine: whether a subscription ever succeeded (the
 	// next ones count as resubscriptions), and whether it caught up once.
 	subscribed, caughtUp bool
@@ -188,10 +205,18 @@ func New(conn *eventlog.Conn, commands Commands, log *slog.Logger, opts Options)
 	if opts.Workers < 0 || opts.LaneQueue < 0 || opts.MaxInFlight < 0 {
 		return nil, fmt.Errorf("saga: workers %d, lane queue %d, max in flight %d: none may be negative", opts.Workers, opts.LaneQueue, opts.MaxInFlight)
 	}
+	if opts.Leases == nil {
+		return nil, errors.New("saga: no lease store")
+	}
 	opts.setDefaults()
-	s := &Saga{conn: conn, commands: commands, reg: opts.Registry, log: log, opts: opts,
+	opts.Lease.Registerer = opts.Registerer
+	leases, err := lease.NewManager(opts.Leases, opts.Lease, log.With("component", "leases"))
+	if err != nil {
+		return nil, fmt.Errorf("saga: %w", err)
+	}
+	s := &Saga{leases: leases, conn: conn, commands: commands, reg: opts.Registry, log: log, opts: opts,
 		slots: make(chan struct{}, opts.MaxInFlight), followSlots: make(chan struct{}, opts.MaxInFlight), nudge: make(chan struct{}, 1)}
-	s.metrics = newMetrics(&s.wm)
+	s.metrics = newMetrics(&s.marks)
 	if opts.Registerer != nil {
 		for _, c := range s.metrics.collected {
 			if err := opts.Registerer.Register(c); err != nil {
@@ -202,65 +227,130 @@ func New(conn *eventlog.Conn, commands Commands, log *slog.Logger, opts Options)
 	return s, nil
 }
 
-// Position is the commit position up to which the saga has finished the
-// log: every event of its interest at or below it has been acted upon, or
-// set aside as a dead letter. Tests and the all-in-one use it to wait for
-// the saga.
-func (s *Saga) Position() uint64 { return s.wm.position().Commit }
+// Position is the commit position up to which this instance has finished
+// the log in the partitions it holds: every event of theirs at or below it
+// has been acted upon, or set aside as a dead letter. Tests and the
+// all-in-one, whose saga holds every partition, use it to wait for the saga.
+func (s *Saga) Position() uint64 { return s.marks.position().Commit }
+
+// Instance names this saga among those sharing the work.
+func (s *Saga) Instance() string { return s.leases.Owner() }
 
 // job is one event on its way through a lane.
 type job struct {
 	raw  *esdb.RecordedEvent
 	rec  eventlog.Recorded
 	err  error // from decoding rec
+	mark *mark
 	done *list.Element
 }
 
-// Run follows the log from the saga's checkpoint until ctx is done, then
-// saves the checkpoint and returns nil. It survives the store going away: a
-// dropped subscription is resubscribed from the watermark after a capped
-// exponential backoff, while the lanes go on with what they hold.
+// Run follows the log in the partitions this instance holds, from their
+// checkpoints, until ctx is done, then saves the checkpoints, gives the
+// partitions back and returns nil; it returns an error only when the lease
+// store refuses the partition count. It survives the store going away: a
+// dropped subscription is resubscribed from the watermarks after a capped
+// exponential backoff, while the lanes go on with what they hold; a change
+// of the partitions held resubscribes at once.
 func (s *Saga) Run(ctx context.Context) error {
 	if !s.start(ctx) {
 		s.follows.Wait()
 		s.log.Info("saga stopped before it started")
 		return nil
 	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var leaseErr error
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		if leaseErr = s.leases.Run(runCtx); leaseErr != nil {
+			cancel()
+		}
+	})
 	lanes := make([]chan job, s.opts.Workers)
 	for i := range lanes {
 		lanes[i] = make(chan job, s.opts.LaneQueue)
-		wg.Go(func() { s.lane(ctx, lanes[i]) })
+		wg.Go(func() { s.lane(runCtx, lanes[i]) })
 	}
-	wg.Go(func() { s.saveLoop(ctx) })
+	wg.Go(func() { s.saveLoop(runCtx) })
 
-	for failures := 0; ; {
-		before := s.wm.dispatched()
-		err := s.follow(ctx, lanes)
-		if ctx.Err() != nil {
-			break
+	for failures := 0; runCtx.Err() == nil; {
+		held, moved := s.leases.Held()
+		if err := s.hold(runCtx, held); err != nil {
+			failures++
+			delay := backoff(s.opts.MinBackoff, s.opts.MaxBackoff, failures)
+			s.log.Warn("saga cannot read its checkpoints; retrying", "err", err, "after", delay.String())
+			sleep(runCtx, delay)
+			continue
 		}
-		if s.wm.dispatched() != before {
+		if len(held) == 0 {
+			select {
+			case <-moved:
+			case <-runCtx.Done():
+			}
+			continue
+		}
+		before := s.marks.position()
+		err := s.follow(runCtx, lanes, moved)
+		if runCtx.Err() != nil || errors.Is(err, errMoved) {
+			continue
+		}
+		if s.marks.position() != before {
 			failures = 0 // it made progress: the next failure starts a fresh backoff
 		}
 		failures++
 		delay := backoff(s.opts.MinBackoff, s.opts.MaxBackoff, failures)
-		s.log.Warn("saga subscription lost; resubscribing", "err", err, "after", delay.String(), "from", s.wm.position().Commit)
-		if !sleep(ctx, delay) {
-			break
-		}
+		s.log.Warn("saga subscription lost; resubscribing", "err", err, "after", delay.String(), "from", s.marks.position().Commit)
+		sleep(runCtx, delay)
 	}
 	// The lanes abandon their events on ctx: the watermark stays before
 	// them, and the next run handles them again. A follow-up cut short is
 	// taken by its event's delivery after the restart.
+	cancel()
 	wg.Wait()
 	s.follows.Wait()
 	s.shutdown()
+	if leaseErr != nil {
+		return fmt.Errorf("saga: %w", leaseErr)
+	}
 	return nil
 }
 
-// start loads the checkpoint and replays the dead letters, retrying until
-// it succeeds or ctx is done.
+// errMoved ends a subscription when the partitions held change.
+var errMoved = errors.New("the partitions held changed")
+
+// hold makes the marks those of held, reading the checkpoints of the
+// partitions newly held from the lease store.
+func (s *Saga) hold(ctx context.Context, held map[int]lease.Epoch) error {
+	known := s.marks.held()
+	fresh := false
+	for p, e := range held {
+		if mk, ok := known[p]; !ok || mk.epoch != e {
+			fresh = true
+		}
+	}
+	from := map[int]esdb.Position{}
+	if fresh {
+		ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
+		defer cancel()
+		snap, err := s.opts.Leases.ScanLeases(ctx, s.opts.Lease.Processor)
+		if err != nil {
+			return fmt.Errorf("read the checkpoints: %w", err)
+		}
+		for _, l := range snap.Leases {
+			cp := esdb.Position{Commit: l.Checkpoint.Commit, Prepare: l.Checkpoint.Prepare}
+			if cp == (esdb.Position{}) {
+				cp = s.legacy
+			}
+			from[l.Partition] = cp
+		}
+	}
+	s.marks.hold(held, from)
+	return nil
+}
+
+// start loads the legacy checkpoint and replays the dead letters, retrying
+// until it succeeds or ctx is done.
 func (s *Saga) start(ctx context.Context) bool {
 	bounded := false
 	for failures := 1; ; failures++ {
@@ -270,14 +360,13 @@ func (s *Saga) start(ctx context.Context) bool {
 			// start tries again.
 			err := s.boundCheckpoints(ctx)
 			if bounded = err == nil; !bounded {
-				s.log.Warn("saga keeps every checkpoint", "err", err)
+				s.log.Warn("saga cannot bound its legacy checkpoint stream", "err", err)
 			}
 		}
-		from, err := s.loadCheckpoint(ctx)
+		legacy, err := s.loadCheckpoint(ctx)
 		if err == nil {
-			s.wm.from(from)
-			s.saved = from
-			s.log.Info("saga starting", "from", from.Commit)
+			s.legacy = legacy
+			s.log.Info("saga starting", "instance", s.leases.Owner(), "partitions", s.leases.Partitions())
 			if err = s.replayDeadLetters(ctx); err == nil {
 				s.started.Store(true)
 				return true
@@ -294,13 +383,21 @@ func (s *Saga) start(ctx context.Context) bool {
 	}
 }
 
-// follow subscribes from the watermark and dispatches events to the lanes
-// until the subscription drops or ctx is done. It blocks while the lanes
-// are full: the subscription is then the buffer.
-func (s *Saga) follow(ctx context.Context, lanes []chan job) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var from esdb.AllPosition = s.wm.position()
+// follow subscribes from the lowest watermark held and dispatches the
+// events of the partitions held to the lanes until the subscription drops,
+// the partitions held change (errMoved), or ctx is done. It blocks while
+// the lanes are full: the subscription is then the buffer.
+func (s *Saga) follow(ctx context.Context, lanes []chan job, moved <-chan struct{}) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-moved:
+			cancel(errMoved)
+		case <-ctx.Done():
+		}
+	}()
+	var from esdb.AllPosition = s.marks.position()
 	if from == (esdb.Position{}) {
 		from = esdb.Start{}
 	}
@@ -308,9 +405,9 @@ func (s *Saga) follow(ctx context.Context, lanes []chan job) error {
 		From:   from,
 		Filter: &esdb.SubscriptionFilter{Type: esdb.EventFilterType, Prefixes: reactsTo},
 	}
-	sub, err := eventlog.SubscribeToAll(ctx, cancel, s.conn, s.opts.StoreTimeout, opts)
+	sub, err := eventlog.SubscribeToAll(ctx, func() { cancel(nil) }, s.conn, s.opts.StoreTimeout, opts)
 	if err != nil {
-		return fmt.Errorf("subscribe: %w", err)
+		return ended(ctx, fmt.Errorf("subscribe: %w", err))
 	}
 	defer sub.Close()
 	if s.subscribed {
@@ -321,32 +418,48 @@ func (s *Saga) follow(ctx context.Context, lanes []chan job) error {
 		ev := sub.Recv()
 		switch {
 		case ev.SubscriptionDropped != nil:
-			return fmt.Errorf("subscription dropped: %w", ev.SubscriptionDropped.Error)
+			return ended(ctx, fmt.Errorf("subscription dropped: %w", ev.SubscriptionDropped.Error))
 		case ev.EventAppeared != nil:
-			raw := ev.EventAppeared.Event
-			if !after(raw.Position, s.wm.dispatched()) {
-				continue // already in a lane: resubscribed from the watermark
-			}
-			if !s.dispatch(ctx, lanes, raw) {
-				return ctx.Err()
+			if !s.dispatch(ctx, lanes, ev.EventAppeared.Event) {
+				return ended(ctx, ctx.Err())
 			}
 		case ev.CheckPointReached != nil:
 			// The server scanned this far without finding more of our
 			// events.
-			s.wm.pass(*ev.CheckPointReached)
+			s.marks.pass(*ev.CheckPointReached)
 		case ev.CaughtUp != nil:
 			if !s.caughtUp {
 				s.caughtUp = true
 				s.liveOnce.Store(true)
-				s.log.Info("saga caught up", "dispatched", s.wm.dispatched().Commit)
+				s.log.Info("saga caught up", "position", s.marks.position().Commit)
 			}
 		}
 	}
 }
 
-// dispatch hands one event to its lane once a slot is free and the saga is
-// not paused; false when ctx ended first.
+// ended is err, or errMoved if that is why the subscription ended.
+func ended(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errMoved) {
+		return errMoved
+	}
+	return err
+}
+
+// dispatch hands one event of a partition held to its lane once a slot is
+// free and the saga is not paused, and passes over the others; false when
+// ctx ended first.
 func (s *Saga) dispatch(ctx context.Context, lanes []chan job, raw *esdb.RecordedEvent) bool {
+	j := job{raw: raw}
+	j.rec, j.err = eventlog.Decode(s.reg, raw)
+	key := laneKey(j.rec, j.err)
+	j.mark = s.marks.of(s.leases.Partition(key))
+	if j.mark == nil {
+		s.marks.pass(raw.Position)
+		return true
+	}
+	if !after(raw.Position, j.mark.wm.dispatched()) {
+		return true // already in a lane: resubscribed from the lowest watermark
+	}
 	// Paused: the events dispatched finish, no other starts.
 	if s.gate.Wait(ctx) != nil {
 		return false
@@ -356,11 +469,9 @@ func (s *Saga) dispatch(ctx context.Context, lanes []chan job, raw *esdb.Recorde
 	case <-ctx.Done():
 		return false
 	}
-	j := job{raw: raw}
-	j.rec, j.err = eventlog.Decode(s.reg, raw)
-	j.done = s.wm.dispatch(raw.Position, raw.CreatedDate)
+	j.done = s.marks.dispatch(j.mark, raw.Position, raw.CreatedDate)
 	select {
-	case lanes[laneOf(laneKey(j.rec, j.err), len(lanes))] <- j:
+	case lanes[laneOf(key, len(lanes))] <- j:
 		return true
 	case <-ctx.Done():
 		return false
@@ -399,7 +510,7 @@ func laneKey(rec eventlog.Recorded, decodeErr error) string {
 	return rec.Stream
 }
 
-// saveLoop saves the checkpoint every CheckpointInterval, or sooner when
+// saveLoop saves the checkpoints every CheckpointInterval, or sooner when
 // CheckpointEvery events have finished, until ctx is done.
 func (s *Saga) saveLoop(ctx context.Context) {
 	t := time.NewTicker(s.opts.CheckpointInterval)
@@ -413,21 +524,27 @@ func (s *Saga) saveLoop(ctx context.Context) {
 		}
 		if err := s.save(ctx); err != nil {
 			// Not fatal: a later save covers it, and at worst a restart
-			// redoes some idempotent work.
+			// (or the next owner of a partition) redoes some idempotent
+			// work.
 			s.log.Warn("saga checkpoint not saved", "err", err)
 		}
 	}
 }
 
-// shutdown saves the checkpoint on the way out, once the lanes have
-// stopped, on a context of its own: the run's is already done.
+// shutdown saves the checkpoints on the way out, once the lanes have
+// stopped, and gives the partitions back, on a context of its own: the
+// run's is already done.
 func (s *Saga) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.StoreTimeout)
 	defer cancel()
 	if err := s.save(ctx); err != nil {
 		s.log.Warn("saga checkpoint not saved on shutdown", "err", err)
 	}
-	s.log.Info("saga stopped", "position", s.saved.Commit)
+	pos := s.marks.position()
+	if err := s.leases.Release(ctx); err != nil {
+		s.log.Warn("saga partitions not released; the others take them when the leases expire", "err", err)
+	}
+	s.log.Info("saga stopped", "position", pos.Commit)
 }
 
 // checkpointType is the event type of checkpoints. It is outside the
@@ -439,6 +556,8 @@ type checkpoint struct {
 	Prepare uint64 `json:"prepare"`
 }
 
+// loadCheckpoint reads the one checkpoint earlier builds kept in
+// CheckpointStream.
 func (s *Saga) loadCheckpoint(ctx context.Context) (esdb.Position, error) {
 	pos, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (esdb.Position, error) {
 		rs, err := c.ReadStream(ctx, s.opts.CheckpointStream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
@@ -472,24 +591,38 @@ func (s *Saga) loadCheckpoint(ctx context.Context) (esdb.Position, error) {
 	return pos, nil
 }
 
-// save writes the watermark as the checkpoint, if it moved.
+// save writes each held partition's watermark as its checkpoint, if it
+// moved, fenced by the partition's lease. A partition whose lease is lost
+// is left to its new owner.
 func (s *Saga) save(ctx context.Context) error {
-	p := s.wm.position()
-	if p == s.saved {
-		return nil
+	var errs []error
+	lost := false
+	for p, mk := range s.marks.held() {
+		pos := mk.wm.position()
+		if pos == mk.saved {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
+		err := s.opts.Leases.SaveCheckpoint(sctx, s.opts.Lease.Processor, s.leases.Owner(), p, mk.epoch,
+			lease.Position{Commit: pos.Commit, Prepare: pos.Prepare})
+		cancel()
+		switch {
+		case errors.Is(err, lease.ErrLost):
+			lost = true
+		case err != nil:
+			errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
+		default:
+			mk.saved = pos
+		}
 	}
-	data, err := json.Marshal(checkpoint{Commit: p.Commit, Prepare: p.Prepare})
-	if err != nil {
-		return fmt.Errorf("encode checkpoint: %w", err)
-	}
-	ev := esdb.EventData{EventType: checkpointType, ContentType: esdb.ContentTypeJson, Data: data}
-	if _, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
-		return c.AppendToStream(ctx, s.opts.CheckpointStream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, ev)
-	}); err != nil {
-		return fmt.Errorf("save checkpoint to %s: %w", s.opts.CheckpointStream, err)
-	}
-	s.saved = p
 	s.unsaved.Store(0)
+	if lost {
+		s.log.Warn("a saga checkpoint was refused: this instance lost a partition's lease")
+		s.leases.Refused(ctx)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("save checkpoints: %w", err)
+	}
 	return nil
 }
 
@@ -516,3 +649,27 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // reactsTo is the server-side filter: the event types the saga acts on.
 var reactsTo = []string{domain.TypeOrderPlaced, domain.TypeCreditReserved, domain.TypeCreditLimitExceeded, domain.TypeOrderCancelled}
+
+// DefaultProcessor names the credit saga's leases and checkpoints.
+const DefaultProcessor = "saga-credit"
+
+// Checkpoint is how far the instances of the saga processor (""
+// for DefaultProcessor) have together finished the log: the lowest
+// checkpoint of its partitions in store; 0 while one has none.
+func Checkpoint(ctx context.Context, store lease.Store, processor string) (uint64, error) {
+	if processor == "" {
+		processor = DefaultProcessor
+	}
+	snap, err := store.ScanLeases(ctx, processor)
+	if err != nil {
+		return 0, fmt.Errorf("saga checkpoints: %w", err)
+	}
+	if len(snap.Leases) == 0 {
+		return 0, nil
+	}
+	low := uint64(math.MaxUint64)
+	for _, l := range snap.Leases {
+		low = min(low, l.Checkpoint.Commit)
+	}
+	return low, nil
+}

@@ -208,7 +208,7 @@ func TestKillAndRestart(t *testing.T) {
 }
 
 // TestRehandlingWritesNothing runs a second saga from the beginning of a
-// settled log (its own checkpoint stream): every reaction is found done
+// settled log (its own processor name, so its own checkpoints): every reaction is found done
 // already, so no aggregate gains an event.
 func TestRehandlingWritesNothing(t *testing.T) {
 	t.Parallel()
@@ -221,7 +221,7 @@ func TestRehandlingWritesNothing(t *testing.T) {
 	first.stop()
 	before := streamEvents(t, env, orders)
 
-	again := startSaga(t, env, saga.Options{CheckpointStream: "saga-test-replay"})
+	again := startSaga(t, env, saga.Options{Lease: lease.Config{Processor: "saga-test-replay"}, CheckpointStream: "saga-test-replay"})
 	head := env.Head(t)
 	eventually(t, converge, func() (bool, string) {
 		return again.Position() >= head, fmt.Sprintf("replaying saga at %d of %d", again.Position(), head)

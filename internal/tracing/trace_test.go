@@ -39,15 +39,15 @@ func TestTraceSpansTheEventHop(t *testing.T) {
 
 	env := commandtest.Start(t, command.Options{})
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	credit, err := saga.New(env.Conn, env.Service, log, saga.Options{Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	vs, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "views.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = vs.Close() })
+	credit, err := saga.New(env.Conn, env.Service, log, saga.Options{Registerer: prometheus.NewRegistry(), Leases: vs})
+	if err != nil {
+		t.Fatal(err)
+	}
 	projector, err := projection.New(env.Conn, vs, log, projection.Options{})
 	if err != nil {
 		t.Fatal(err)

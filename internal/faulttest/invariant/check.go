@@ -10,6 +10,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
 	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/views"
 )
 
@@ -18,9 +19,10 @@ import (
 type Sources struct {
 	Store *esdb.Client
 	Views views.Reader
-	// SagaCheckpoint is the stream of the credit saga's checkpoints (Settle
-	// reads it); "" means the saga's default, "saga-credit-checkpoint".
-	SagaCheckpoint string
+	// Leases holds the credit saga's checkpoints (Settle reads them), under
+	// SagaProcessor ("" for the saga's default).
+	Leases        lease.Store
+	SagaProcessor string
 }
 
 // Ack is a command a client saw acknowledged: its ID, and the stream,

@@ -2,7 +2,6 @@ package invariant
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
 	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/saga"
 )
 
 // sagaReactsTo are the event types the credit saga acts on: once its
@@ -26,30 +26,26 @@ var sagaReactsTo = map[string]bool{
 // settledPoll is the pause between two looks at a system settling.
 const settledPoll = 100 * time.Millisecond
 
-// Settle waits until the saga is idle — its saved checkpoint has passed
+// Settle waits until the saga is idle — its saved checkpoints have passed
 // the last event it reacts to — and the views' checkpoint has passed the
 // last domain event. Stop the load first: it waits for a quiet system. It
 // gives up with ctx, saying how far each got.
 func Settle(ctx context.Context, src Sources) error {
-	stream := src.SagaCheckpoint
-	if stream == "" {
-		stream = "saga-credit-checkpoint"
-	}
 	t := time.NewTicker(settledPoll)
 	defer t.Stop()
 	for {
 		// The saga's checkpoint is read before the head: whatever a step
 		// it counted wrote is then in the head read after.
-		saga, err := sagaCheckpoint(ctx, src.Store, stream)
+		sagaAt, err := saga.Checkpoint(ctx, src.Leases, src.SagaProcessor)
 		if err == nil {
 			var lastReact, lastDomain uint64
 			if lastReact, lastDomain, err = lastEvents(ctx, src.Store); err == nil {
 				var viewsAt uint64
 				if viewsAt, err = src.Views.Checkpoint(ctx); err == nil {
-					if saga >= lastReact && viewsAt >= lastDomain {
+					if sagaAt >= lastReact && viewsAt >= lastDomain {
 						return nil
 					}
-					err = fmt.Errorf("saga checkpoint %d, last event it reacts to %d; views at %d, last domain event %d", saga, lastReact, viewsAt, lastDomain)
+					err = fmt.Errorf("saga checkpoint %d, last event it reacts to %d; views at %d, last domain event %d", sagaAt, lastReact, viewsAt, lastDomain)
 				}
 			}
 		}
@@ -59,30 +55,6 @@ func Settle(ctx context.Context, src Sources) error {
 		case <-t.C:
 		}
 	}
-}
-
-// sagaCheckpoint reads the saga's last saved checkpoint; 0 when none.
-func sagaCheckpoint(ctx context.Context, c *esdb.Client, stream string) (uint64, error) {
-	rs, err := c.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
-	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", stream, err)
-	}
-	defer rs.Close()
-	ev, err := rs.Recv()
-	var esErr *esdb.Error
-	if errors.Is(err, io.EOF) || errors.As(err, &esErr) && esErr.Code() == esdb.ErrorCodeResourceNotFound {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", stream, err)
-	}
-	var cp struct {
-		Commit uint64 `json:"commit"`
-	}
-	if err := json.Unmarshal(ev.Event.Data, &cp); err != nil {
-		return 0, fmt.Errorf("decode saga checkpoint: %w", err)
-	}
-	return cp.Commit, nil
 }
 
 // lastEvents reads $all backwards to the last event the saga reacts to,
