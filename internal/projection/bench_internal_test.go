@@ -14,6 +14,7 @@ import (
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/views"
 )
 
@@ -115,7 +116,7 @@ func (d *discardStore) Checkpoint(context.Context) (uint64, error) {
 func (d *discardStore) Apply(_ context.Context, t views.Target, b views.Batch) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.cps[t.View] = b.Checkpoint
+	d.cps[t.View] = max(d.cps[t.View], b.Checkpoint)
 	return nil
 }
 
@@ -154,6 +155,35 @@ func (d *discardStore) DeadLetters(context.Context, views.View) ([]views.DeadLet
 }
 
 func (d *discardStore) Close() error { return nil }
+
+// The discard store keeps no leases either: it stands for a store with one
+// instance and no rivals, so every claim wins and nothing is ever lost.
+
+func (d *discardStore) SetupLeases(context.Context, string, int) error { return nil }
+
+func (d *discardStore) ScanLeases(context.Context, string) (lease.Snapshot, error) {
+	return lease.Snapshot{Now: time.Now()}, nil
+}
+
+func (d *discardStore) Heartbeat(context.Context, string, string, time.Duration) error { return nil }
+
+func (d *discardStore) Leave(context.Context, string, string) error { return nil }
+
+func (d *discardStore) Claim(_ context.Context, _ string, p int, owner string, seen lease.Epoch, ttl time.Duration) (lease.Lease, error) {
+	return lease.Lease{Partition: p, Owner: owner, Epoch: seen + 1, Expires: time.Now().Add(ttl)}, nil
+}
+
+func (d *discardStore) Renew(context.Context, string, string, map[int]lease.Epoch, time.Duration) ([]int, error) {
+	return nil, nil
+}
+
+func (d *discardStore) Release(context.Context, string, string, map[int]lease.Epoch) error {
+	return nil
+}
+
+func (d *discardStore) SaveCheckpoint(context.Context, string, string, int, lease.Epoch, lease.Position) error {
+	return nil
+}
 
 // BenchmarkPipeline measures the projector's own work — decoding, folding,
 // coalescing and partitioning every view's share of each batch — on

@@ -28,6 +28,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/stored"
 )
@@ -179,6 +180,18 @@ func (s *Store) init(ctx context.Context) error {
 		)`); err != nil {
 			return err
 		}
+		// The checkpoints fenced batches write, per partition of the
+		// projector's leases, for live versions only (see Apply).
+		if _, err := tx.ExecContext(ctx, leaseDDL+`;
+		CREATE TABLE IF NOT EXISTS views_partitions (
+			view TEXT NOT NULL,
+			version INTEGER NOT NULL,
+			partition INTEGER NOT NULL,
+			checkpoint INTEGER NOT NULL,
+			PRIMARY KEY (view, version, partition)
+		) WITHOUT ROWID`); err != nil {
+			return err
+		}
 		for _, v := range views.All() {
 			res, err := tx.ExecContext(ctx, `INSERT INTO views_state (view, live) VALUES (?, 1) ON CONFLICT (view) DO NOTHING`, string(v))
 			if err != nil {
@@ -239,6 +252,34 @@ func state(ctx context.Context, q querier, v views.View) (views.State, error) {
 		return st, fmt.Errorf("state of view %s: %w", v, err)
 	}
 	return st, nil
+}
+
+// liveState is state with the live version's partitions (views.State.Partitions).
+func liveState(ctx context.Context, q querier, v views.View) (views.State, error) {
+	st, err := state(ctx, q, v)
+	if err != nil {
+		return st, err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT coalesce(vp.checkpoint, 0) FROM leases l
+		LEFT JOIN views_partitions vp ON vp.view = ? AND vp.version = ? AND vp.partition = l.partition
+		WHERE l.processor = ? ORDER BY l.partition`, string(v), st.Live, views.LeaseProcessor)
+	if err != nil {
+		return st, fmt.Errorf("partitions of view %s: %w", v, err)
+	}
+	defer rows.Close()
+	own := st.LiveCheckpoint
+	for rows.Next() {
+		var cp uint64
+		if err := rows.Scan(&cp); err != nil {
+			return st, fmt.Errorf("partitions of view %s: %w", v, err)
+		}
+		cp = max(cp, own)
+		if len(st.Partitions) == 0 || cp < st.LiveCheckpoint {
+			st.LiveCheckpoint = cp
+		}
+		st.Partitions = append(st.Partitions, cp)
+	}
+	return st, rows.Err()
 }
 
 // writable returns t's checkpoint column, or ErrStale.
@@ -351,14 +392,25 @@ func containsVersion(vs []views.Version, v views.Version) bool {
 
 // State implements views.Reader.
 func (s *Store) State(ctx context.Context, v views.View) (views.State, error) {
-	return state(ctx, s.r, v)
+	var st views.State
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		st, err = liveState(ctx, tx, v)
+		return err
+	})
+	return st, err
 }
 
 // Checkpoint implements views.Reader.
 func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
 	var cp uint64
 	var n int
-	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(min(live_checkpoint), 0), count(*) FROM views_state`).Scan(&cp, &n); err != nil {
+	// liveState's lowest partition, over every view at once.
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(min(cp), 0), count(DISTINCT view) FROM (
+		SELECT s.view AS view, max(s.live_checkpoint, coalesce(vp.checkpoint, 0)) AS cp FROM views_state s
+		LEFT JOIN leases l ON l.processor = ?
+		LEFT JOIN views_partitions vp ON vp.view = s.view AND vp.version = s.live AND vp.partition = l.partition)`,
+		views.LeaseProcessor).Scan(&cp, &n); err != nil {
 		return 0, fmt.Errorf("views checkpoint: %w", err)
 	}
 	if n != len(views.All()) {
@@ -394,7 +446,7 @@ func (s *Store) BeginRebuild(ctx context.Context, v views.View) (views.Target, e
 // Switch implements views.Writer.
 func (s *Store) Switch(ctx context.Context, t views.Target, liveAhead bool) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		st, err := state(ctx, tx, t.View)
+		st, err := liveState(ctx, tx, t.View)
 		if err != nil {
 			return err
 		}
@@ -409,6 +461,9 @@ func (s *Store) Switch(ctx context.Context, t views.Target, liveAhead bool) erro
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE views_state SET live = building, live_checkpoint = building_checkpoint,
 			building = 0, building_checkpoint = 0 WHERE view = ?`, string(t.View)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM views_partitions WHERE view = ? AND version <> ?`, string(t.View), t.Version); err != nil {
 			return err
 		}
 		return dropExcept(ctx, tx, t.View, t.Version)
@@ -429,6 +484,9 @@ func (s *Store) Apply(ctx context.Context, t views.Target, b views.Batch) error 
 		if err != nil {
 			return err
 		}
+		if b.Fence != nil && column != "live_checkpoint" {
+			return fmt.Errorf("a fenced batch for version %d, which is not live", t.Version)
+		}
 		name := stored.Table(t.View, t.Version)
 		if err := upsertOrders(ctx, tx, name, b.Orders); err != nil {
 			return err
@@ -439,13 +497,41 @@ func (s *Store) Apply(ctx context.Context, t views.Target, b views.Batch) error 
 		if err := insertDeadLetters(ctx, tx, name+stored.DeadLetterSuffix, b.DeadLetters); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE views_state SET `+column+` = ? WHERE view = ?`, b.Checkpoint, string(t.View))
+		if b.Fence != nil {
+			return fencedCheckpoint(ctx, tx, t, b)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE views_state SET `+column+` = max(`+column+`, ?) WHERE view = ?`, b.Checkpoint, string(t.View))
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("apply batch to %s v%d: %w", t.View, t.Version, err)
 	}
 	return nil
+}
+
+// fencedCheckpoint raises the checkpoint of t for each partition b.Fence
+// holds, in one statement that also checks the leases; if any is lost the
+// transaction is rolled back, documents and all.
+func fencedCheckpoint(ctx context.Context, tx *sql.Tx, t views.Target, b views.Batch) error {
+	if len(b.Fence.Held) == 0 {
+		return nil
+	}
+	cond, args := heldBy(views.LeaseProcessor, b.Fence.Owner, b.Fence.Held)
+	res, err := tx.ExecContext(ctx, `INSERT INTO views_partitions (view, version, partition, checkpoint)
+		SELECT ?, ?, partition, ? FROM leases WHERE `+cond+`
+		ON CONFLICT (view, version, partition) DO UPDATE SET checkpoint = max(checkpoint, excluded.checkpoint)`,
+		append([]any{string(t.View), t.Version, b.Checkpoint}, args...)...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == int64(len(b.Fence.Held)) {
+		return err
+	}
+	kept, err := partitionsOf(ctx, tx, `SELECT partition FROM leases WHERE `+cond, args...)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("partitions %v not held by %s: %w", lostOf(b.Fence.Held, kept), b.Fence.Owner, lease.ErrLost)
 }
 
 // rowsPerInsert bounds the rows of one multi-row upsert: fewer statements

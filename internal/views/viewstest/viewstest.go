@@ -36,6 +36,16 @@ func Run(t *testing.T, open func(t *testing.T) views.Store) {
 		{"SwitchLiveAhead", testSwitchLiveAhead},
 		{"ReadsDuringSwitch", testReadsDuringSwitch},
 		{"WrongView", testWrongView},
+		{"LeaseClaim", testLeaseClaim},
+		{"LeaseClaimRace", testLeaseClaimRace},
+		{"LeaseExpiry", testLeaseExpiry},
+		{"LeaseRenew", testLeaseRenew},
+		{"LeaseRelease", testLeaseRelease},
+		{"LeaseCheckpoint", testLeaseCheckpoint},
+		{"LeaseMembers", testLeaseMembers},
+		{"LeaseSetup", testLeaseSetup},
+		{"FencedApply", testFencedApply},
+		{"SwitchPartitioned", testSwitchPartitioned},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -385,9 +395,10 @@ func testCheckpoint(t *testing.T, s views.Store) {
 	if cp, _ := s.Checkpoint(ctx); cp != 40 {
 		t.Errorf("Checkpoint = %d, want 40", cp)
 	}
+	apply(t, s, orders, views.Batch{Checkpoint: 45})
 	st, err := s.State(ctx, views.Orders)
-	if err != nil || st.LiveCheckpoint != 50 || st.Building != 0 {
-		t.Errorf("State(orders) = %+v, %v; want live checkpoint 50, nothing building", st, err)
+	if err != nil || st.LiveCheckpoint != 50 || st.Building != 0 || st.Partitions != nil {
+		t.Errorf("State(orders) = %+v, %v; want live checkpoint 50 (a lower one leaves it), nothing building, no partitions", st, err)
 	}
 }
 
