@@ -10,7 +10,8 @@
 // updates on that pointer: a checkpoint is saved only if its version is still
 // live or building, and a switch is a compare-and-set of the whole pointer.
 // Readers read the pointer before and after their query and retry if it
-// moved, so none returns a version dropped under it.
+// moved, so none returns a version dropped under it. The leases, and the
+// per-partition checkpoints fenced batches write into them, are in lease.go.
 package mongo
 
 import (
@@ -132,6 +133,9 @@ func (d stateDoc) match() bson.D {
 }
 
 func (s *Store) init(ctx context.Context) error {
+	if err := s.initClock(ctx); err != nil {
+		return err
+	}
 	for _, v := range views.All() {
 		// $setOnInsert makes this a no-op on an existing pointer, and two
 		// processes starting at once cannot both insert one.
@@ -258,7 +262,11 @@ func (s *Store) dropBelow(ctx context.Context, v views.View, keep, live views.Ve
 // State implements views.Reader.
 func (s *Store) State(ctx context.Context, v views.View) (views.State, error) {
 	d, err := s.readState(ctx, v)
-	return d.state(), err
+	if err != nil {
+		return views.State{}, err
+	}
+	docs, err := s.projectorLeases(ctx)
+	return partitioned(d, docs), err
 }
 
 // Checkpoint implements views.Reader.
@@ -267,9 +275,13 @@ func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	docs, err := s.projectorLeases(ctx)
+	if err != nil {
+		return 0, err
+	}
 	low := uint64(0)
 	for i, v := range views.All() {
-		if cp := uint64(states[v].LiveCheckpoint); i == 0 || cp < low {
+		if cp := partitioned(states[v], docs).LiveCheckpoint; i == 0 || cp < low {
 			low = cp
 		}
 	}
@@ -315,9 +327,17 @@ func (s *Store) Switch(ctx context.Context, t views.Target, liveAhead bool) erro
 		if views.Version(st.Building) != t.Version {
 			return fmt.Errorf("switch %s to version %d: building version is %d: %w", t.View, t.Version, st.Building, views.ErrStale)
 		}
-		if st.BuildingCheckpoint < st.LiveCheckpoint && !liveAhead {
+		docs, err := s.projectorLeases(ctx)
+		if err != nil {
+			return fmt.Errorf("switch %s to version %d: %w", t.View, t.Version, err)
+		}
+		// The partitions are not in the compare-and-set below: a fenced
+		// batch landing between this read and the switch raises a
+		// partition of the old version past the shadow, which then goes
+		// live a little behind what that batch made visible.
+		if low := partitioned(st, docs).LiveCheckpoint; st.BuildingCheckpoint < int64(low) && !liveAhead {
 			return fmt.Errorf("switch %s to version %d: shadow at %d, live at %d: %w",
-				t.View, t.Version, st.BuildingCheckpoint, st.LiveCheckpoint, views.ErrBehind)
+				t.View, t.Version, st.BuildingCheckpoint, low, views.ErrBehind)
 		}
 		res, err := s.state.UpdateOne(ctx, st.match(), bson.D{{Key: "$set", Value: bson.D{
 			{Key: "live", Value: st.Building}, {Key: "live_checkpoint", Value: st.BuildingCheckpoint},
@@ -328,6 +348,9 @@ func (s *Store) Switch(ctx context.Context, t views.Target, liveAhead bool) erro
 		}
 		if res.MatchedCount == 0 {
 			continue // a checkpoint moved since the read: compare again
+		}
+		if err := s.dropPartitions(ctx, views.Target{View: t.View, Version: views.Version(st.Live)}); err != nil {
+			return fmt.Errorf("switch %s to version %d: %w", t.View, t.Version, err)
 		}
 		return s.dropBelow(ctx, t.View, t.Version, t.Version)
 	}
@@ -353,6 +376,9 @@ func (s *Store) apply(ctx context.Context, t views.Target, b views.Batch) error 
 	if err != nil {
 		return err
 	}
+	if b.Fence != nil && field != "live" {
+		return fmt.Errorf("a fenced batch for version %d, which is not live", t.Version)
+	}
 	switch t.View {
 	case views.Orders:
 		recs := make([]stored.Order, len(b.Orders))
@@ -373,23 +399,43 @@ func (s *Store) apply(ctx context.Context, t views.Target, b views.Batch) error 
 	if err := s.putDeadLetters(ctx, t, b.DeadLetters); err != nil {
 		return err
 	}
+	if b.Fence != nil {
+		return s.applyFenced(ctx, t, b)
+	}
 	res, err := s.state.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: string(t.View)}, {Key: field, Value: int64(t.Version)}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: field + "_checkpoint", Value: int64(b.Checkpoint)}}}})
+		bson.D{{Key: "$max", Value: bson.D{{Key: field + "_checkpoint", Value: int64(b.Checkpoint)}}}})
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
 	if res.MatchedCount == 0 {
-		// The version was switched away or abandoned while the documents
-		// were written, and may have been dropped before them: whatever
-		// this batch recreated is garbage.
-		if st, err := s.readState(ctx, t.View); err == nil && views.Version(st.Live) != t.Version && views.Version(st.Building) != t.Version {
-			_ = s.coll(t).Drop(ctx)
-			_ = s.deadLetters(t).Drop(ctx)
-		}
-		return fmt.Errorf("save checkpoint: %w", views.ErrStale)
+		return s.stale(ctx, t)
 	}
 	return nil
+}
+
+// applyFenced saves a fenced batch's checkpoints. The lease documents do not
+// know the live version, so whether t still is live is read after the write.
+func (s *Store) applyFenced(ctx context.Context, t views.Target, b views.Batch) error {
+	if err := s.fencedCheckpoint(ctx, t, b); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	st, err := s.readState(ctx, t.View)
+	if err != nil || views.Version(st.Live) == t.Version {
+		return err
+	}
+	return errors.Join(s.dropPartitions(ctx, t), s.stale(ctx, t))
+}
+
+// stale reports that t was switched away or abandoned while a batch was
+// written. It may have been dropped before the documents were: whatever the
+// batch recreated is garbage.
+func (s *Store) stale(ctx context.Context, t views.Target) error {
+	if st, err := s.readState(ctx, t.View); err == nil && views.Version(st.Live) != t.Version && views.Version(st.Building) != t.Version {
+		_ = s.coll(t).Drop(ctx)
+		_ = s.deadLetters(t).Drop(ctx)
+	}
+	return fmt.Errorf("save checkpoint: %w", views.ErrStale)
 }
 
 // checkpointField names the pointer field that holds t's version.

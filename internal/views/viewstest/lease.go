@@ -147,6 +147,12 @@ func testLeaseExpiry(t *testing.T, s views.Store) {
 	if l := scan(t, s, proc).Leases[0]; l.Owner != "b" || l.Epoch != second.Epoch || !l.Expires.Equal(second.Expires) {
 		t.Errorf("the old owner's renew changed the lease: %+v, want %+v", l, second)
 	}
+	if err := s.Release(ctx, proc, "b", map[int]lease.Epoch{0: second.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, proc, 0, "a", first.Epoch-1, long); !errors.Is(err, lease.ErrTaken) {
+		t.Errorf("Claim of a free lease at an epoch two claims old = %v, want ErrTaken", err)
+	}
 
 	claim(t, s, proc, 1, "a", 0, short)
 	waitFor(t, s, proc, "a's lease to expire", func(snap lease.Snapshot) bool { return !snap.Leases[1].Held("a", snap.Now) })
@@ -414,8 +420,9 @@ func testFencedApply(t *testing.T, s views.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(ctx, shadow, views.Batch{Checkpoint: 5, Fence: only(f, 0)}); err == nil {
-		t.Error("Apply of a fenced batch to a building version: no error")
+	// Refused, not stale: the shadow is still the one to fill, unfenced.
+	if err := s.Apply(ctx, shadow, views.Batch{Checkpoint: 5, Fence: only(f, 0)}); err == nil || errors.Is(err, views.ErrStale) {
+		t.Errorf("Apply of a fenced batch to a building version = %v, want an error other than ErrStale", err)
 	}
 	if st, _ := s.State(ctx, views.Orders); st.BuildingCheckpoint != 0 {
 		t.Errorf("the refused fenced batch moved the shadow's checkpoint: %+v", st)
