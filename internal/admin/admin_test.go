@@ -303,7 +303,7 @@ func TestDeadLetterRetryAndSkip(t *testing.T) {
 	// A restart replays neither: no new attempt is recorded.
 	before := len(rawStream(t, sys, "saga-credit-dead-letters"))
 	sys.stopSaga()
-	again := startOn(t, sys.env, hosting{saga: true})
+	again := startOn(t, sys.env, hosting{saga: true, views: sys.views})
 	eventually(t, func() (bool, string) {
 		p := again.processor(t, admin.SagaName)
 		return p.State == orderlyv1.ProcessorState_PROCESSOR_STATE_CAUGHT_UP, fmt.Sprintf("restarted saga %v", p.State)

@@ -51,8 +51,12 @@ type system struct {
 	stopSaga  func()
 }
 
-// hosting says which processors the admin service's process runs.
-type hosting struct{ projector, saga bool }
+// hosting says which processors the admin service's process runs, on
+// which view store (a new one when nil).
+type hosting struct {
+	projector, saga bool
+	views           views.Store
+}
 
 func start(t *testing.T, h hosting) *system {
 	t.Helper()
@@ -65,19 +69,25 @@ func startOn(t *testing.T, env *commandtest.Env, h hosting) *system {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sys := &system{env: env}
 	opts := admin.Options{Conn: env.Conn, Process: "admin-test", Log: log}
-	// The view store holds the views and both processors' leases.
-	vs, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "views.db"))
-	if err != nil {
-		t.Fatal(err)
+	// The view store holds the views and both processors' leases (the
+	// saga's checkpoints with them).
+	vs := h.views
+	if vs == nil {
+		opened, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "views.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = opened.Close() })
+		vs = opened
 	}
-	t.Cleanup(func() { _ = vs.Close() })
+	sys.views = vs
 	if h.projector {
 		p, err := projection.New(env.Conn, vs, log, projection.Options{Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		background(t, p.Run)
-		sys.views, sys.projector = vs, p
+		sys.projector = p
 		opts.Projector, opts.Views = p, vs
 	}
 	if h.saga {

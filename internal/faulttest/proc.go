@@ -19,6 +19,8 @@ type Proc struct {
 	args   []string
 	ready  string // address that accepts connections once it serves
 	faults *Faults
+	// HTTP is the address of its /metrics, if it serves them.
+	HTTP string
 
 	cmd    *exec.Cmd
 	out    *tail
@@ -79,6 +81,9 @@ func (p *Proc) waitReady() {
 		}
 	}
 }
+
+// Name is the process's name in the test (a processor's -instance).
+func (p *Proc) Name() string { return p.name }
 
 // CheckAlive fails the test if the process exited without being killed:
 // a crash, or a fatal error it gave up on.
@@ -196,4 +201,16 @@ func (b *tail) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// Stop asks the process to shut down (SIGTERM), as an orchestrator does,
+// and waits until it has.
+func (p *Proc) Stop() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	if err := <-p.exited; err != nil {
+		p.t.Errorf("%s did not shut down cleanly: %v\n%s", p.name, err, p.out.String())
+	}
+	p.alive = false
+	p.faults.add(p.name + " SIGTERM")
 }

@@ -31,6 +31,9 @@ type Config struct {
 	StoreTimeout time.Duration
 	// ProjectorFlags are more flags for the projector.
 	ProjectorFlags []string
+	// Instances is how many projector processes and how many saga
+	// processes share the work (default 1 of each).
+	Instances int
 }
 
 // System is Orderly as four processes on loopback: the embedded event
@@ -42,8 +45,12 @@ type System struct {
 	Faults     *Faults
 	EventStore *Proc
 	Commands   *Proc
+	// Saga and Projector are the first of Sagas and Projectors: the
+	// processors, each named by its -instance (Proc.Name).
 	Saga       *Proc
 	Projector  *Proc
+	Sagas      []*Proc
+	Projectors []*Proc
 	// ViewDB is the FerretDB process holding the views, if the system
 	// runs one (Config.Views is viewstore.Mongo without a MongoURI).
 	ViewDB *Proc
@@ -63,6 +70,7 @@ func Start(t testing.TB, cfg Config) *System {
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 2 * time.Second
 	}
+	cfg.Instances = max(cfg.Instances, 1)
 	dir, faults := t.TempDir(), &Faults{}
 	var viewDB *Proc
 	if cfg.Views == viewstore.Mongo && cfg.MongoURI == "" {
@@ -85,15 +93,21 @@ func Start(t testing.TB, cfg Config) *System {
 	s.EventStore = startProc(t, s.Faults, "eventstore", orderly, esAddr,
 		"eventstore", "-listen", esAddr, "-data", filepath.Join(dir, "eventstore"))
 
-	metrics := loopback.FreeAddr(t)
-	s.Projector = startProc(t, s.Faults, "projector", projector, metrics, slices.Concat([]string{
-		"-eventstore", s.ConnString, "-metrics-listen", metrics, timeout, "-log-level", "warn",
-	}, viewFlags, cfg.ProjectorFlags)...)
-
-	sagaAddr := loopback.FreeAddr(t)
-	s.Saga = startProc(t, s.Faults, "saga", commandSvc, sagaAddr, slices.Concat([]string{
-		"-eventstore", s.ConnString, "-grpc-listen", sagaAddr, "-http-listen", "", timeout, "-log-level", "warn",
-		"-saga=true", "-saga-workers", "16"}, viewFlags)...)
+	for i := range cfg.Instances {
+		name, metrics := fmt.Sprintf("projector-%d", i+1), loopback.FreeAddr(t)
+		s.Projectors = append(s.Projectors, startProc(t, s.Faults, name, projector, metrics, slices.Concat([]string{
+			"-eventstore", s.ConnString, "-metrics-listen", metrics, timeout, "-log-level", "warn", "-instance", name,
+		}, viewFlags, cfg.ProjectorFlags)...))
+		s.Projectors[i].HTTP = metrics
+	}
+	for i := range cfg.Instances {
+		name, grpcAddr, httpAddr := fmt.Sprintf("saga-%d", i+1), loopback.FreeAddr(t), loopback.FreeAddr(t)
+		s.Sagas = append(s.Sagas, startProc(t, s.Faults, name, commandSvc, grpcAddr, slices.Concat([]string{
+			"-eventstore", s.ConnString, "-grpc-listen", grpcAddr, "-http-listen", httpAddr, timeout, "-log-level", "warn",
+			"-saga=true", "-saga-workers", "16", "-instance", name}, viewFlags)...))
+		s.Sagas[i].HTTP = httpAddr
+	}
+	s.Projector, s.Saga = s.Projectors[0], s.Sagas[0]
 
 	cmdAddr := loopback.FreeAddr(t)
 	s.Commands = startProc(t, s.Faults, "command-svc", commandSvc, cmdAddr,
@@ -129,7 +143,7 @@ func (s *System) Check(settle time.Duration, acks []invariant.Ack) invariant.Rep
 	if err := report.Err(); err != nil {
 		s.t.Error(err)
 	}
-	for _, p := range []*Proc{s.EventStore, s.Commands, s.Saga, s.Projector, s.ViewDB} {
+	for _, p := range slices.Concat([]*Proc{s.EventStore, s.Commands, s.ViewDB}, s.Sagas, s.Projectors) {
 		if p != nil {
 			p.CheckAlive()
 		}

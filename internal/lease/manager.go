@@ -330,8 +330,25 @@ func (m *Manager) balance(ctx context.Context, snap Snapshot, start time.Time) {
 		return
 	}
 	// Start at a place of this owner's own among the free partitions, so
-	// that instances claiming at once mostly try different ones.
+	// that instances claiming at once mostly try different ones. The
+	// claims of one tick are published together: the work starts again
+	// once per tick, not once per partition (16 times at a first start).
 	off := Of(m.cfg.Owner, max(1, len(free)))
+	claimed := map[int]Epoch{}
+	defer func() {
+		if len(claimed) == 0 {
+			return
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if len(m.held) == 0 {
+			m.validUntil = start.Add(m.safeFor())
+		}
+		next := maps.Clone(m.held)
+		maps.Copy(next, claimed)
+		m.setLocked(next)
+		m.log.Info("partitions claimed", "partitions", slices.Sorted(maps.Keys(claimed)), "holding", len(next))
+	}()
 	for i := range free {
 		if mine >= ceil || (mine >= floor && below()) {
 			return
@@ -351,16 +368,11 @@ func (m *Manager) balance(ctx context.Context, snap Snapshot, start time.Time) {
 		}
 		counts[m.cfg.Owner]++
 		mine++
+		claimed[got.Partition] = got.Epoch
 		m.metrics.claims.Inc()
-		m.log.Info("partition claimed", "partition", got.Partition, "epoch", got.Epoch, "previous_owner", l.Owner)
-		m.mu.Lock()
-		next := maps.Clone(m.held)
-		next[got.Partition] = got.Epoch
-		if len(m.held) == 0 {
-			m.validUntil = start.Add(m.safeFor())
+		if l.Owner != "" && l.Owner != m.cfg.Owner {
+			m.log.Info("partition taken over from an instance whose lease expired", "partition", got.Partition, "epoch", got.Epoch, "previous_owner", l.Owner)
 		}
-		m.setLocked(next)
-		m.mu.Unlock()
 	}
 }
 

@@ -100,7 +100,11 @@ var errDiscard = fmt.Errorf("discard store: not supported")
 func (d *discardStore) State(_ context.Context, v views.View) (views.State, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return views.State{Live: 1, LiveCheckpoint: d.cps[v]}, nil
+	parts := make([]uint64, lease.DefaultPartitions)
+	for i := range parts {
+		parts[i] = d.cps[v]
+	}
+	return views.State{Live: 1, LiveCheckpoint: d.cps[v], Partitions: parts}, nil
 }
 
 func (d *discardStore) Checkpoint(context.Context) (uint64, error) {
@@ -200,7 +204,11 @@ func BenchmarkPipeline(b *testing.B) {
 	cpu.Start()
 	for range b.N {
 		f := newFollower(p, false)
-		lanes, err := f.liveLanes(ctx)
+		every := map[int]lease.Epoch{}
+		for p := range lease.DefaultPartitions {
+			every[p] = 1
+		}
+		lanes, err := f.liveLanes(ctx, every)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,51 +8,59 @@ import (
 
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/command/commandtest"
+	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/saga"
 )
 
-// TestCheckpointStreamIsBounded: the saga sets $maxCount on its checkpoint
-// stream at start, so reads of it keep only the latest checkpoints while it
-// still resumes from the last one; a restart finds the bound set and writes
-// no new metadata. The dead-letter stream gets none (see
-// DefaultCheckpointMaxCount).
-func TestCheckpointStreamIsBounded(t *testing.T) {
+// TestLegacyCheckpointIsWhereEveryPartitionStarts: a store where an
+// earlier build kept the saga's one checkpoint in its stream is taken up
+// from there — every partition without a checkpoint of its own starts at
+// it, so the orders before it are not decided again — and the saga bounds
+// that stream with $maxCount at start (once: a restart writes no new
+// metadata) and writes nothing more to it. The dead-letter stream gets no
+// bound (see DefaultCheckpointMaxCount).
+func TestLegacyCheckpointIsWhereEveryPartitionStarts(t *testing.T) {
 	t.Parallel()
 	env := commandtest.Start(t, command.Options{})
+	cust := env.RegisterCustomer(t, 100_000)
+	before := []placed{place(t, env, cust, 1_000), place(t, env, cust, 2_000)}
+	head := env.Head(t)
+	legacy := esdb.EventData{EventType: "saga-checkpoint", ContentType: esdb.ContentTypeJson,
+		Data: fmt.Appendf(nil, `{"commit":%d,"prepare":%d}`, head, head)}
+	if _, err := env.Store.AppendToStream(ctx(t), "saga-credit-checkpoint", esdb.AppendToStreamOptions{}, legacy); err != nil {
+		t.Fatal(err)
+	}
 	opts := saga.Options{CheckpointEvery: 1, CheckpointMaxCount: 2}
 	first := startSaga(t, env, opts)
-	cust := env.RegisterCustomer(t, 100_000)
-	var orders []placed
-	for range 5 {
-		orders = append(orders, place(t, env, cust, 1_000))
-		eventually(t, converge, func() (bool, string) { return settled(t, env, orders) })
+	after := []placed{place(t, env, cust, 1_000)}
+	eventually(t, converge, func() (bool, string) { return settled(t, env, after) })
+	for _, o := range before {
+		if st := env.Order(t, o.id).Status; st != domain.StatusPending {
+			t.Fatalf("order %s placed before the legacy checkpoint is %v; want it left PENDING", o.id, st)
+		}
 	}
-	var checkpoints []*esdb.RecordedEvent
+	if n := first.metric(t, "orderly_saga_events_handled_total"); n != 2 {
+		t.Errorf("the saga handled %v events; want the 2 past the legacy checkpoint", n)
+	}
 	eventually(t, converge, func() (bool, string) {
-		var err error
-		checkpoints, err = eventlog.ReadRaw(ctx(t), env.Store, "saga-credit-checkpoint", 0, 0)
-		return err == nil && checkpoints[len(checkpoints)-1].EventNumber >= 4, fmt.Sprintf("checkpoints %d (%v)", len(checkpoints), err)
+		cp := savedCheckpoint(t, env)
+		return cp > head, fmt.Sprintf("partitions' checkpoints at %d; want past the legacy one at %d", cp, head)
 	})
-	if len(checkpoints) != 2 {
-		t.Fatalf("checkpoint stream reads %d events, want the latest 2 of at least 5 saves", len(checkpoints))
-	}
 	first.stop()
+	startSaga(t, env, opts).stop()
 
-	second := startSaga(t, env, opts)
-	orders = append(orders, place(t, env, cust, 1_000))
-	eventually(t, converge, func() (bool, string) { return settled(t, env, orders) })
-	// From the beginning it would handle at least 12 (two per order).
-	if n := second.metric(t, "orderly_saga_events_handled_total"); n >= 10 {
-		t.Errorf("the restarted saga handled %v events; want it to resume from its last checkpoint", n)
+	written, err := eventlog.ReadRaw(ctx(t), env.Store, "saga-credit-checkpoint", 0, 0)
+	if err != nil || len(written) != 1 {
+		t.Fatalf("legacy checkpoint stream = %d events (%v), want only the one written before", len(written), err)
 	}
 	meta, err := env.Store.GetStreamMetadata(ctx(t), "saga-credit-checkpoint", esdb.ReadStreamOptions{})
 	if err != nil || meta.MaxCount() == nil || *meta.MaxCount() != 2 {
 		t.Fatalf("checkpoint stream metadata = %+v (%v), want $maxCount 2", meta, err)
 	}
-	written, err := eventlog.ReadRaw(ctx(t), env.Store, "$$saga-credit-checkpoint", 0, 0)
-	if err != nil || len(written) != 1 || written[0].EventNumber != 0 {
-		t.Fatalf("metadata stream = %d events (%v), want one write, at revision 0", len(written), err)
+	metaWrites, err := eventlog.ReadRaw(ctx(t), env.Store, "$$saga-credit-checkpoint", 0, 0)
+	if err != nil || len(metaWrites) != 1 || metaWrites[0].EventNumber != 0 {
+		t.Fatalf("metadata stream = %d events (%v), want one write, at revision 0", len(metaWrites), err)
 	}
 	if _, err := env.Store.GetStreamMetadata(ctx(t), "saga-credit-dead-letters", esdb.ReadStreamOptions{}); err == nil {
 		t.Fatal("the dead-letter stream has metadata; nothing may retire its letters")

@@ -18,6 +18,7 @@ import (
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/serve"
 )

@@ -10,7 +10,6 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
 	"github.com/orderly/orderly/internal/domain"
-	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/views"
 )
 
@@ -20,8 +19,9 @@ type Sources struct {
 	Store *esdb.Client
 	Views views.Reader
 	// Leases holds the credit saga's checkpoints (Settle reads them), under
-	// SagaProcessor ("" for the saga's default).
-	Leases        lease.Store
+	// SagaProcessor ("" for the saga's default), and the processors'
+	// leases: the view store.
+	Leases        views.Store
 	SagaProcessor string
 }
 
@@ -140,29 +140,18 @@ func (f *fold) checkAcks(acks []Ack) {
 	}
 }
 
-// page is the page size of the view listings.
-const page = 500
-
 func (f *fold) checkOrderViews(ctx context.Context, r views.Reader) error {
+	docs, err := listOrders(ctx, r)
+	if err != nil {
+		return err
+	}
 	seen := map[string]bool{}
-	q := views.OrderQuery{Limit: page}
-	for {
-		docs, err := r.ListOrders(ctx, q)
-		if err != nil {
-			return fmt.Errorf("list orders: %w", err)
+	for _, d := range docs {
+		if seen[d.OrderID] {
+			f.problem("orders view: %s listed twice", d.OrderID)
 		}
-		for _, d := range docs {
-			if seen[d.OrderID] {
-				f.problem("orders view: %s listed twice", d.OrderID)
-			}
-			seen[d.OrderID] = true
-			f.compareOrder(d)
-		}
-		if len(docs) < page {
-			break
-		}
-		after := docs[len(docs)-1].Cursor()
-		q.After = &after
+		seen[d.OrderID] = true
+		f.compareOrder(d)
 	}
 	for id := range f.orders {
 		if !seen[id] {
@@ -200,24 +189,17 @@ func (f *fold) checkCustomerViews(ctx context.Context, r views.Reader) error {
 		}
 		counts[o.CustomerID].Add(o.Status, 1)
 	}
+	docs, err := listCustomers(ctx, r)
+	if err != nil {
+		return err
+	}
 	seen := map[string]bool{}
-	q := views.CustomerQuery{Limit: page}
-	for {
-		docs, err := r.ListCustomers(ctx, q)
-		if err != nil {
-			return fmt.Errorf("list customers: %w", err)
+	for _, d := range docs {
+		if seen[d.CustomerID] {
+			f.problem("customers view: %s listed twice", d.CustomerID)
 		}
-		for _, d := range docs {
-			if seen[d.CustomerID] {
-				f.problem("customers view: %s listed twice", d.CustomerID)
-			}
-			seen[d.CustomerID] = true
-			f.compareCustomer(d, counts[d.CustomerID])
-		}
-		if len(docs) < page {
-			break
-		}
-		q.After = docs[len(docs)-1].RegisteredPosition
+		seen[d.CustomerID] = true
+		f.compareCustomer(d, counts[d.CustomerID])
 	}
 	for id := range f.customers {
 		if !seen[id] {

@@ -296,7 +296,9 @@ func (s *Store) updateHeld(ctx context.Context, processor, owner string, held ma
 		return nil, nil
 	}
 	filter := heldBy(processor, owner, held)
+	s.leaseWrites.Lock()
 	res, err := s.leases().UpdateMany(ctx, filter, update)
+	s.leaseWrites.Unlock()
 	if err != nil || res.MatchedCount == int64(len(held)) {
 		return nil, err
 	}
@@ -343,6 +345,8 @@ func (s *Store) Release(ctx context.Context, processor, owner string, held map[i
 
 // SaveCheckpoint implements lease.Store.
 func (s *Store) SaveCheckpoint(ctx context.Context, processor, owner string, p int, e lease.Epoch, pos lease.Position) error {
+	s.leaseWrites.Lock()
+	defer s.leaseWrites.Unlock()
 	res, err := s.leases().UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: leaseID(processor, p)}, {Key: "owner", Value: owner}, {Key: "epoch", Value: int64(e)}},
 		bson.D{{Key: "$max", Value: bson.D{{Key: "checkpoint", Value: positionDoc{Commit: int64(pos.Commit), Prepare: int64(pos.Prepare)}}}}})

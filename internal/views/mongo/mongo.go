@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -47,6 +48,16 @@ type Store struct {
 	db     *mongo.Database
 	state  *mongo.Collection
 	bulk   int
+	// leaseWrites orders this process's writes to lease documents. MongoDB
+	// needs none: it applies each filtered update atomically. FerretDB,
+	// which the tests run against, reads the matching document and writes
+	// it back whole, so two writers of one document at once — the views'
+	// two lanes raising their checkpoints in the same partitions, a renewal
+	// beside a batch — could each undo the other's write. Within one
+	// process these are the only concurrent writers of a lease; across
+	// processes only a takeover writes another's, and claims are ordered
+	// by their tokens (see claim).
+	leaseWrites sync.Mutex
 }
 
 var _ views.Store = (*Store)(nil)

@@ -1,0 +1,177 @@
+package faulttest_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/orderly/orderly/internal/faulttest"
+	"github.com/orderly/orderly/internal/faulttest/invariant"
+	"github.com/orderly/orderly/internal/saga"
+	"github.com/orderly/orderly/internal/views"
+	"github.com/orderly/orderly/internal/views/viewstore"
+)
+
+// leaseTTL is the processors' lease TTL in these systems (see
+// faulttest.Start); a takeover after a death is due within it plus a
+// couple of ticks and scans.
+const (
+	leaseTTL     = 2 * time.Second
+	takeoverTime = leaseTTL + 2*time.Second
+	// handoverTime bounds a takeover after a clean shutdown, which
+	// releases the leases.
+	handoverTime = 2 * time.Second
+)
+
+// TestScaleOut runs three projectors and three sagas sharing the work,
+// on each view store, under an order load, and kills, stops and pauses
+// them: every partition stays owned by one instance at a time, with
+// epochs that only grow and checkpoints that never move back; an instance
+// killed is taken over within the TTL, one shut down within two seconds;
+// one paused past its TTL is fenced off when it wakes. At the end every
+// invariant holds (each order decided once, credit exact) and the views
+// equal a rebuild by a single projector.
+func TestScaleOut(t *testing.T) {
+	t.Parallel()
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		scaleOut(t, faulttest.Config{Instances: 3}, faulttest.LoadConfig{})
+	})
+	t.Run("ferretdb", func(t *testing.T) {
+		t.Parallel()
+		// Lighter: FerretDB scans a collection on every lookup.
+		scaleOut(t, faulttest.Config{Instances: 3, Views: viewstore.Mongo}, faulttest.LoadConfig{Clients: 2, Pause: 100 * time.Millisecond})
+	})
+}
+
+func scaleOut(t *testing.T, cfg faulttest.Config, load faulttest.LoadConfig) {
+	cfg.StoreTimeout = timeout
+	s := faulttest.Start(t, cfg)
+	src := s.Sources()
+	watch := faulttest.WatchLeases(t, src.Leases)
+	names := func(ps []*faulttest.Proc) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name())
+		}
+		return out
+	}
+	// The first instance of each processor claimed every partition at
+	// its first tick; the others take their shares one move per tick.
+	took := watch.WaitOwned(handoverTime)
+	t.Logf("every partition owned %v after the system was up", took)
+	l := faulttest.StartLoad(t, s.CommandClient(), load)
+	l.WaitProgress(20, time.Minute)
+	took = watch.WaitOwned(time.Minute, append(names(s.Projectors), names(s.Sagas)...)...)
+	t.Logf("shares balanced after %v more: projector %v, saga %v", took, watch.Shares(views.LeaseProcessor), watch.Shares(saga.DefaultProcessor))
+
+	// SIGKILL: taken over once the leases expire.
+	for _, victim := range []struct {
+		proc string
+		p    *faulttest.Proc
+	}{{views.LeaseProcessor, s.Projectors[1]}, {saga.DefaultProcessor, s.Sagas[1]}} {
+		held := watch.HeldBy(victim.proc, victim.p.Name())
+		victim.p.Kill()
+		took := watch.WaitTakenOver(victim.proc, victim.p.Name(), held, takeoverTime)
+		t.Logf("%s: %d partitions of the killed %s taken over in %v", victim.proc, len(held), victim.p.Name(), took)
+		victim.p.Restart()
+	}
+	l.WaitProgress(20, time.Minute)
+
+	// SIGTERM: released, taken over at once.
+	for _, victim := range []struct {
+		proc string
+		p    *faulttest.Proc
+	}{{views.LeaseProcessor, s.Projectors[0]}, {saga.DefaultProcessor, s.Sagas[0]}} {
+		watch.WaitOwned(time.Minute, append(names(s.Projectors), names(s.Sagas)...)...)
+		held := watch.HeldBy(victim.proc, victim.p.Name())
+		start := time.Now()
+		victim.p.Stop()
+		took := watch.WaitTakenOver(victim.proc, victim.p.Name(), held, handoverTime+time.Since(start))
+		t.Logf("%s: %d partitions of %s, shut down, taken over %v after its exit (shutdown took %v)", victim.proc, len(held), victim.p.Name(), took, time.Since(start)-took)
+		victim.p.Restart()
+	}
+	l.WaitProgress(20, time.Minute)
+
+	// SIGSTOP past the TTL: taken over meanwhile; on SIGCONT the stale
+	// owner's writes are refused, or it gives its partitions up by
+	// itself first, as its renewals are overdue.
+	watch.WaitOwned(time.Minute, append(names(s.Projectors), names(s.Sagas)...)...)
+	stale := []struct {
+		proc string
+		p    *faulttest.Proc
+	}{{views.LeaseProcessor, s.Projectors[2]}, {saga.DefaultProcessor, s.Sagas[2]}}
+	before := map[string]float64{}
+	for _, v := range stale {
+		before[v.proc] = fenced(t, v.p, v.proc)
+	}
+	for _, v := range stale {
+		v.p.Pause()
+	}
+	for _, v := range stale {
+		held := watch.HeldBy(v.proc, v.p.Name())
+		took := watch.WaitTakenOver(v.proc, v.p.Name(), held, takeoverTime)
+		t.Logf("%s: %d partitions of the paused %s taken over in %v", v.proc, len(held), v.p.Name(), took)
+	}
+	for _, v := range stale {
+		v.p.Resume()
+	}
+	for _, v := range stale {
+		eventually(t, time.Minute, func() (bool, string) {
+			n := fenced(t, v.p, v.proc)
+			return n > before[v.proc], fmt.Sprintf("%s: the woken %s has neither had a write refused nor given up a lease (%v)", v.proc, v.p.Name(), n)
+		})
+		refused, _ := v.p.Metric("orderly_lease_refused_writes_total", `processor="`+v.proc+`"`)
+		t.Logf("%s: the woken %s had %v checkpoint writes refused in all", v.proc, v.p.Name(), refused)
+	}
+	watch.WaitOwned(time.Minute, append(names(s.Projectors), names(s.Sagas)...)...)
+	l.WaitProgress(20, time.Minute)
+
+	acks := l.Stop()
+	r := s.Check(2*time.Minute, acks)
+	watch.Stop()
+	t.Logf("faults: %d (%s); events checked: %d (%d orders, %d customers); acknowledged commands: %d, problems: %d; answers: %s",
+		s.Faults.Total(), s.Faults, r.Events, r.Orders, r.Customers, r.Acks, len(r.Problems), l.Summary())
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	diffs, err := invariant.SameViews(ctx, src.Views, s.RebuildAlone(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Errorf("shared views and a single projector's rebuild differ: %s", d)
+	}
+}
+
+// fenced is how often p was stopped from writing for proc: writes the
+// store refused, and partitions it gave up (lost or not renewed in time).
+func fenced(t *testing.T, p *faulttest.Proc, proc string) float64 {
+	t.Helper()
+	var sum float64
+	for _, name := range []string{"orderly_lease_refused_writes_total", "orderly_lease_lost_total"} {
+		v, err := p.Metric(name, `processor="`+proc+`"`)
+		if err != nil {
+			return -1 // not answering yet, just woken
+		}
+		sum += v
+	}
+	return sum
+}
+
+// eventually polls cond until it holds or within passes.
+func eventually(t *testing.T, within time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, why)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
