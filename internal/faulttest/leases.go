@@ -192,40 +192,15 @@ func (w *LeaseWatch) Shares(proc string) map[string]int {
 	return shares
 }
 
-// WaitOwned waits until every partition of every processor has a live
-// owner among want (all owners when want is empty), shares at most one
-// apart between want's, and returns how long it took; it fails the test
-// after within.
-func (w *LeaseWatch) WaitOwned(within time.Duration, want ...string) time.Duration {
+// WaitOwned waits until every partition of proc has a live owner among
+// want (any owner when want is empty), in shares at most one apart
+// between want's, and returns how long it took; it fails the test after
+// within.
+func (w *LeaseWatch) WaitOwned(within time.Duration, proc string, want ...string) time.Duration {
 	w.t.Helper()
 	start := time.Now()
 	for {
-		ok, why := true, ""
-		for _, proc := range Processors {
-			shares := w.Shares(proc)
-			if n := shares[""]; n > 0 {
-				ok, why = false, fmt.Sprintf("%s: %d partitions unowned (%v)", proc, n, shares)
-				break
-			}
-			if len(want) == 0 {
-				continue
-			}
-			lo, hi := 1<<30, 0
-			for _, o := range want {
-				lo, hi = min(lo, shares[o]), max(hi, shares[o])
-			}
-			for o := range shares {
-				if !slices.Contains(want, o) {
-					ok, why = false, fmt.Sprintf("%s: %s still holds partitions (%v)", proc, o, shares)
-				}
-			}
-			if ok && hi-lo > 1 {
-				ok, why = false, fmt.Sprintf("%s: shares %v not balanced among %v", proc, shares, want)
-			}
-			if !ok {
-				break
-			}
-		}
+		ok, why := w.owned(proc, want)
 		if ok {
 			return time.Since(start)
 		}
@@ -234,6 +209,29 @@ func (w *LeaseWatch) WaitOwned(within time.Duration, want ...string) time.Durati
 		}
 		time.Sleep(WatchEvery)
 	}
+}
+
+func (w *LeaseWatch) owned(proc string, want []string) (bool, string) {
+	shares := w.Shares(proc)
+	if n := shares[""]; n > 0 || len(shares) == 0 {
+		return false, fmt.Sprintf("%s: %d partitions unowned (%v)", proc, n, shares)
+	}
+	if len(want) == 0 {
+		return true, ""
+	}
+	for o := range shares {
+		if !slices.Contains(want, o) {
+			return false, fmt.Sprintf("%s: %s holds partitions (%v), want only %v", proc, o, shares, want)
+		}
+	}
+	lo, hi := 1<<30, 0
+	for _, o := range want {
+		lo, hi = min(lo, shares[o]), max(hi, shares[o])
+	}
+	if hi-lo > 1 {
+		return false, fmt.Sprintf("%s: shares %v not balanced among %v", proc, shares, want)
+	}
+	return true, ""
 }
 
 // WaitTakenOver waits until none of proc's partitions is held by victim

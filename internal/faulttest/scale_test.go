@@ -8,6 +8,7 @@ import (
 
 	"github.com/orderly/orderly/internal/faulttest"
 	"github.com/orderly/orderly/internal/faulttest/invariant"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/viewstore"
@@ -50,20 +51,26 @@ func scaleOut(t *testing.T, cfg faulttest.Config, load faulttest.LoadConfig) {
 	s := faulttest.Start(t, cfg)
 	src := s.Sources()
 	watch := faulttest.WatchLeases(t, src.Leases)
-	names := func(ps []*faulttest.Proc) []string {
-		var out []string
-		for _, p := range ps {
-			out = append(out, p.Name())
+	balanced := func(within time.Duration) time.Duration {
+		t.Helper()
+		var took time.Duration
+		for proc, ps := range map[string][]*faulttest.Proc{views.LeaseProcessor: s.Projectors, saga.DefaultProcessor: s.Sagas} {
+			var names []string
+			for _, p := range ps {
+				names = append(names, p.Name())
+			}
+			took = max(took, watch.WaitOwned(within, proc, names...))
 		}
-		return out
+		return took
 	}
 	// The first instance of each processor claimed every partition at
 	// its first tick; the others take their shares one move per tick.
-	took := watch.WaitOwned(handoverTime)
-	t.Logf("every partition owned %v after the system was up", took)
+	for _, proc := range faulttest.Processors {
+		t.Logf("%s: every partition owned %v after the system was up", proc, watch.WaitOwned(handoverTime, proc))
+	}
 	l := faulttest.StartLoad(t, s.CommandClient(), load)
 	l.WaitProgress(20, time.Minute)
-	took = watch.WaitOwned(time.Minute, append(names(s.Projectors), names(s.Sagas)...)...)
+	took := balanced(time.Minute)
 	t.Logf("shares balanced after %v more: projector %v, saga %v", took, watch.Shares(views.LeaseProcessor), watch.Shares(saga.DefaultProcessor))
 
 	// SIGKILL: taken over once the leases expire.
@@ -84,7 +91,7 @@ func scaleOut(t *testing.T, cfg faulttest.Config, load faulttest.LoadConfig) {
 		proc string
 		p    *faulttest.Proc
 	}{{views.LeaseProcessor, s.Projectors[0]}, {saga.DefaultProcessor, s.Sagas[0]}} {
-		watch.WaitOwned(time.Minute, append(names(s.Projectors), names(s.Sagas)...)...)
+		balanced(time.Minute)
 		held := watch.HeldBy(victim.proc, victim.p.Name())
 		start := time.Now()
 		victim.p.Stop()
@@ -97,7 +104,7 @@ func scaleOut(t *testing.T, cfg faulttest.Config, load faulttest.LoadConfig) {
 	// SIGSTOP past the TTL: taken over meanwhile; on SIGCONT the stale
 	// owner's writes are refused, or it gives its partitions up by
 	// itself first, as its renewals are overdue.
-	watch.WaitOwned(time.Minute, append(names(s.Projectors), names(s.Sagas)...)...)
+	balanced(time.Minute)
 	stale := []struct {
 		proc string
 		p    *faulttest.Proc
@@ -106,11 +113,13 @@ func scaleOut(t *testing.T, cfg faulttest.Config, load faulttest.LoadConfig) {
 	for _, v := range stale {
 		before[v.proc] = fenced(t, v.p, v.proc)
 	}
+	held := map[string]map[int]lease.Epoch{}
 	for _, v := range stale {
+		held[v.proc] = watch.HeldBy(v.proc, v.p.Name())
 		v.p.Pause()
 	}
 	for _, v := range stale {
-		held := watch.HeldBy(v.proc, v.p.Name())
+		held := held[v.proc]
 		took := watch.WaitTakenOver(v.proc, v.p.Name(), held, takeoverTime)
 		t.Logf("%s: %d partitions of the paused %s taken over in %v", v.proc, len(held), v.p.Name(), took)
 	}
@@ -125,7 +134,7 @@ func scaleOut(t *testing.T, cfg faulttest.Config, load faulttest.LoadConfig) {
 		refused, _ := v.p.Metric("orderly_lease_refused_writes_total", `processor="`+v.proc+`"`)
 		t.Logf("%s: the woken %s had %v checkpoint writes refused in all", v.proc, v.p.Name(), refused)
 	}
-	watch.WaitOwned(time.Minute, append(names(s.Projectors), names(s.Sagas)...)...)
+	balanced(time.Minute)
 	l.WaitProgress(20, time.Minute)
 
 	acks := l.Stop()

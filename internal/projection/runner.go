@@ -313,6 +313,13 @@ func (f *follower) follow(ctx context.Context, lanes []lane, moved <-chan struct
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		select {
+		case <-moved:
+			// The partitions held changed while this batch formed: its
+			// fence is stale, and a partition given up would refuse it.
+			return errResubscribe
+		default:
+		}
 		start := time.Now()
 		if err := f.applyAll(ctx, lanes, b); err != nil {
 			return err

@@ -387,8 +387,8 @@ func (s *Saga) start(ctx context.Context) bool {
 // events of the partitions held to the lanes until the subscription drops,
 // the partitions held change (errMoved), or ctx is done. It blocks while
 // the lanes are full: the subscription is then the buffer.
-func (s *Saga) follow(ctx context.Context, lanes []chan job, moved <-chan struct{}) error {
-	ctx, cancel := context.WithCancelCause(ctx)
+func (s *Saga) follow(run context.Context, lanes []chan job, moved <-chan struct{}) error {
+	ctx, cancel := context.WithCancelCause(run)
 	defer cancel(nil)
 	go func() {
 		select {
@@ -420,7 +420,7 @@ func (s *Saga) follow(ctx context.Context, lanes []chan job, moved <-chan struct
 		case ev.SubscriptionDropped != nil:
 			return ended(ctx, fmt.Errorf("subscription dropped: %w", ev.SubscriptionDropped.Error))
 		case ev.EventAppeared != nil:
-			if !s.dispatch(ctx, lanes, ev.EventAppeared.Event) {
+			if !s.dispatch(ctx, run, lanes, ev.EventAppeared.Event) {
 				return ended(ctx, ctx.Err())
 			}
 		case ev.CheckPointReached != nil:
@@ -447,8 +447,11 @@ func ended(ctx context.Context, err error) error {
 
 // dispatch hands one event of a partition held to its lane once a slot is
 // free and the saga is not paused, and passes over the others; false when
-// ctx ended first.
-func (s *Saga) dispatch(ctx context.Context, lanes []chan job, raw *esdb.RecordedEvent) bool {
+// ctx ended first. Once the event is in its watermark, only the end of the
+// run (ctx's parent, run) stops its hand-over: a subscription ended for a
+// change of partitions must not leave an event unfinished in a watermark,
+// which would hold its checkpoint back for good.
+func (s *Saga) dispatch(ctx, run context.Context, lanes []chan job, raw *esdb.RecordedEvent) bool {
 	j := job{raw: raw}
 	j.rec, j.err = eventlog.Decode(s.reg, raw)
 	key := laneKey(j.rec, j.err)
@@ -473,7 +476,7 @@ func (s *Saga) dispatch(ctx context.Context, lanes []chan job, raw *esdb.Recorde
 	select {
 	case lanes[laneOf(key, len(lanes))] <- j:
 		return true
-	case <-ctx.Done():
+	case <-run.Done():
 		return false
 	}
 }

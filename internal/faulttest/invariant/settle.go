@@ -33,6 +33,7 @@ const settledPoll = 100 * time.Millisecond
 func Settle(ctx context.Context, src Sources) error {
 	t := time.NewTicker(settledPoll)
 	defer t.Stop()
+	var behind error // the last look's answer, not the deadline's
 	for {
 		// The saga's checkpoint is read before the head: whatever a step
 		// it counted wrote is then in the head read after.
@@ -49,9 +50,12 @@ func Settle(ctx context.Context, src Sources) error {
 				}
 			}
 		}
+		if ctx.Err() == nil {
+			behind = err
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("system not settled: %w (%w)", err, context.Cause(ctx))
+			return fmt.Errorf("system not settled: %w (%w)", behind, context.Cause(ctx))
 		case <-t.C:
 		}
 	}
