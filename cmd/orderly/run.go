@@ -236,6 +236,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 // the address it listens on.
 func startEventStore(addr string, cfg eventstore.Config, dir string, reg prometheus.Registerer, sec serve.Security, access *eventstore.Access, log *slog.Logger) (*eventstore.Server, string, error) {
 	cfg.Dir, cfg.Registerer, cfg.Logger, cfg.Access = dir, reg, log.With("service", "eventstore"), access
+	cfg.Traced = tracing.Enabled(os.Getenv)
 	if sec.Certs != nil {
 		cfg.TLS = sec.Certs.Config("h2")
 	}

@@ -440,7 +440,7 @@ type checkpoint struct {
 }
 
 func (s *Saga) loadCheckpoint(ctx context.Context) (esdb.Position, error) {
-	pos, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (esdb.Position, error) {
+	pos, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, eventlog.Op{Method: "ReadStream", Stream: s.opts.CheckpointStream}, func(ctx context.Context, c *esdb.Client) (esdb.Position, error) {
 		rs, err := c.ReadStream(ctx, s.opts.CheckpointStream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 		if err != nil {
 			return esdb.Position{}, err
@@ -483,7 +483,7 @@ func (s *Saga) save(ctx context.Context) error {
 		return fmt.Errorf("encode checkpoint: %w", err)
 	}
 	ev := esdb.EventData{EventType: checkpointType, ContentType: esdb.ContentTypeJson, Data: data}
-	if _, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
+	if _, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, eventlog.Op{Method: "AppendToStream", Stream: s.opts.CheckpointStream}, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
 		return c.AppendToStream(ctx, s.opts.CheckpointStream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, ev)
 	}); err != nil {
 		return fmt.Errorf("save checkpoint to %s: %w", s.opts.CheckpointStream, err)
