@@ -22,7 +22,6 @@ import (
 	"github.com/orderly/orderly/internal/auth"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
-	"github.com/orderly/orderly/internal/console"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/projection"
@@ -224,7 +223,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		Servers: []serve.Server{
 			serve.GRPC("commands", cmdSrv, cmdLis),
 			serve.GRPC("queries", qrySrv, qryLis),
-			serve.HTTP("rest", serve.NewHTTPServer(console.Wrap(handler), sec), httpLis),
+			serve.HTTP("rest", serve.NewHTTPServer(handler, sec), httpLis),
 		},
 		Background: []serve.Task{{Name: "saga", Run: credit.Run}, {Name: "projector", Run: projector.Run}, {Name: "watch", Run: queries.Run}, {Name: "admin", Run: ops.Run}},
 		Closers:    &closers,
