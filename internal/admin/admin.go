@@ -28,7 +28,7 @@ import (
 
 // SagaName is the credit saga's processor name; the projections are named
 // by their views.
-const SagaName = "credit-saga"
+const SagaName = saga.Name
 
 // Names are every processor's name, in the order they are listed.
 func Names() []string {

@@ -153,6 +153,8 @@ func (d *discardStore) DeadLetters(context.Context, views.View) ([]views.DeadLet
 	return nil, errDiscard
 }
 
+func (d *discardStore) SetPaused(context.Context, views.View, bool) error { return errDiscard }
+
 func (d *discardStore) Close() error { return nil }
 
 // BenchmarkPipeline measures the projector's own work — decoding, folding,

@@ -103,8 +103,12 @@ func (f *follower) liveLanes(ctx context.Context) ([]lane, error) {
 	var lanes []lane
 	var highest uint64
 	for _, v := range views.All() {
-		st, err := f.state(ctx, v)
-		if err != nil {
+		var st views.State
+		if err := f.p.ctl.views[v].gate.Restore(func() (bool, error) {
+			var err error
+			st, err = f.state(ctx, v)
+			return st.Paused, err
+		}, f.log, string(v)); err != nil {
 			return nil, err
 		}
 		highest = max(highest, st.LiveCheckpoint)

@@ -69,6 +69,10 @@ type Options struct {
 	// act on, and records their resolution. Default
 	// "saga-credit-dead-letters".
 	DeadLetterStream string
+	// PauseStream is where the saga records an operator's pauses and
+	// resumes, so that a pause outlives the process; its last event says
+	// whether the saga is paused. Default "saga-credit-pause".
+	PauseStream string
 	// CheckpointMaxCount is the $maxCount set on CheckpointStream at start,
 	// so it keeps only the latest checkpoints. Default
 	// DefaultCheckpointMaxCount.
@@ -112,6 +116,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.DeadLetterStream == "" {
 		o.DeadLetterStream = "saga-credit-dead-letters"
+	}
+	if o.PauseStream == "" {
+		o.PauseStream = "saga-credit-pause"
 	}
 	if o.CheckpointMaxCount == 0 {
 		o.CheckpointMaxCount = DefaultCheckpointMaxCount
@@ -274,6 +281,9 @@ func (s *Saga) start(ctx context.Context) bool {
 			}
 		}
 		from, err := s.loadCheckpoint(ctx)
+		if err == nil {
+			err = s.restorePause(ctx)
+		}
 		if err == nil {
 			s.wm.from(from)
 			s.saved = from

@@ -181,6 +181,10 @@ type State struct {
 	// Building is the shadow version a rebuild is filling; 0 when none.
 	Building           Version
 	BuildingCheckpoint uint64
+	// Paused is set while an operator has the view's live projection
+	// paused (Writer.SetPaused), so that it stays paused across restarts.
+	// It belongs to the view, not to a version: a switch keeps it.
+	Paused bool
 }
 
 // Checkpoint returns the checkpoint of version v; ok is false when v is
@@ -285,6 +289,9 @@ type Writer interface {
 	Switch(ctx context.Context, t Target, liveAhead bool) error
 	// DeadLetters returns the live version's dead letters, oldest first.
 	DeadLetters(ctx context.Context, v View) ([]DeadLetter, error)
+	// SetPaused records whether an operator has v's live projection
+	// paused (State.Paused). Setting what is already set changes nothing.
+	SetPaused(ctx context.Context, v View, paused bool) error
 }
 
 // Store is a view store: both sides of the port.
