@@ -202,8 +202,9 @@ func callREST(t *testing.T, base string, r rpc, token string) restAnswer {
 // Every RPC, over gRPC and over REST, is admitted for a caller with its
 // permission (or admin) and refused for the others: PERMISSION_DENIED /
 // 403 with the gateway's JSON error; a missing, unknown or expired
-// credential is UNAUTHENTICATED / 401 with a bearer challenge. Health and
-// /metrics stay open.
+// credential is UNAUTHENTICATED / 401 with a bearer challenge. Health,
+// /metrics, the API description and the console (whose page asks for a
+// credential) stay open.
 func TestAuthorizationEveryRPC(t *testing.T) {
 	dir := t.TempDir()
 	iss, keyFile := newIssuer(t, dir)
@@ -276,7 +277,7 @@ func TestAuthorizationEveryRPC(t *testing.T) {
 	if resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health without credentials: %v, %v", resp, err)
 	}
-	for _, path := range []string{"/healthz", "/metrics", "/openapi.json"} {
+	for _, path := range []string{"/healthz", "/metrics", "/openapi.json", "/console"} {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/orderly/orderly/internal/config"
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/tlsconf"
+	"github.com/orderly/orderly/internal/tracing"
 )
 
 // runEventStore serves the embedded event store on its own, for tools and for
@@ -61,8 +62,13 @@ func runEventStore(ctx context.Context, args []string) error {
 	if cfg.Dir == ":memory:" {
 		cfg.Dir = ""
 	}
+	flushTraces, err := tracing.Start(ctx, "eventstore", log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = flushTraces() }()
 	reg := prometheus.NewRegistry()
-	cfg.Registerer = reg
+	cfg.Registerer, cfg.Traced = reg, tracing.Enabled(os.Getenv)
 	srv, err := eventstore.Open(cfg)
 	if err != nil {
 		return err

@@ -22,7 +22,6 @@ import (
 	"github.com/orderly/orderly/internal/auth"
 	"github.com/orderly/orderly/internal/command"
 	"github.com/orderly/orderly/internal/config"
-	"github.com/orderly/orderly/internal/console"
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/lease"
@@ -228,7 +227,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		Servers: []serve.Server{
 			serve.GRPC("commands", cmdSrv, cmdLis),
 			serve.GRPC("queries", qrySrv, qryLis),
-			serve.HTTP("rest", serve.NewHTTPServer(console.Wrap(handler), sec), httpLis),
+			serve.HTTP("rest", serve.NewHTTPServer(handler, sec), httpLis),
 		},
 		Background: []serve.Task{{Name: "saga", Run: credit.Run}, {Name: "projector", Run: projector.Run}, {Name: "watch", Run: queries.Run}, {Name: "admin", Run: ops.Run}},
 		Closers:    &closers,
@@ -240,6 +239,7 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 // the address it listens on.
 func startEventStore(addr string, cfg eventstore.Config, dir string, reg prometheus.Registerer, sec serve.Security, access *eventstore.Access, log *slog.Logger) (*eventstore.Server, string, error) {
 	cfg.Dir, cfg.Registerer, cfg.Logger, cfg.Access = dir, reg, log.With("service", "eventstore"), access
+	cfg.Traced = tracing.Enabled(os.Getenv)
 	if sec.Certs != nil {
 		cfg.TLS = sec.Certs.Config("h2")
 	}

@@ -8,13 +8,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/orderly/orderly/internal/console/consoletest"
 	"github.com/orderly/orderly/internal/statuscmd"
 )
 
 // TestStatus: `orderly status` prints the all-in-one's processors, all
 // three of them served by the AdminService beside the commands, and
-// -watch redraws the table until interrupted; the REST routes are on the
-// HTTP listener.
+// -watch redraws the table until interrupted; the REST routes, and the
+// console that calls them, are on the HTTP listener.
 func TestStatus(t *testing.T) {
 	addrs, _ := startSystem(t, "-log-level", "warn")
 	ctx := callCtx(t)
@@ -49,6 +50,7 @@ func TestStatus(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /v1/admin/processors on the all-in-one: %d", resp.StatusCode)
 	}
+	consoletest.Get(t, "http://"+addrs.http)
 }
 
 // countingWriter calls stop once it has seen after tables.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,14 @@ import (
 // args added, until the test ends.
 func startSystem(t *testing.T, args ...string) (allAddrs, *syncBuffer) {
 	t.Helper()
+	addrs, logs, _ := startStoppable(t, args...)
+	return addrs, logs
+}
+
+// startStoppable is startSystem, also returning a stop that waits for the
+// system to shut down (the test's end stops it otherwise).
+func startStoppable(t *testing.T, args ...string) (allAddrs, *syncBuffer, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	listening := make(chan allAddrs, 1)
@@ -38,17 +47,21 @@ func startSystem(t *testing.T, args ...string) (allAddrs, *syncBuffer) {
 	}()
 	select {
 	case a := <-listening:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-stopped; err != nil {
-				t.Errorf("startAll: %v", err)
-			}
-		})
-		return a, logs
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				cancel()
+				if err := <-stopped; err != nil {
+					t.Errorf("startAll: %v", err)
+				}
+			})
+		}
+		t.Cleanup(stop)
+		return a, logs, stop
 	case err := <-stopped:
 		cancel()
 		t.Fatalf("startAll: %v\n%s", err, logs.String())
-		return allAddrs{}, nil
+		return allAddrs{}, nil, nil
 	}
 }
 

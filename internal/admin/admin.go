@@ -28,7 +28,7 @@ import (
 
 // SagaName is the credit saga's processor name; the projections are named
 // by their views.
-const SagaName = "credit-saga"
+const SagaName = saga.Name
 
 // Names are every processor's name, in the order they are listed.
 func Names() []string {
@@ -118,7 +118,7 @@ func (s *Service) hosted() string {
 
 // head reads the last commit position of $all.
 func (s *Service) head(ctx context.Context) (uint64, error) {
-	return eventlog.CallWithin(ctx, s.opts.Conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (uint64, error) {
+	return eventlog.CallWithin(ctx, s.opts.Conn, s.opts.StoreTimeout, eventlog.Op{Method: "ReadAll", Stream: eventlog.AllStream}, func(ctx context.Context, c *esdb.Client) (uint64, error) {
 		p, _, err := eventlog.AllHead(ctx, c)
 		if err != nil {
 			return 0, fmt.Errorf("read the event store's head: %w", err)

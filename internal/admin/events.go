@@ -47,7 +47,7 @@ func (s *Service) ReadEvents(ctx context.Context, req *orderlyv1.ReadEventsReque
 		stream = eventlog.AllStream
 	}
 	before := req.GetBefore()
-	events, err := eventlog.CallWithin(ctx, s.opts.Conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+	events, err := eventlog.CallWithin(ctx, s.opts.Conn, s.opts.StoreTimeout, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
 		return eventlog.ReadRawBackwards(ctx, c, stream, before, uint64(limit+1))
 	})
 	if errors.Is(err, eventlog.ErrStreamNotFound) {

@@ -143,26 +143,21 @@ func (s *Service) setPaused(ctx context.Context, op, name string, paused bool) (
 	if err := invalid(op, checkProcessor("name", name)); err != nil {
 		return nil, err
 	}
-	if name == SagaName {
-		if s.opts.Saga == nil {
-			return nil, s.elsewhere(name)
-		}
-		if paused {
-			s.opts.Saga.Pause()
-		} else {
-			s.opts.Saga.Resume()
-		}
-	} else {
-		if s.opts.Projector == nil {
-			return nil, s.elsewhere(name)
-		}
-		change := s.opts.Projector.Resume
-		if paused {
-			change = s.opts.Projector.Pause
-		}
-		if _, err := change(views.View(name)); err != nil {
-			return nil, s.failed(ctx, err, op)
-		}
+	var err error
+	switch {
+	case name == SagaName && s.opts.Saga == nil, name != SagaName && s.opts.Projector == nil:
+		return nil, s.elsewhere(name)
+	case name == SagaName && paused:
+		_, err = s.opts.Saga.Pause(ctx)
+	case name == SagaName:
+		_, err = s.opts.Saga.Resume(ctx)
+	case paused:
+		_, err = s.opts.Projector.Pause(ctx, views.View(name))
+	default:
+		_, err = s.opts.Projector.Resume(ctx, views.View(name))
+	}
+	if err != nil {
+		return nil, s.failed(ctx, err, op)
 	}
 	list, err := s.ListProcessors(ctx, nil)
 	if err != nil {

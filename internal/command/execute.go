@@ -230,9 +230,9 @@ func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], e *ent
 // ID and their contents (eventID), and appends them to stream at the expected
 // revision. It returns the IDs it wrote them under.
 func (s *Service) appendEvents(ctx context.Context, stream string, expected esdb.ExpectedRevision, events []domain.Event, meta eventcodec.Metadata) (_ *esdb.WriteResult, _ []uuid.UUID, err error) {
-	// The official client takes no gRPC options, so no stats handler
-	// traces its calls: this span stands for the append, and its IDs go
-	// into the events' metadata for their readers to continue the trace.
+	// This span is the sending of the events: its IDs go into their
+	// metadata for their readers to continue the trace. The store call
+	// itself is eventlog's span under it.
 	ctx, span := tracing.Tracer().Start(ctx, "eventstore.append", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("orderly.stream", stream), attribute.String("orderly.command", meta.Command), attribute.Int("orderly.events", len(events))))
 	defer func() { tracing.Fail(span, err); span.End() }()
@@ -247,7 +247,7 @@ func (s *Service) appendEvents(ctx context.Context, stream string, expected esdb
 		ids[i] = eventID(meta.CommandID, stream, i, meta.Fingerprint, data[i].EventType, data[i].Data)
 		data[i].EventID = ids[i]
 	}
-	wr, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
+	wr, err := storeCall(ctx, s, eventlog.Op{Method: "AppendToStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
 		return c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: expected}, data...)
 	})
 	if err != nil {
@@ -295,8 +295,8 @@ func reused(description string) error {
 }
 
 // storeCall runs one event store call under the store timeout.
-func storeCall[T any](ctx context.Context, s *Service, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
-	return eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, op)
+func storeCall[T any](ctx context.Context, s *Service, op eventlog.Op, fn func(context.Context, *esdb.Client) (T, error)) (T, error) {
+	return eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, op, fn)
 }
 
 // Conflict backoff: full jitter over an exponentially growing window, so

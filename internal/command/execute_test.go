@@ -118,7 +118,7 @@ func customerAt(t *testing.T, s *Service, id string) *domain.Customer {
 // foldedAt is k/id's stream as stored, folded from the first event.
 func foldedAt[A aggregate](t *testing.T, s *Service, k kind[A], id string) A {
 	t.Helper()
-	recs, err := storeCall(testCtx(t), s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
+	recs, err := storeCall(testCtx(t), s, eventlog.Op{Method: "ReadStream", Stream: k.stream(id)}, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
 		return eventlog.Read(ctx, c, s.reg, k.stream(id), 0, 0)
 	})
 	if err != nil {

@@ -118,7 +118,7 @@ func (s *Service) catchUp(ctx context.Context, e *entry) (int, error) {
 // read reads up to max events of stream from revision from, under the store
 // timeout.
 func (s *Service) read(ctx context.Context, stream string, from, max uint64) ([]eventlog.Recorded, error) {
-	return storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
+	return storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]eventlog.Recorded, error) {
 		return eventlog.Read(ctx, c, s.reg, stream, from, max)
 	})
 }

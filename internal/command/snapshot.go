@@ -164,7 +164,7 @@ func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, error) {
 	var last page      // the last page's header
 	next, stale := uint64(0), 0
 	for from := uint64(0); ; {
-		raw, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+		raw, err := storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
 			return eventlog.ReadRaw(ctx, c, stream, from, pageChunk)
 		})
 		if errors.Is(err, eventlog.ErrStreamNotFound) {
@@ -230,7 +230,7 @@ func (s *Service) dropPages(ctx context.Context, stream string, lastRev int64) {
 	if lastRev < 0 {
 		return
 	}
-	_, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) (*esdb.DeleteResult, error) {
+	_, err := storeCall(ctx, s, eventlog.Op{Method: "DeleteStream", Stream: snapshotStream(stream)}, func(ctx context.Context, c *esdb.Client) (*esdb.DeleteResult, error) {
 		return c.DeleteStream(ctx, snapshotStream(stream), esdb.DeleteStreamOptions{ExpectedRevision: esdb.Revision(uint64(lastRev))})
 	})
 	if err != nil {
@@ -291,7 +291,7 @@ func (w *pageWriter) drain(done chan struct{}) {
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
 
-		_, err := storeCall(context.Background(), w.s, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
+		_, err := storeCall(context.Background(), w.s, eventlog.Op{Method: "AppendToStream", Stream: j.stream}, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
 			return c.AppendToStream(ctx, j.stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}},
 				esdb.EventData{EventID: j.id, EventType: pageEventType, ContentType: esdb.ContentTypeBinary, Data: j.data})
 		})

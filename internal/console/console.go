@@ -29,11 +29,3 @@ func Handler() http.Handler {
 		_, _ = w.Write(page)
 	})
 }
-
-// Wrap serves the page at Path beside next.
-func Wrap(next http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/", next)
-	mux.Handle("GET "+Path, Handler())
-	return mux
-}

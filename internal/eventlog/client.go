@@ -10,8 +10,15 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/orderly/orderly/internal/tracing"
 )
 
 // Conn is a service's connection to the event store: the official client,
@@ -164,22 +171,48 @@ func (c *Conn) replace(h *handle) bool {
 	return true
 }
 
-// Call runs op with the current client and returns its result, or ctx's
-// error as soon as ctx is done even if op is still blocked inside the client
-// (op then finishes on its own; ctx, which op must use, cancels its RPC). A
-// client that cannot reach the store is replaced (see renew), and op tried
-// once more on the new one if it never left.
+// Op says what a store call does, for its span: Method is the official
+// client's method it calls (the first, when it takes a few), Stream the
+// stream it is about (AllStream for $all).
+type Op struct {
+	Method string
+	Stream string
+}
+
+// start begins op's client span and puts its trace context in ctx's
+// outgoing gRPC metadata. The official client takes no stats handler, so
+// this span stands for its call; it does send the metadata of the context
+// it is given, so the store's server span (the embedded store's, when
+// Traced) joins the trace as this span's child.
+func (op Op) start(ctx context.Context) (context.Context, trace.Span) {
+	ctx, span := tracing.Tracer().Start(ctx, "esdb."+op.Method, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("orderly.stream", op.Stream)))
+	carrier := propagation.MapCarrier{}
+	otel.GetTextMapPropagator().Inject(ctx, carrier)
+	for k, v := range carrier {
+		ctx = metadata.AppendToOutgoingContext(ctx, k, v)
+	}
+	return ctx, span
+}
+
+// Call runs fn with the current client and returns its result, or ctx's
+// error as soon as ctx is done even if fn is still blocked inside the client
+// (fn then finishes on its own; ctx, which fn must use, cancels its RPC). A
+// client that cannot reach the store is replaced (see renew), and fn tried
+// once more on the new one if it never left. The call is traced as op.
 //
-// op must communicate only through its results: after an early return
+// fn must communicate only through its results: after an early return
 // nothing reads what it does.
-func Call[T any](ctx context.Context, c *Conn, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
+func Call[T any](ctx context.Context, c *Conn, op Op, fn func(context.Context, *esdb.Client) (T, error)) (_ T, err error) {
+	ctx, span := op.start(ctx)
+	defer func() { tracing.Fail(span, err); span.End() }()
 	for retried := false; ; retried = true {
 		h, err := c.acquire()
 		if err != nil {
 			var zero T
 			return zero, err
 		}
-		v, err, answered := bounded(ctx, c, h, op)
+		v, err, answered := bounded(ctx, c, h, fn)
 		if answered && !retried && c.renew(h, err) {
 			continue
 		}
@@ -207,10 +240,10 @@ func (c *Conn) hinted(err error) error {
 // caller's: a call cut short by it has ErrTimeout as its context's cause,
 // which the services answer as Unavailable rather than as the caller's
 // DeadlineExceeded.
-func CallWithin[T any](ctx context.Context, c *Conn, timeout time.Duration, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
+func CallWithin[T any](ctx context.Context, c *Conn, timeout time.Duration, op Op, fn func(context.Context, *esdb.Client) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	defer cancel()
-	return Call(ctx, c, op)
+	return Call(ctx, c, op, fn)
 }
 
 // wedgeGrace is how long a call may go on after its context ended before
@@ -218,7 +251,7 @@ func CallWithin[T any](ctx context.Context, c *Conn, timeout time.Duration, op f
 // context cancels its RPC.
 var wedgeGrace = 2 * time.Second
 
-// bounded runs op on h's client, releasing h when op returns, which may be
+// bounded runs fn on h's client, releasing h when fn returns, which may be
 // after bounded itself has returned: answered is false then.
 //
 // The client can wedge (v4.2.0): a discovery that fails ends its connection
@@ -227,7 +260,7 @@ var wedgeGrace = 2 * time.Second
 // after its context ended gets its client replaced. Only then: a caller that
 // gives up early (a cancelled request, a short deadline) must not cost every
 // other caller a new connection.
-func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Context, *esdb.Client) (T, error)) (_ T, _ error, answered bool) {
+func bounded[T any](ctx context.Context, c *Conn, h *handle, fn func(context.Context, *esdb.Client) (T, error)) (_ T, _ error, answered bool) {
 	type result struct {
 		v   T
 		err error
@@ -235,7 +268,7 @@ func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Con
 	done := make(chan result, 1)
 	go func() {
 		defer c.release(h)
-		v, err := op(ctx, h.client)
+		v, err := fn(ctx, h.client)
 		done <- result{v, err}
 	}()
 	select {
@@ -260,10 +293,11 @@ func bounded[T any](ctx context.Context, c *Conn, h *handle, op func(context.Con
 // ctx, so subscribing cannot have a deadline of its own: if the store has not
 // answered within timeout, cancel (which must end ctx) is called instead and
 // the error is ErrTimeout. Without it a hung client would stall the caller
-// for good, silently.
+// for good, silently. Its span ends once subscribed; the store's goes on
+// with the subscription.
 func SubscribeToAll(ctx context.Context, cancel func(), c *Conn, timeout time.Duration, opts esdb.SubscribeToAllOptions) (*esdb.Subscription, error) {
 	hung := time.AfterFunc(timeout, cancel)
-	sub, err := Call(ctx, c, func(ctx context.Context, client *esdb.Client) (*esdb.Subscription, error) {
+	sub, err := Call(ctx, c, Op{Method: "SubscribeToAll", Stream: AllStream}, func(ctx context.Context, client *esdb.Client) (*esdb.Subscription, error) {
 		return client.SubscribeToAll(ctx, opts)
 	})
 	if !hung.Stop() && err == nil {

@@ -17,6 +17,8 @@ import (
 	"github.com/orderly/orderly/internal/eventstore/estest"
 )
 
+var appendOp = eventlog.Op{Method: "AppendToStream", Stream: "conn-test"}
+
 func appendOne(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
 	return c.AppendToStream(ctx, "conn-test", esdb.AppendToStreamOptions{},
 		esdb.EventData{EventType: "test", ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)})
@@ -30,14 +32,14 @@ func TestConnCallAndClose(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	wr, err := eventlog.Call(ctx, conn, appendOne)
+	wr, err := eventlog.Call(ctx, conn, appendOp, appendOne)
 	if err != nil || wr.CommitPosition == 0 {
 		t.Fatalf("append through Conn = %+v, %v", wr, err)
 	}
 	if err := conn.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := eventlog.Call(ctx, conn, appendOne); !errors.Is(err, eventlog.ErrClosed) {
+	if _, err := eventlog.Call(ctx, conn, appendOp, appendOne); !errors.Is(err, eventlog.ErrClosed) {
 		t.Fatalf("call after Close: %v; want ErrClosed", err)
 	}
 }
@@ -73,7 +75,7 @@ func TestConnHintsAtATLSMismatch(t *testing.T) {
 			defer conn.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			_, err = eventlog.Call(ctx, conn, appendOne)
+			_, err = eventlog.Call(ctx, conn, appendOp, appendOne)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !eventlog.Unavailable(err) {
 				t.Fatalf("append over %s: %v; want an outage whose message says %q", tc.connString, err, tc.want)
 			}
@@ -95,7 +97,7 @@ func TestAllHead(t *testing.T) {
 		ok  bool
 	}
 	read := func() head {
-		h, err := eventlog.Call(ctx, conn, func(ctx context.Context, c *esdb.Client) (head, error) {
+		h, err := eventlog.Call(ctx, conn, eventlog.Op{Method: "ReadAll", Stream: eventlog.AllStream}, func(ctx context.Context, c *esdb.Client) (head, error) {
 			pos, ok, err := eventlog.AllHead(ctx, c)
 			return head{pos, ok}, err
 		})
@@ -109,7 +111,7 @@ func TestAllHead(t *testing.T) {
 	}
 	var last *esdb.WriteResult
 	for range 3 {
-		if last, err = eventlog.Call(ctx, conn, appendOne); err != nil {
+		if last, err = eventlog.Call(ctx, conn, appendOp, appendOne); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -31,7 +31,7 @@ func TestCallReplacesOnlyAWedgedClient(t *testing.T) {
 
 	first := current()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-	_, err = Call(ctx, conn, func(ctx context.Context, _ *esdb.Client) (int, error) {
+	_, err = Call(ctx, conn, Op{Method: "test"}, func(ctx context.Context, _ *esdb.Client) (int, error) {
 		<-ctx.Done() // a healthy client: its RPC ends with the context
 		return 0, ctx.Err()
 	})
@@ -48,7 +48,7 @@ func TestCallReplacesOnlyAWedgedClient(t *testing.T) {
 	defer close(wedged)
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	_, _ = Call(ctx, conn, func(context.Context, *esdb.Client) (int, error) {
+	_, _ = Call(ctx, conn, Op{Method: "test"}, func(context.Context, *esdb.Client) (int, error) {
 		<-wedged // ignores its context, as the wedged client does
 		return 0, nil
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/orderly/orderly/gen/event_store/client/operations"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
@@ -90,7 +91,7 @@ func Open(cfg Config) (*Server, error) {
 	go s.seq.run()
 	s.scavenges = newScavenges(s)
 
-	s.grpc = grpc.NewServer(append(s.securityOptions(),
+	s.grpc = grpc.NewServer(append(s.serverOptions(),
 		// The client pings every 10 s, idle or not; grpc-go's default policy
 		// would answer with GOAWAY and drop idle subscriptions.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -114,6 +115,16 @@ func Open(cfg Config) (*Server, error) {
 	operations.RegisterOperationsServer(s.grpc, operationsServer{s: s})
 	cfg.Logger.Info("event store opened", "dir", cfg.Dir, "head", s.seq.head)
 	return s, nil
+}
+
+// serverOptions are the configured security and, when Traced, the stats
+// handler that records a span for each call.
+func (s *Server) serverOptions() []grpc.ServerOption {
+	opts := s.securityOptions()
+	if s.cfg.Traced {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
+	}
+	return opts
 }
 
 // Serve accepts connections on lis until Close; it returns nil after Close.

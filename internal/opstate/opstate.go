@@ -6,24 +6,57 @@ package opstate
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 )
 
 // Gate pauses a processor. The zero Gate is open.
 type Gate struct {
+	// setting serializes Set and Restore, so what the processor's store
+	// keeps is always the state the gate ends in.
+	setting sync.Mutex
+
 	mu     sync.Mutex
 	paused bool
-	// changed is closed, and replaced, at every Pause or Resume that
-	// changes the state.
+	// changed is closed, and replaced, at every change of state.
 	changed chan struct{}
 }
 
-// Pause closes the gate; it reports whether it was open.
-func (g *Gate) Pause() bool { return g.set(true) }
+// Set closes (paused) or opens the gate once keep has stored that state
+// where the processor keeps its own, so that a pause outlives the process
+// until a resume; a failed keep changes nothing. Setting the state the gate
+// is in stores nothing. It reports whether the gate changed.
+func (g *Gate) Set(paused bool, keep func(paused bool) error) (bool, error) {
+	g.setting.Lock()
+	defer g.setting.Unlock()
+	if g.Paused() == paused {
+		return false, nil
+	}
+	if err := keep(paused); err != nil {
+		return false, err
+	}
+	return g.set(paused), nil
+}
 
-// Resume opens the gate; it reports whether it was closed.
-func (g *Gate) Resume() bool { return g.set(false) }
+// Restore sets the gate as load reads it from the processor's store, when
+// the processor starts. load runs under the lock Set holds, so a pause or
+// resume under way cannot be undone by what it read before. A pause is
+// logged: nobody should have to wonder why the processor sits idle after a
+// restart.
+func (g *Gate) Restore(load func() (paused bool, err error), log *slog.Logger, processor string) error {
+	g.setting.Lock()
+	defer g.setting.Unlock()
+	paused, err := load()
+	if err != nil {
+		return err
+	}
+	if g.set(paused) && paused {
+		log.Warn("paused by an operator, and kept paused across the restart: it applies nothing until resumed (AdminService ResumeProcessor)",
+			"processor", processor)
+	}
+	return nil
+}
 
 func (g *Gate) set(paused bool) bool {
 	g.mu.Lock()

@@ -158,6 +158,8 @@ func (d *discardStore) DeadLetters(context.Context, views.View) ([]views.DeadLet
 	return nil, errDiscard
 }
 
+func (d *discardStore) SetPaused(context.Context, views.View, bool) error { return errDiscard }
+
 func (d *discardStore) Close() error { return nil }
 
 // The discard store keeps no leases either: it stands for a store with one

@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -134,30 +135,36 @@ func (p *Projector) Status() []ViewStatus {
 
 // Pause stops the live projection of v from applying events: the batch
 // being written finishes, then the view's checkpoint stays where it is
-// while the other views go on. It reports whether v was running.
-func (p *Projector) Pause(v views.View) (bool, error) {
-	vc, ok := p.ctl.views[v]
-	if !ok {
-		return false, fmt.Errorf("projection: unknown view %q (views: %v)", v, views.All())
-	}
-	changed := vc.gate.Pause()
+// while the other views go on. The pause is kept in the view store, so the
+// view stays paused across restarts until resumed. It reports whether v
+// was running.
+func (p *Projector) Pause(ctx context.Context, v views.View) (bool, error) {
+	changed, err := p.setPaused(ctx, v, true)
 	if changed {
 		p.log.Info("projection paused", "view", string(v))
 	}
-	return changed, nil
+	return changed, err
 }
 
 // Resume resumes v's live projection from its checkpoint; it reports
 // whether v was paused.
-func (p *Projector) Resume(v views.View) (bool, error) {
-	vc, ok := p.ctl.views[v]
-	if !ok {
-		return false, fmt.Errorf("projection: unknown view %q (views: %v)", v, views.All())
-	}
-	changed := vc.gate.Resume()
+func (p *Projector) Resume(ctx context.Context, v views.View) (bool, error) {
+	changed, err := p.setPaused(ctx, v, false)
 	if changed {
 		p.log.Info("projection resumed", "view", string(v))
 		p.ctl.signalResume()
 	}
-	return changed, nil
+	return changed, err
+}
+
+func (p *Projector) setPaused(ctx context.Context, v views.View, paused bool) (bool, error) {
+	vc, ok := p.ctl.views[v]
+	if !ok {
+		return false, fmt.Errorf("projection: unknown view %q (views: %v)", v, views.All())
+	}
+	return vc.gate.Set(paused, func(paused bool) error {
+		ctx, cancel := context.WithTimeout(ctx, p.opts.StoreTimeout)
+		defer cancel()
+		return p.store.SetPaused(ctx, v, paused)
+	})
 }

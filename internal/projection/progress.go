@@ -77,7 +77,7 @@ func (h *headCache) get(ctx context.Context, conn *eventlog.Conn, timeout time.D
 
 // storeHead reads the last position of $all; an empty store is at 0.
 func storeHead(ctx context.Context, conn *eventlog.Conn, timeout time.Duration) (uint64, error) {
-	return eventlog.CallWithin(ctx, conn, timeout, func(ctx context.Context, c *esdb.Client) (uint64, error) {
+	return eventlog.CallWithin(ctx, conn, timeout, eventlog.Op{Method: "ReadAll", Stream: eventlog.AllStream}, func(ctx context.Context, c *esdb.Client) (uint64, error) {
 		p, _, err := eventlog.AllHead(ctx, c)
 		return p.Commit, err
 	})

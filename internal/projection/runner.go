@@ -121,8 +121,12 @@ func (f *follower) liveLanes(ctx context.Context, held map[int]lease.Epoch) ([]l
 	var highest uint64
 	n := f.p.leases.Partitions()
 	for _, v := range views.All() {
-		st, err := f.state(ctx, v)
-		if err != nil {
+		var st views.State
+		if err := f.p.ctl.views[v].gate.Restore(func() (bool, error) {
+			var err error
+			st, err = f.state(ctx, v)
+			return st.Paused, err
+		}, f.log, string(v)); err != nil {
 			return nil, err
 		}
 		if len(st.Partitions) != n {

@@ -15,6 +15,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
 
+	"github.com/orderly/orderly/internal/console/consoletest"
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventcodec"
 	"github.com/orderly/orderly/internal/eventlog"
@@ -41,7 +42,8 @@ func appendEvent(t *testing.T, c *esdb.Client, stream string, ev domain.Event) u
 }
 
 // TestRunAndRebuild runs the projector command, configured partly by
-// environment variables, then the rebuild command beside it.
+// environment variables, serving metrics and the console, then the rebuild
+// command beside it.
 func TestRunAndRebuild(t *testing.T) {
 	conn := estest.Start(t)
 	client := estest.Client(t, conn)
@@ -85,6 +87,7 @@ func TestRunAndRebuild(t *testing.T) {
 	if !strings.Contains(string(body), `orderly_projector_events_total{run="live",view="orders"}`) {
 		t.Errorf("/metrics lacks the projector's event counter:\n%.2000s", body)
 	}
+	consoletest.Get(t, "http://"+metrics) // beside the AdminService's REST routes
 
 	if err := projectorcmd.Main(ctx, []string{"rebuild", "-view", "orders", "-log-level", "warn"}); err != nil {
 		t.Fatalf("rebuild: %v", err)

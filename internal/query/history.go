@@ -157,8 +157,9 @@ func (s *Service) GetOrderAt(ctx context.Context, req *orderlyv1.GetOrderAtReque
 
 // readOrder reads an order's stream, undecoded; a missing order is NotFound.
 func (s *Service) readOrder(ctx context.Context, orderID string, from, max uint64) ([]*esdb.RecordedEvent, error) {
-	recs, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
-		return eventlog.ReadRaw(ctx, c, eventlog.OrderStream(orderID), from, max)
+	stream := eventlog.OrderStream(orderID)
+	recs, err := storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+		return eventlog.ReadRaw(ctx, c, stream, from, max)
 	})
 	switch {
 	case errors.Is(err, eventlog.ErrStreamNotFound) || (err == nil && len(recs) == 0 && from == 0):

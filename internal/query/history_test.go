@@ -26,8 +26,9 @@ import (
 // and returns the commit position of the last one.
 func (e *env) appendEvents(orderID string, events ...esdb.EventData) uint64 {
 	e.t.Helper()
-	res, err := eventlog.Call(e.ctx, e.store, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
-		return c.AppendToStream(ctx, eventlog.OrderStream(orderID), esdb.AppendToStreamOptions{}, events...)
+	stream := eventlog.OrderStream(orderID)
+	res, err := eventlog.Call(e.ctx, e.store, eventlog.Op{Method: "AppendToStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
+		return c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{}, events...)
 	})
 	if err != nil {
 		e.t.Fatal(err)

@@ -86,8 +86,8 @@ func New(store *eventlog.Conn, r views.Reader, opts Options) *Service {
 // storeCall runs one event store call under the store timeout; a call it
 // cuts short fails with eventlog.ErrTimeout, which apierr.From answers as
 // Unavailable (the caller's own deadline stays DeadlineExceeded).
-func storeCall[T any](ctx context.Context, s *Service, op func(context.Context, *esdb.Client) (T, error)) (T, error) {
-	return eventlog.CallWithin(ctx, s.store, s.timeout, op)
+func storeCall[T any](ctx context.Context, s *Service, op eventlog.Op, fn func(context.Context, *esdb.Client) (T, error)) (T, error) {
+	return eventlog.CallWithin(ctx, s.store, s.timeout, op, fn)
 }
 
 // Register adds the service to a gRPC server.

@@ -114,7 +114,7 @@ func (h *hub) run(ctx context.Context) error {
 // its last event, at the start of an empty store, or (the store not
 // answering) at its end.
 func (h *hub) head(ctx context.Context) esdb.AllPosition {
-	from, err := eventlog.CallWithin(ctx, h.store, h.timeout, func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) {
+	from, err := eventlog.CallWithin(ctx, h.store, h.timeout, eventlog.Op{Method: "ReadAll", Stream: eventlog.AllStream}, func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) {
 		p, ok, err := eventlog.AllHead(ctx, c)
 		if !ok {
 			return esdb.Start{}, err
@@ -254,8 +254,9 @@ func (s *Service) WatchOrder(req *orderlyv1.WatchOrderRequest, stream orderlyv1.
 // orderHead is the commit position of the order's last event; an order
 // that was never placed is NotFound.
 func (s *Service) orderHead(ctx context.Context, id string) (uint64, error) {
-	pos, err := storeCall(ctx, s, func(ctx context.Context, c *esdb.Client) (uint64, error) {
-		return eventlog.Head(ctx, c, eventlog.OrderStream(id))
+	stream := eventlog.OrderStream(id)
+	pos, err := storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) (uint64, error) {
+		return eventlog.Head(ctx, c, stream)
 	})
 	switch {
 	case errors.Is(err, eventlog.ErrStreamNotFound):

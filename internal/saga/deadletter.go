@@ -98,7 +98,7 @@ func (s *Saga) appendDeadLetters(ctx context.Context, id uuid.UUID, typ string, 
 		return fmt.Errorf("encode %s: %w", typ, err)
 	}
 	ev := esdb.EventData{EventID: id, EventType: typ, ContentType: esdb.ContentTypeJson, Data: data}
-	if _, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
+	if _, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, eventlog.Op{Method: "AppendToStream", Stream: s.opts.DeadLetterStream}, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
 		return c.AppendToStream(ctx, s.opts.DeadLetterStream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, ev)
 	}); err != nil {
 		return fmt.Errorf("append %s to %s: %w", typ, s.opts.DeadLetterStream, err)
@@ -377,7 +377,7 @@ func (s *Saga) SkipDeadLetter(ctx context.Context, eventID, reason string) (Lett
 }
 
 func (s *Saga) read(ctx context.Context, stream string, from, n uint64) ([]*esdb.RecordedEvent, error) {
-	return eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+	return eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
 		return eventlog.ReadRaw(ctx, c, stream, from, n)
 	})
 }

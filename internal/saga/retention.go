@@ -25,7 +25,7 @@ const DefaultCheckpointMaxCount = 1000
 // stream's metadata, keeping whatever else an operator put there. It writes
 // only when the bound differs, so a restart writes nothing.
 func (s *Saga) boundCheckpoints(ctx context.Context) error {
-	_, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (struct{}, error) {
+	_, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, eventlog.Op{Method: "GetStreamMetadata", Stream: s.opts.CheckpointStream}, func(ctx context.Context, c *esdb.Client) (struct{}, error) {
 		meta, err := c.GetStreamMetadata(ctx, s.opts.CheckpointStream, esdb.ReadStreamOptions{})
 		var esErr *esdb.Error
 		switch {

@@ -81,6 +81,10 @@ type Options struct {
 	// act on, and records their resolution. Default
 	// "saga-credit-dead-letters".
 	DeadLetterStream string
+	// PauseStream is where the saga records an operator's pauses and
+	// resumes, so that a pause outlives the process; its last event says
+	// whether the saga is paused. Default "saga-credit-pause".
+	PauseStream string
 	// CheckpointMaxCount is the $maxCount set on CheckpointStream at start,
 	// so that what earlier builds wrote there is bounded. Default
 	// DefaultCheckpointMaxCount.
@@ -127,6 +131,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.DeadLetterStream == "" {
 		o.DeadLetterStream = "saga-credit-dead-letters"
+	}
+	if o.PauseStream == "" {
+		o.PauseStream = "saga-credit-pause"
 	}
 	if o.CheckpointMaxCount == 0 {
 		o.CheckpointMaxCount = DefaultCheckpointMaxCount
@@ -365,6 +372,9 @@ func (s *Saga) start(ctx context.Context) bool {
 		}
 		legacy, err := s.loadCheckpoint(ctx)
 		if err == nil {
+			err = s.restorePause(ctx)
+		}
+		if err == nil {
 			s.legacy = legacy
 			s.log.Info("saga starting", "instance", s.leases.Owner(), "partitions", s.leases.Partitions())
 			if err = s.replayDeadLetters(ctx); err == nil {
@@ -550,10 +560,7 @@ func (s *Saga) shutdown() {
 	s.log.Info("saga stopped", "position", pos.Commit)
 }
 
-// checkpointType is the event type of checkpoints. It is outside the
-// "orderly." namespace so that no domain-event filter ever matches it.
-const checkpointType = "saga-checkpoint"
-
+// checkpoint is a checkpoint as earlier builds wrote it.
 type checkpoint struct {
 	Commit  uint64 `json:"commit"`
 	Prepare uint64 `json:"prepare"`
@@ -562,7 +569,7 @@ type checkpoint struct {
 // loadCheckpoint reads the one checkpoint earlier builds kept in
 // CheckpointStream.
 func (s *Saga) loadCheckpoint(ctx context.Context) (esdb.Position, error) {
-	pos, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, func(ctx context.Context, c *esdb.Client) (esdb.Position, error) {
+	pos, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, eventlog.Op{Method: "ReadStream", Stream: s.opts.CheckpointStream}, func(ctx context.Context, c *esdb.Client) (esdb.Position, error) {
 		rs, err := c.ReadStream(ctx, s.opts.CheckpointStream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 		if err != nil {
 			return esdb.Position{}, err

@@ -19,6 +19,8 @@ import (
 	"github.com/orderly/orderly/internal/command/commandtest"
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/eventstore"
+	"github.com/orderly/orderly/internal/eventstore/estest"
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/tracing"
@@ -26,10 +28,11 @@ import (
 )
 
 // TestTraceSpansTheEventHop: one client request's trace goes from the
-// client through command-svc's gRPC server and its append to the event
-// store, and on the other side of the store into the saga's step (and the
-// append that step makes) and the projector's write, which continue it
-// from the event's $traceId/$spanId metadata.
+// client through command-svc's gRPC server and its append into the event
+// store's own server span, and on the other side of the store into the
+// saga's step (and the reads and append that step makes) and the
+// projector's write, which continue it from the event's $traceId/$spanId
+// metadata.
 func TestTraceSpansTheEventHop(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
@@ -37,7 +40,9 @@ func TestTraceSpansTheEventHop(t *testing.T) {
 	tracing.UsePropagator()
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 
-	env := commandtest.Start(t, command.Options{})
+	// Only the aggregate last used stays cached, so the saga's step loads
+	// the customer (the order was used since): the trace has a read.
+	env := commandtest.Start(t, command.Options{CacheBytes: 1}, estest.WithConfig(func(c *eventstore.Config) { c.Traced = true }))
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	vs, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "views.db"))
 	if err != nil {
@@ -109,6 +114,26 @@ func TestTraceSpansTheEventHop(t *testing.T) {
 		t.Errorf("no append under the saga's step:\n%s", dump(exp, traceID))
 	}
 	// event store → projector: has been checked by the wait above.
+
+	// Inside the event store: the official client's call is a client span
+	// under the append, and the store's server span for it (recorded by its
+	// stats handler from the call's metadata) is that span's child. Reads
+	// go the same way: the saga's step loads the customer.
+	call := childOf(t, exp, appendSpan, "esdb.AppendToStream", trace.SpanKindClient)
+	childOf(t, exp, call, "event_store.client.streams.Streams/Append", trace.SpanKindServer)
+	read := childOf(t, exp, step, "esdb.ReadStream", trace.SpanKindClient)
+	childOf(t, exp, read, "event_store.client.streams.Streams/Read", trace.SpanKindServer)
+}
+
+func childOf(t *testing.T, exp *tracetest.InMemoryExporter, parent tracetest.SpanStub, name string, kind trace.SpanKind) tracetest.SpanStub {
+	t.Helper()
+	for _, s := range exp.GetSpans() {
+		if s.Parent.SpanID() == parent.SpanContext.SpanID() && s.Name == name && s.SpanKind == kind {
+			return s
+		}
+	}
+	t.Fatalf("no %s span %q under %q:\n%s", kind, name, parent.Name, dump(exp, parent.SpanContext.TraceID()))
+	return tracetest.SpanStub{}
 }
 
 func hasSpan(exp *tracetest.InMemoryExporter, traceID trace.TraceID, name, parent string) bool {

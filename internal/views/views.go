@@ -188,6 +188,10 @@ type State struct {
 	// partition no fenced batch has written yet stands at the version's
 	// own checkpoint (the one a rebuild switched live with). Nil before.
 	Partitions []uint64
+	// Paused is set while an operator has the view's live projection
+	// paused (Writer.SetPaused), so that it stays paused across restarts.
+	// It belongs to the view, not to a version: a switch keeps it.
+	Paused bool
 }
 
 // Checkpoint returns the checkpoint of version v; ok is false when v is
@@ -316,6 +320,9 @@ type Writer interface {
 	Switch(ctx context.Context, t Target, liveAhead bool) error
 	// DeadLetters returns the live version's dead letters, oldest first.
 	DeadLetters(ctx context.Context, v View) ([]DeadLetter, error)
+	// SetPaused records whether an operator has v's live projection
+	// paused (State.Paused). Setting what is already set changes nothing.
+	SetPaused(ctx context.Context, v View, paused bool) error
 }
 
 // Store is a view store: both sides of the port.

@@ -125,12 +125,16 @@ type stateDoc struct {
 	LiveCheckpoint     int64  `bson:"live_checkpoint"`
 	Building           int64  `bson:"building"`
 	BuildingCheckpoint int64  `bson:"building_checkpoint"`
+	// Paused is not part of match: a pause moves no pointer, and must not
+	// fail a concurrent checkpoint's compare-and-set.
+	Paused bool `bson:"paused,omitempty"`
 }
 
 func (d stateDoc) state() views.State {
 	return views.State{
 		Live: views.Version(d.Live), LiveCheckpoint: uint64(d.LiveCheckpoint),
 		Building: views.Version(d.Building), BuildingCheckpoint: uint64(d.BuildingCheckpoint),
+		Paused: d.Paused,
 	}
 }
 
@@ -802,4 +806,16 @@ func (s *Store) DeadLetters(ctx context.Context, v views.View) ([]views.DeadLett
 		return nil, fmt.Errorf("dead letters of %s: %w", v, err)
 	}
 	return out, nil
+}
+
+// SetPaused implements views.Writer.
+func (s *Store) SetPaused(ctx context.Context, v views.View, paused bool) error {
+	if !v.Valid() {
+		return fmt.Errorf("pause: unknown view %q", v)
+	}
+	if _, err := s.state.UpdateOne(ctx, bson.D{{Key: "_id", Value: string(v)}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "paused", Value: paused}}}}); err != nil {
+		return fmt.Errorf("pause of %s: %w", v, err)
+	}
+	return nil
 }

@@ -192,6 +192,11 @@ func (s *Store) init(ctx context.Context) error {
 		) WITHOUT ROWID`); err != nil {
 			return err
 		}
+		// A table of its own, not a column of views_state: databases made
+		// before pauses were kept open without a migration.
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS views_paused (view TEXT PRIMARY KEY)`); err != nil {
+			return err
+		}
 		for _, v := range views.All() {
 			res, err := tx.ExecContext(ctx, `INSERT INTO views_state (view, live) VALUES (?, 1) ON CONFLICT (view) DO NOTHING`, string(v))
 			if err != nil {
@@ -246,8 +251,9 @@ type querier interface {
 
 func state(ctx context.Context, q querier, v views.View) (views.State, error) {
 	var st views.State
-	err := q.QueryRowContext(ctx, `SELECT live, live_checkpoint, building, building_checkpoint FROM views_state WHERE view = ?`, string(v)).
-		Scan(&st.Live, &st.LiveCheckpoint, &st.Building, &st.BuildingCheckpoint)
+	err := q.QueryRowContext(ctx, `SELECT live, live_checkpoint, building, building_checkpoint,
+		EXISTS (SELECT 1 FROM views_paused p WHERE p.view = s.view) FROM views_state s WHERE view = ?`, string(v)).
+		Scan(&st.Live, &st.LiveCheckpoint, &st.Building, &st.BuildingCheckpoint, &st.Paused)
 	if err != nil {
 		return st, fmt.Errorf("state of view %s: %w", v, err)
 	}
@@ -876,4 +882,22 @@ func (s *Store) DeadLetters(ctx context.Context, v views.View) ([]views.DeadLett
 		return nil, fmt.Errorf("dead letters of %s: %w", v, err)
 	}
 	return out, nil
+}
+
+// SetPaused implements views.Writer.
+func (s *Store) SetPaused(ctx context.Context, v views.View, paused bool) error {
+	if !v.Valid() {
+		return fmt.Errorf("pause: unknown view %q", v)
+	}
+	stmt := `DELETE FROM views_paused WHERE view = ?`
+	if paused {
+		stmt = `INSERT INTO views_paused (view) VALUES (?) ON CONFLICT (view) DO NOTHING`
+	}
+	if err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, stmt, string(v))
+		return err
+	}); err != nil {
+		return fmt.Errorf("pause of %s: %w", v, err)
+	}
+	return nil
 }

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) views.Store) {
 		{"LeaseSetup", testLeaseSetup},
 		{"FencedApply", testFencedApply},
 		{"SwitchPartitioned", testSwitchPartitioned},
+		{"Paused", testPaused},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -586,10 +587,59 @@ func testWrongView(t *testing.T, s views.Store) {
 	}
 }
 
+// testPaused: a pause is kept per view, set twice or cleared twice
+// without error, and kept through a checkpoint and a switch to a rebuilt
+// version.
+func testPaused(t *testing.T, s views.Store) {
+	ctx := ctxFor(t)
+	paused := func(v views.View) bool {
+		t.Helper()
+		st, err := s.State(ctx, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Paused
+	}
+	set := func(v views.View, p bool) {
+		t.Helper()
+		if err := s.SetPaused(ctx, v, p); err != nil {
+			t.Fatalf("SetPaused(%s, %v): %v", v, p, err)
+		}
+	}
+	if paused(views.Orders) || paused(views.Customers) {
+		t.Fatal("a new store has a view paused")
+	}
+	set(views.Orders, true)
+	set(views.Orders, true)
+	if !paused(views.Orders) || paused(views.Customers) {
+		t.Fatalf("after pausing orders: orders %v, customers %v", paused(views.Orders), paused(views.Customers))
+	}
+	apply(t, s, live(t, s, views.Orders), views.Batch{Checkpoint: 5})
+	shadow, err := s.BeginRebuild(ctx, views.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, shadow, views.Batch{Checkpoint: 5})
+	if err := s.Switch(ctx, shadow, false); err != nil {
+		t.Fatal(err)
+	}
+	if !paused(views.Orders) {
+		t.Error("a checkpoint and a switch resumed orders")
+	}
+	set(views.Orders, false)
+	set(views.Orders, false)
+	if paused(views.Orders) {
+		t.Error("orders still paused after SetPaused(false)")
+	}
+	if err := s.SetPaused(ctx, "payments", true); err == nil {
+		t.Error("SetPaused of an unknown view succeeded")
+	}
+}
+
 // RunReopen checks that a store opened again on the same data (a restart, or
 // a second process such as a rebuild beside the running system) opens, and
-// serves what the first one wrote. open must return a store on the same data
-// every time it is called.
+// serves what the first one wrote, pauses included. open must return a store
+// on the same data every time it is called.
 func RunReopen(t *testing.T, open func(t *testing.T) views.Store) {
 	ctx := ctxFor(t)
 	first := open(t)
@@ -601,11 +651,17 @@ func RunReopen(t *testing.T, open func(t *testing.T) views.Store) {
 	if err := first.Apply(ctx, views.Target{View: views.Orders, Version: st.Live}, views.Batch{Orders: []views.OrderDoc{want}, Checkpoint: 7}); err != nil {
 		t.Fatal(err)
 	}
+	if err := first.SetPaused(ctx, views.Customers, true); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 2 { // open twice while the first is still open, then again
 		again := open(t)
 		got, err := again.GetOrder(ctx, "o-1")
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("reopen %d: GetOrder = %+v, %v", i, got, err)
+		}
+		if st, err := again.State(ctx, views.Customers); err != nil || !st.Paused {
+			t.Fatalf("reopen %d: customers %+v, %v; want paused", i, st, err)
 		}
 		if err := again.Close(); err != nil {
 			t.Fatalf("reopen %d: close: %v", i, err)
