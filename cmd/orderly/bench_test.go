@@ -24,10 +24,10 @@ func TestBenchEmbedded(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	dir := t.TempDir()
-	cpuProfile, execTrace := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "trace.out")
+	cpuProfile, heapProfile, execTrace := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "heap.pprof"), filepath.Join(dir, "trace.out")
 	err := bench.Main(ctx, []string{"-json", "-duration", "3s", "-rate", "60", "-clients", "8", "-customers", "20",
 		"-decision-sample", "1", "-visible-sample", "1", "-drain", "60s", "-report-every", "1s",
-		"-cpuprofile", cpuProfile, "-trace", execTrace},
+		"-cpuprofile", cpuProfile, "-memprofile", heapProfile, "-trace", execTrace},
 		&stdout, &stderr, embeddedBench)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, stderr.String())
@@ -39,9 +39,9 @@ func TestBenchEmbedded(t *testing.T) {
 		t.Fatalf("-json output does not parse: %v\n%s", err, stdout.String())
 	}
 	t.Logf("live lines:\n%s", stderr.String())
-	// Both recorders ran and were stopped: a profile is gzip, and a trace
+	// Every recorder ran and was stopped: a profile is gzip, and a trace
 	// is only complete, its header and all, once trace.Stop flushed it.
-	for path, magic := range map[string]string{cpuProfile: "\x1f\x8b", execTrace: "go 1."} {
+	for path, magic := range map[string]string{cpuProfile: "\x1f\x8b", heapProfile: "\x1f\x8b", execTrace: "go 1."} {
 		if b, err := os.ReadFile(path); err != nil || len(b) < 1024 || !strings.HasPrefix(string(b), magic) {
 			t.Errorf("%s: %d bytes, %v", filepath.Base(path), len(b), err)
 		}

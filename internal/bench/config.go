@@ -35,6 +35,7 @@ type Config struct {
 	JSON         bool
 	CPUProfile   string
 	ExecTrace    string
+	MemProfile   string
 	TLSCA        string
 	Token        string
 	EmbeddedData string
@@ -76,6 +77,7 @@ func ParseFlags(args []string, output io.Writer) (Config, error) {
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "embedded system only: write a CPU profile of the whole process (system and bench) during the load to this file")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "running system only: PEM file of the CA its certificates are signed by (or the certificate itself); gRPC goes over TLS, and -rest and -metrics take https URLs")
 	fs.StringVar(&c.Token, "token", "", "running system only: bearer token sent with every call, metric scrapes included (an API key or a JWT allowing customers:write, orders:write and read, or admin)")
+	fs.StringVar(&c.MemProfile, "memprofile", "", "embedded system only: write a heap profile of the whole process to this file when the load ends, after a full GC (go tool pprof -sample_index=inuse_space: what is still live)")
 	fs.StringVar(&c.ExecTrace, "trace", "", "embedded system only: write an execution trace of the whole process during the load to this file (where time waits, which a CPU profile cannot show: go tool trace -pprof=sync|sched|syscall)")
 	fs.StringVar(&c.EmbeddedData, "data", "", "embedded system only: its data directory (empty: a temporary one, removed after)")
 	if err := config.Parse(fs, "ORDERLY_BENCH", args); err != nil {
@@ -112,7 +114,7 @@ func (c *Config) validate() error {
 	}
 	check(c.Embedded() || (c.CommandsAddr != "" && c.QueriesAddr != ""), "-commands and -queries are both needed to drive a running system")
 	check(c.Embedded() || c.RESTURL != "" || !c.mix.has(opGetOrderREST), "the mix has get_order_rest but -rest is empty")
-	check(c.Embedded() || (c.CPUProfile == "" && c.ExecTrace == "" && c.EmbeddedData == ""), "-cpuprofile, -trace and -data apply to the embedded system only")
+	check(c.Embedded() || (c.CPUProfile == "" && c.MemProfile == "" && c.ExecTrace == "" && c.EmbeddedData == ""), "-cpuprofile, -memprofile, -trace and -data apply to the embedded system only")
 	check(!c.Embedded() || (c.TLSCA == "" && c.Token == ""), "-tls-ca and -token apply to a running system only (the embedded one has neither TLS nor authentication)")
 	check(!c.mix.hasReads() && !c.mix.has(opCancel) || c.mix.has(opPlace) || c.mix.has(opPlaceOver),
 		"the mix reads or cancels orders but places none")

@@ -43,6 +43,7 @@ type entry struct {
 	// Guarded by the cache's mu.
 	refs int
 	size int64
+	seg  *segment
 	elem *list.Element
 }
 
@@ -64,24 +65,54 @@ func (e *entry) estimate() int64 {
 	return n
 }
 
-// aggCache holds entries, least recently used first out, within maxBytes. An
-// entry in use is never evicted: a second entry for the same stream would let
-// two commands of this process race on it.
+// settledShare is the part of the cache's bound that settled aggregates
+// (see settled) may hold. At a steady load every order placed is touched
+// two or three times within a second (placed, approved or rejected, a
+// redelivery of that step) and seldom after; kept in one LRU with the
+// customers, the orders of the last few minutes filled the bound (a quarter
+// of a million at 256 MiB), and the live heap, and the GC's mark phases
+// with it, grew for as long as the load ran. A 1/32 share keeps the orders
+// of the last several seconds at 1,000 orders/s (at the default bound,
+// 8 MiB at about 1 KiB an order), enough for the redeliveries and the
+// cancellations that follow a decision soon; an older one reloads its few
+// events.
+const settledShare = 32
+
+// settled reports whether the commands agg takes in a burst are behind it:
+// an order the credit flow has decided. Such an entry is kept in the
+// settled segment, out of the customers' way. Customers never settle: each
+// order is a command on one.
+func settled(agg aggregate) bool {
+	o, ok := agg.(*domain.Order)
+	return ok && o.Decided()
+}
+
+// aggCache holds entries within maxBytes in two segments, each least
+// recently used first out: open entries, and settled ones within
+// maxBytes/settledShare. Over the bound, settled entries go first, so the
+// orders of a load never push a hot customer out. An entry in use is never
+// evicted: a second entry for the same stream would let two commands of
+// this process race on it.
 type aggCache struct {
-	maxBytes int64
-	metrics  *metrics
-	log      *slog.Logger
+	maxBytes, settledMax int64
+	metrics              *metrics
+	log                  *slog.Logger
 	// warnedOversize is set once an entry alone has been seen over maxBytes.
 	warnedOversize atomic.Bool
 
-	mu      sync.Mutex
-	entries map[string]*entry
-	lru     list.List // front: most recently used
-	bytes   int64
+	mu            sync.Mutex
+	entries       map[string]*entry
+	open, settled segment
+}
+
+// segment is one LRU list of entries and their bytes.
+type segment struct {
+	lru   list.List // front: most recently used
+	bytes int64
 }
 
 func newAggCache(maxBytes int64, m *metrics, log *slog.Logger) *aggCache {
-	return &aggCache{maxBytes: maxBytes, metrics: m, log: log, entries: map[string]*entry{}}
+	return &aggCache{maxBytes: maxBytes, settledMax: maxBytes / settledShare, metrics: m, log: log, entries: map[string]*entry{}}
 }
 
 // acquire returns stream's entry, locked for the caller, who must hand it
@@ -90,12 +121,12 @@ func (c *aggCache) acquire(stream string) *entry {
 	c.mu.Lock()
 	e, ok := c.entries[stream]
 	if !ok {
-		e = &entry{stream: stream, rev: -1}
-		e.elem = c.lru.PushFront(e)
+		e = &entry{stream: stream, rev: -1, seg: &c.open}
+		e.elem = c.open.lru.PushFront(e)
 		c.entries[stream] = e
 		c.metrics.cacheMisses.Inc()
 	} else {
-		c.lru.MoveToFront(e.elem)
+		e.seg.lru.MoveToFront(e.elem)
 		c.metrics.cacheHits.Inc()
 	}
 	e.refs++
@@ -111,18 +142,22 @@ func (c *aggCache) peek(stream string) *entry {
 	return c.entries[stream]
 }
 
-// release unlocks e, records its new size, and evicts the least recently
-// used idle entries while the cache is over its bound. An entry that failed
-// to load is dropped at once. e itself is kept even when it alone is over
-// the bound: evicting it would make every command on it a reload, the cost
-// the cache is there to avoid (the bound is then exceeded by that entry, and
-// a warning says so once).
+// release unlocks e, records its new size and segment, and evicts the
+// least recently used idle entries while a segment is over its share or the
+// cache over its bound, settled ones first. An entry that failed to load is
+// dropped at once. e itself is kept even when it alone is over the bound:
+// evicting it would make every command on it a reload, the cost the cache
+// is there to avoid (the bound is then exceeded by that entry, and a warning
+// says so once).
 func (c *aggCache) release(e *entry) {
 	var size int64
 	if e.loaded {
 		size = e.estimate()
 	}
-	loaded := e.loaded
+	loaded, seg := e.loaded, &c.open
+	if loaded && settled(e.agg) {
+		seg = &c.settled
+	}
 	e.mu.Unlock()
 
 	if size > c.maxBytes && c.warnedOversize.CompareAndSwap(false, true) {
@@ -132,20 +167,40 @@ func (c *aggCache) release(e *entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.refs--
-	c.bytes += size - e.size
-	e.size = size
+	c.move(e, seg, size)
 	if !loaded && e.refs == 0 {
 		c.remove(e)
 	}
-	for el := c.lru.Back(); c.bytes > c.maxBytes && el != nil; {
+	c.evict(&c.settled, func() bool { return c.settled.bytes > c.settledMax }, e)
+	over := func() bool { return c.open.bytes+c.settled.bytes > c.maxBytes }
+	c.evict(&c.settled, over, e)
+	c.evict(&c.open, over, e)
+	c.metrics.cacheBytes.Set(float64(c.open.bytes + c.settled.bytes))
+}
+
+// move puts e, with its new size, at the front of seg. It runs with c.mu
+// held.
+func (c *aggCache) move(e *entry, seg *segment, size int64) {
+	e.seg.bytes -= e.size
+	if e.seg != seg {
+		e.seg.lru.Remove(e.elem)
+		e.seg, e.elem = seg, seg.lru.PushFront(e)
+	}
+	e.size = size
+	seg.bytes += size
+}
+
+// evict removes idle entries from the back of seg, except keep, while over
+// says so. It runs with c.mu held.
+func (c *aggCache) evict(seg *segment, over func() bool, keep *entry) {
+	for el := seg.lru.Back(); over() && el != nil; {
 		victim := el.Value.(*entry)
 		el = el.Prev()
-		if victim.refs == 0 && victim != e {
+		if victim.refs == 0 && victim != keep {
 			c.remove(victim)
 			c.metrics.cacheEvictions.Inc()
 		}
 	}
-	c.metrics.cacheBytes.Set(float64(c.bytes))
 }
 
 // remove runs with c.mu held.
@@ -154,6 +209,6 @@ func (c *aggCache) remove(e *entry) {
 		return
 	}
 	delete(c.entries, e.stream)
-	c.lru.Remove(e.elem)
-	c.bytes -= e.size
+	e.seg.lru.Remove(e.elem)
+	e.seg.bytes -= e.size
 }

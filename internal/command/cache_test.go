@@ -745,3 +745,135 @@ func TestCacheCountsRuns(t *testing.T) {
 		}
 	}
 }
+
+// placed is an order placed through placeOrderFor, and its first answer.
+type placed struct {
+	id, customer string
+	meta         eventcodec.Metadata
+	first        Result
+}
+
+// placeOrderFor places an order of 10 USD for customer through s.
+func placeOrderFor(t *testing.T, s *Service, customer string) placed {
+	t.Helper()
+	p := placed{customer: customer, meta: eventcodec.Metadata{CommandID: "place-" + uuid.NewString()}}
+	p.id = orderIDFor(p.meta.CommandID)
+	var err error
+	if p.first, err = s.placeOrder(testCtx(t), p.cmd(), p.meta); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (p placed) cmd() domain.PlaceOrder {
+	return domain.PlaceOrder{OrderID: p.id, CustomerID: p.customer, Lines: []domain.OrderLine{{SKU: "A", Quantity: 1, UnitPrice: usd(10)}}}
+}
+
+func approve(t *testing.T, s *Service, orderID string) Result {
+	t.Helper()
+	res, err := s.ApproveOrder(testCtx(t), orderID, eventcodec.Metadata{CommandID: "approve-" + orderID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestDecidedOrdersKeepToTheirShare: after many orders are placed and
+// decided, what the cache holds is proportional to its customers and open
+// orders, not to every order it saw; the decided orders it let go still
+// answer replays of their commands with their first results, and take a
+// cancellation.
+func TestDecidedOrdersKeepToTheirShare(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	const bound = 256 * entryBytes
+	s := serviceOn(t, connString, Options{CacheBytes: bound})
+	ctx := testCtx(t)
+	custs := []string{uuid.NewString(), uuid.NewString()}
+	for _, c := range custs {
+		register(t, s, c)
+	}
+	const decidedN, pendingN = 300, 10
+	var decided, pending []placed
+	approvals := map[string]Result{}
+	for i := range decidedN + pendingN {
+		p := placeOrderFor(t, s, custs[i%len(custs)])
+		if i >= decidedN {
+			pending = append(pending, p)
+			continue
+		}
+		approvals[p.id] = approve(t, s, p.id)
+		decided = append(decided, p)
+	}
+	// An order, or a customer with a few commands, is estimated at a little
+	// over entryBytes; the settled share holds what is left of the rest.
+	open := len(custs) + pendingN
+	if b, most := value(s.metrics.cacheBytes), float64(2*entryBytes*open+bound/settledShare); b > most {
+		t.Fatalf("after %d orders decided and %d pending, the cache holds %v bytes; want at most %v, as for %d open aggregates and the settled share",
+			decidedN, pendingN, b, most, open)
+	}
+	for _, p := range pending {
+		if s.cache.peek(orders.stream(p.id)) == nil {
+			t.Fatalf("pending order %s was evicted while decided ones were cached", p.id)
+		}
+	}
+	evicted := 0
+	for _, p := range decided {
+		if s.cache.peek(orders.stream(p.id)) != nil {
+			continue
+		}
+		evicted++
+		if evicted > 3 {
+			continue
+		}
+		// Reloaded, or cached again by the replay of its creation (which the
+		// store acknowledges, reporting the events as appended, see
+		// createNew), an order answers from where its commands were
+		// recorded; that nothing was written again shows in the revision
+		// of the cancellation.
+		again, err := s.placeOrder(ctx, p.cmd(), p.meta)
+		if err != nil || !sameSpot(again, p.first) {
+			t.Fatalf("PlaceOrder replayed on an evicted order: %+v, %v; want %+v", again, err, p.first)
+		}
+		if again := approve(t, s, p.id); !sameSpot(again, approvals[p.id]) {
+			t.Fatalf("ApproveOrder replayed on an evicted order: %+v; want %+v", again, approvals[p.id])
+		}
+		res, err := s.cancelOrder(ctx, domain.CancelOrder{OrderID: p.id, Reason: "changed my mind"}, eventcodec.Metadata{CommandID: "cancel-" + p.id})
+		if err != nil || res.Revision != 2 {
+			t.Fatalf("cancel of an evicted approved order: %+v, %v; want its third event", res, err)
+		}
+		if o := cachedIsStream(t, s, orders, p.id); o.Status != domain.StatusCancelled {
+			t.Fatalf("order %s is %s after its cancellation", p.id, o.Status)
+		}
+	}
+	if evicted < decidedN/2 {
+		t.Fatalf("%d of %d decided orders evicted; want most", evicted, decidedN)
+	}
+}
+
+func sameSpot(again, first Result) bool {
+	return again.Position == first.Position && again.Revision == first.Revision
+}
+
+// TestDecidedOrdersGoBeforeCustomers: a stream of orders placed and decided
+// does not push an idle customer out of a cache too small for them all, so
+// the customer's next command finds it cached.
+func TestDecidedOrdersGoBeforeCustomers(t *testing.T) {
+	t.Parallel()
+	connString := estest.Start(t)
+	s := serviceOn(t, connString, Options{CacheBytes: 16 * entryBytes})
+	idle, busy := uuid.NewString(), uuid.NewString()
+	register(t, s, idle)
+	register(t, s, busy)
+	for range 40 {
+		approve(t, s, placeOrderFor(t, s, busy).id)
+	}
+	misses := value(s.metrics.cacheMisses)
+	if _, err := s.changeCreditLimit(testCtx(t), domain.ChangeCreditLimit{CustomerID: idle, CreditLimit: usd(2000)},
+		eventcodec.Metadata{CommandID: "limit-" + idle}); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(s.metrics.cacheMisses) - misses; got != 0 {
+		t.Fatalf("the idle customer was evicted by 40 decided orders (%v misses on its next command)", got)
+	}
+}

@@ -33,7 +33,8 @@ type Options struct {
 	// with ErrConflict (Aborted). Default 20.
 	MaxAttempts int
 	// CacheBytes bounds the estimated memory of the aggregates kept folded
-	// between commands (least recently used out first). Default 256 MiB.
+	// between commands (least recently used out first, decided orders within
+	// a share of it before the rest: see aggCache). Default 256 MiB.
 	CacheBytes int64
 	// SnapshotEvents is how many events of a customer one snapshot page
 	// covers; a page is written each time a customer's stream grows by that

@@ -155,6 +155,17 @@ func (o *Order) Apply(e Event) {
 	}
 }
 
+// Decided reports whether the credit flow is done with the order: it was
+// approved, rejected or cancelled. Of the commands it takes, only a
+// cancellation of an approved order is still to come, at a user's word.
+func (o *Order) Decided() bool {
+	switch o.Status {
+	case StatusApproved, StatusRejected, StatusCancelled:
+		return true
+	}
+	return false
+}
+
 // Place decides on PlaceOrder, given the state of the ordering customer: the
 // customer must exist and the order must be in the customer's currency (credit
 // cannot be compared across currencies).
