@@ -214,3 +214,12 @@ func (p *Proc) Stop() {
 	p.alive = false
 	p.faults.add(p.name + " SIGTERM")
 }
+
+// CPU is the CPU time (user and system) the process used in its last run;
+// valid once it has exited.
+func (p *Proc) CPU() time.Duration {
+	if p.cmd.ProcessState == nil {
+		return 0
+	}
+	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+}

@@ -34,6 +34,8 @@ type Config struct {
 	// Instances is how many projector processes and how many saga
 	// processes share the work (default 1 of each).
 	Instances int
+	// LeaseTTL is the processors' lease TTL (default DefaultLeaseTTL).
+	LeaseTTL time.Duration
 }
 
 // System is Orderly as four processes on loopback: the embedded event
@@ -71,6 +73,9 @@ func Start(t testing.TB, cfg Config) *System {
 		cfg.StoreTimeout = 2 * time.Second
 	}
 	cfg.Instances = max(cfg.Instances, 1)
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
 	dir, faults := t.TempDir(), &Faults{}
 	var viewDB *Proc
 	if cfg.Views == viewstore.Mongo && cfg.MongoURI == "" {
@@ -89,7 +94,7 @@ func Start(t testing.TB, cfg Config) *System {
 	// Both processors lease their partitions in the view store; a short
 	// TTL lets a restarted one take over from the one killed soon.
 	viewFlags := []string{"-views", cfg.Views, "-data", dir, "-mongo-uri", cfg.MongoURI, "-mongo-db", s.ViewStore.MongoDatabase,
-		"-mongo-bulk-size", fmt.Sprint(s.ViewStore.MongoBulkSize), "-lease-ttl", leaseTTL.String()}
+		"-mongo-bulk-size", fmt.Sprint(s.ViewStore.MongoBulkSize), "-lease-ttl", cfg.LeaseTTL.String()}
 	s.EventStore = startProc(t, s.Faults, "eventstore", orderly, esAddr,
 		"eventstore", "-listen", esAddr, "-data", filepath.Join(dir, "eventstore"))
 
@@ -123,9 +128,10 @@ func Start(t testing.TB, cfg Config) *System {
 	return s
 }
 
-// leaseTTL is the processors' lease TTL: short, so that a processor killed
-// and started again takes its partitions back within a few seconds.
-const leaseTTL = 2 * time.Second
+// DefaultLeaseTTL is the processors' lease TTL unless Config says
+// otherwise: short, so that a processor killed and started again takes its
+// partitions back within a few seconds.
+const DefaultLeaseTTL = 2 * time.Second
 
 // CommandClient is a gRPC client of command-svc.
 func (s *System) CommandClient() orderlyv1.CommandServiceClient { return s.client }

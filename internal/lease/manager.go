@@ -284,6 +284,15 @@ func (m *Manager) renew(ctx context.Context, start time.Time) error {
 	return nil
 }
 
+// grace is how long after another instance's lease expired this one
+// waits before claiming it. That owner stopped trusting its lease a tenth
+// of TTL before the expiry (safeFor), and may have begun a write just
+// before; the grace lets such a write land before the partition changes
+// hands. MongoDB fences it by epoch anyway, but a server whose filtered
+// updates are not atomic (FerretDB reads, then writes back the whole
+// document) could otherwise let it undo the claim.
+func (m *Manager) grace() time.Duration { return m.cfg.TTL / 5 }
+
 // safeFor is how long after a renewal began this instance trusts its
 // leases: a tenth short of TTL, covering the store's and this clock's
 // drift over one TTL and the renewal's own latency.
@@ -306,6 +315,8 @@ func (m *Manager) balance(ctx context.Context, snap Snapshot, start time.Time) {
 			counts[l.Owner]++
 		case held[l.Partition] == l.Epoch && l.Owner == m.cfg.Owner:
 			counts[l.Owner]++ // ours, renewed above; the scan saw it just expired
+		case l.Owner != "" && l.Owner != m.cfg.Owner && snap.Now.Before(l.Expires.Add(m.grace())):
+			counts[l.Owner]++ // expired, but its owner's last write may still be landing
 		default:
 			free = append(free, l)
 		}

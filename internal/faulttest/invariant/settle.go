@@ -26,29 +26,30 @@ var sagaReactsTo = map[string]bool{
 // settledPoll is the pause between two looks at a system settling.
 const settledPoll = 100 * time.Millisecond
 
+// Which processors a wait is for.
+type Which int
+
+const (
+	Saga Which = 1 << iota
+	Views
+	Both = Saga | Views
+)
+
 // Settle waits until the saga is idle — its saved checkpoints have passed
 // the last event it reacts to — and the views' checkpoint has passed the
 // last domain event. Stop the load first: it waits for a quiet system. It
 // gives up with ctx, saying how far each got.
-func Settle(ctx context.Context, src Sources) error {
+func Settle(ctx context.Context, src Sources) error { return SettleOf(ctx, src, Both) }
+
+// SettleOf is Settle for the processors of which only.
+func SettleOf(ctx context.Context, src Sources, which Which) error {
 	t := time.NewTicker(settledPoll)
 	defer t.Stop()
 	var behind error // the last look's answer, not the deadline's
 	for {
-		// The saga's checkpoint is read before the head: whatever a step
-		// it counted wrote is then in the head read after.
-		sagaAt, err := saga.Checkpoint(ctx, src.Leases, src.SagaProcessor)
+		err := settled(ctx, src, which)
 		if err == nil {
-			var lastReact, lastDomain uint64
-			if lastReact, lastDomain, err = lastEvents(ctx, src.Store); err == nil {
-				var viewsAt uint64
-				if viewsAt, err = src.Views.Checkpoint(ctx); err == nil {
-					if sagaAt >= lastReact && viewsAt >= lastDomain {
-						return nil
-					}
-					err = fmt.Errorf("saga checkpoint %d, last event it reacts to %d; views at %d, last domain event %d", sagaAt, lastReact, viewsAt, lastDomain)
-				}
-			}
+			return nil
 		}
 		if ctx.Err() == nil {
 			behind = err
@@ -59,6 +60,32 @@ func Settle(ctx context.Context, src Sources) error {
 		case <-t.C:
 		}
 	}
+}
+
+// settled is nil when which have caught up, or says how far they are.
+func settled(ctx context.Context, src Sources, which Which) error {
+	// The saga's checkpoint is read before the head: whatever a step it
+	// counted wrote is then in the head read after.
+	var sagaAt, viewsAt uint64
+	var err error
+	if which&Saga != 0 {
+		if sagaAt, err = saga.Checkpoint(ctx, src.Leases, src.SagaProcessor); err != nil {
+			return err
+		}
+	}
+	lastReact, lastDomain, err := lastEvents(ctx, src.Store)
+	if err != nil {
+		return err
+	}
+	if which&Views != 0 {
+		if viewsAt, err = src.Views.Checkpoint(ctx); err != nil {
+			return err
+		}
+	}
+	if (which&Saga == 0 || sagaAt >= lastReact) && (which&Views == 0 || viewsAt >= lastDomain) {
+		return nil
+	}
+	return fmt.Errorf("saga checkpoint %d, last event it reacts to %d; views at %d, last domain event %d", sagaAt, lastReact, viewsAt, lastDomain)
 }
 
 // lastEvents reads $all backwards to the last event the saga reacts to,
@@ -88,4 +115,22 @@ func lastEvents(ctx context.Context, c *esdb.Client) (lastReact, lastDomain uint
 			return ev.Position.Commit, lastDomain, nil
 		}
 	}
+}
+
+// Head is the commit position of the last event in the store; 0 when it
+// is empty.
+func Head(ctx context.Context, c *esdb.Client) (uint64, error) {
+	rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err != nil {
+		return 0, fmt.Errorf("read $all backwards: %w", err)
+	}
+	defer rs.Close()
+	re, err := rs.Recv()
+	if errors.Is(err, io.EOF) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read $all backwards: %w", err)
+	}
+	return re.OriginalEvent().Position.Commit, nil
 }
