@@ -34,8 +34,8 @@ type LeaseWatch struct {
 	// atomic is set for stores whose conditional updates are atomic;
 	// without (FerretDB), what the watch finds is logged, not failed.
 	atomic bool
-	stop  chan struct{}
-	done  chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
 
 	mu sync.Mutex
 	// last is each processor's last snapshot.

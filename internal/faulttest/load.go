@@ -1,6 +1,7 @@
 package faulttest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -22,6 +23,9 @@ type LoadConfig struct {
 	// registered first and receive the orders. Defaults 4, 10 and 10ms.
 	Clients, Customers int
 	Pause              time.Duration
+	// Name sets apart the command IDs of loads run one after another on
+	// one system (default "client").
+	Name string
 }
 
 // Load is a set of clients sending commands through the gRPC API, the way
@@ -67,7 +71,7 @@ func StartLoad(t testing.TB, client orderlyv1.CommandServiceClient, cfg LoadConf
 	l := &Load{t: t, client: client, cfg: cfg, stop: make(chan struct{}), codes: map[string]int{}}
 	for i := range cfg.Customers {
 		req := &orderlyv1.RegisterCustomerRequest{
-			CommandId: fmt.Sprintf("register-%d", i), Name: fmt.Sprintf("Customer %d", i),
+			CommandId: fmt.Sprintf("%s-register-%d", cmp.Or(cfg.Name, "client"), i), Name: fmt.Sprintf("Customer %d", i),
 			Email: fmt.Sprintf("c%d@example.com", i), CreditLimit: usd(int64(20_000 + 7_000*i)),
 		}
 		l.send(req.CommandId, func(ctx context.Context) (string, uint64, uint64, error) {
@@ -104,7 +108,7 @@ func (l *Load) run(id int) {
 			return
 		case <-time.After(l.cfg.Pause):
 		}
-		cmdID := fmt.Sprintf("client-%d-%d", id, seq)
+		cmdID := fmt.Sprintf("%s-%d-%d", cmp.Or(l.cfg.Name, "client"), id, seq)
 		customer := l.customers[r.IntN(len(l.customers))]
 		switch n := r.IntN(100); {
 		case n < 10 && len(mine) > 0:

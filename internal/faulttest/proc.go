@@ -1,7 +1,12 @@
 package faulttest
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"net"
 	"os/exec"
 	"sync"
@@ -215,11 +220,21 @@ func (p *Proc) Stop() {
 	p.faults.add(p.name + " SIGTERM")
 }
 
-// CPU is the CPU time (user and system) the process used in its last run;
-// valid once it has exited.
-func (p *Proc) CPU() time.Duration {
-	if p.cmd.ProcessState == nil {
+// CPUNow is the CPU time (user and system) the running process has used
+// so far, from /proc (Linux); 0 where that cannot be read.
+func (p *Proc) CPUNow() time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
 		return 0
 	}
-	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+	// The command name, in parentheses, may hold spaces: fields are
+	// counted after its closing parenthesis; utime and stime are the
+	// 14th and 15th, in clock ticks of 1/100 s on Linux.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseUint(fields[11], 10, 64)
+	stime, _ := strconv.ParseUint(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"path/filepath"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -197,7 +197,7 @@ func eventually(t *testing.T, within time.Duration, cond func() (bool, string)) 
 // the views are in SQLite: a process stopped inside a write transaction
 // stops every writer of the file, on the whole host, until it continues —
 // no instance could take over from it (README: Scaling).
-func pauseUnlocked(t *testing.T, s *faulttest.System, p *faulttest.Proc) {
+func pauseUnlocked(t testing.TB, s *faulttest.System, p *faulttest.Proc) {
 	t.Helper()
 	if s.ViewStore.Kind == viewstore.Mongo {
 		p.Pause()

@@ -34,8 +34,9 @@ type Config struct {
 	// them over.
 	TTL time.Duration
 	// Tick is how often the manager heartbeats, renews, and claims or
-	// releases (default TTL/10): a partition released on a clean shutdown
-	// is taken over within a tick or two.
+	// releases (default a tenth of TTL, at most 1s): a partition released
+	// on a clean shutdown is taken over within a tick or two, and shares
+	// balance one move per tick.
 	Tick time.Duration
 	// StoreTimeout bounds each store call (default Tick, at most 5s).
 	StoreTimeout time.Duration
@@ -133,7 +134,7 @@ func NewManager(store Store, cfg Config, log *slog.Logger) (*Manager, error) {
 		cfg.TTL = DefaultTTL
 	}
 	if cfg.Tick == 0 {
-		cfg.Tick = cfg.TTL / 10
+		cfg.Tick = min(cfg.TTL/10, time.Second)
 	}
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = min(max(cfg.Tick, time.Second), 5*time.Second)
@@ -475,6 +476,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Partitions, "partitions", DefaultPartitions,
 		"partitions each processor's work is cut into, shared by its instances; every instance of a deployment must use the same count")
 	fs.DurationVar(&c.TTL, "lease-ttl", DefaultTTL,
-		"how long a partition's lease lasts unrenewed: an instance that dies is taken over after about this long (renewed every tenth of it)")
+		"how long a partition's lease lasts unrenewed: an instance that dies is taken over after about this long (renewed every tenth of it, at most every second)")
 	fs.StringVar(&c.Owner, "instance", "", "this instance's name among those sharing the work (default: host, process ID and a random suffix); never give two running instances the same")
 }
