@@ -19,7 +19,7 @@ func TestConsoleServed(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() {
 		stopped <- run(ctx, []string{"-eventstore", estest.Start(t), "-grpc-listen", loopback.FreeAddr(t),
-			"-http-listen", httpAddr, "-log-level", "warn"})
+			"-http-listen", httpAddr, "-log-level", "warn", "-data", t.TempDir()})
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -62,7 +62,7 @@ func TestServicesSecured(t *testing.T) {
 		RawQuery: url.Values{"tls": {"true"}, "tlsCAFile": {certFile}}.Encode()}).String()
 	secured := []string{"-tls-cert", certFile, "-tls-key", keyFile, "-api-keys", keys, "-eventstore", store, "-log-level", "warn"}
 	cmdGRPC, cmdHTTP := loopback.FreeAddr(t), loopback.FreeAddr(t)
-	process(t, "command-svc", nil, append([]string{"-grpc-listen", cmdGRPC, "-http-listen", cmdHTTP}, secured...)...)
+	process(t, "command-svc", nil, append([]string{"-grpc-listen", cmdGRPC, "-http-listen", cmdHTTP, "-data", dir}, secured...)...)
 	qryGRPC, qryHTTP := loopback.FreeAddr(t), loopback.FreeAddr(t)
 	process(t, "query-svc", nil, append([]string{"-grpc-listen", qryGRPC, "-http-listen", qryHTTP, "-data", dir}, secured...)...)
 	metricsAddr := loopback.FreeAddr(t)

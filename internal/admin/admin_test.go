@@ -58,6 +58,13 @@ func TestListProcessors(t *testing.T) {
 	if s := sys.processor(t, admin.SagaName); s.Kind != orderlyv1.ProcessorKind_PROCESSOR_KIND_SAGA || s.Position == 0 || s.EventsPerSecond <= 0 {
 		t.Errorf("saga = %v; want the saga with a position and a rate", s)
 	}
+	// Alone, each processor's instance holds every partition.
+	for _, name := range admin.Names() {
+		p := sys.processor(t, name)
+		if p.Instance == "" || p.Partitions != 16 || p.PartitionsHeld != 16 || p.Instances != 1 {
+			t.Errorf("%s: instance %q holds %d of %d partitions among %d instances; want all 16, alone", name, p.Instance, p.PartitionsHeld, p.Partitions, p.Instances)
+		}
+	}
 
 	var rest struct {
 		Processors []struct {

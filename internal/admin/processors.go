@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orderlyv1 "github.com/orderly/orderly/gen/orderly/v1"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/views"
@@ -38,6 +39,7 @@ func (s *Service) ListProcessors(ctx context.Context, _ *orderlyv1.ListProcessor
 		for _, st := range projections {
 			if st.View == v {
 				p = s.projectionProcessor(st, head)
+				setShare(p, s.opts.Projector.Share())
 			}
 		}
 		out = append(out, p)
@@ -45,6 +47,7 @@ func (s *Service) ListProcessors(ctx context.Context, _ *orderlyv1.ListProcessor
 	p := &orderlyv1.Processor{Name: SagaName, Kind: orderlyv1.ProcessorKind_PROCESSOR_KIND_SAGA, State: orderlyv1.ProcessorState_PROCESSOR_STATE_ELSEWHERE}
 	if credit != nil {
 		p = sagaProcessor(*credit, head)
+		setShare(p, s.opts.Saga.Share())
 	}
 	return &orderlyv1.ListProcessorsResponse{Processors: append(out, p)}, nil
 }
@@ -89,6 +92,10 @@ func sagaProcessor(st saga.Status, head uint64) *orderlyv1.Processor {
 		p.State = runState(st.LastError, st.CaughtUp)
 	}
 	return p
+}
+
+func setShare(p *orderlyv1.Processor, sh lease.Share) {
+	p.Instance, p.PartitionsHeld, p.Partitions, p.Instances = sh.Owner, uint32(sh.Held), uint32(sh.Partitions), uint32(sh.Members)
 }
 
 // setLag fills head and lag_events. A caught-up processor lags by none:

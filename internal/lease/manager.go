@@ -172,11 +172,19 @@ func (m *Manager) Held() (map[int]Epoch, <-chan struct{}) {
 // does the work, and may publish its progress as the processor's.
 func (m *Manager) HeldAll(held map[int]Epoch) bool { return len(held) == m.cfg.Partitions }
 
-// Members is how many live instances the last scan saw.
-func (m *Manager) Members() int {
+// Share is what an instance holds of a processor's work, for operators.
+type Share struct {
+	Owner            string
+	Held, Partitions int
+	// Members is how many live instances the last scan saw.
+	Members int
+}
+
+// Share returns this instance's share now.
+func (m *Manager) Share() Share {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.members
+	return Share{Owner: m.cfg.Owner, Held: len(m.held), Partitions: m.cfg.Partitions, Members: m.members}
 }
 
 // Run sets up the processor's partitions, then keeps this instance's

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/opstate"
 	"github.com/orderly/orderly/internal/views"
 )
@@ -122,6 +123,10 @@ func (vc *viewControl) status(v views.View) ViewStatus {
 	}
 	return st
 }
+
+// Share is this projector's share of the work among those on its view
+// store.
+func (p *Projector) Share() lease.Share { return p.leases.Share() }
 
 // Status returns what the live projection of every view reports, in the
 // order of views.All.

@@ -9,6 +9,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/lease"
 )
 
 // Name is the saga's processor name, as an operator calls it.
@@ -36,6 +37,10 @@ type Status struct {
 	LastError   string
 	LastErrorAt time.Time
 }
+
+// Share is this saga's share of the work among the instances on its lease
+// store.
+func (s *Saga) Share() lease.Share { return s.leases.Share() }
 
 // Status returns the saga's state now.
 func (s *Saga) Status() Status {

@@ -78,16 +78,25 @@ func Main(ctx context.Context, args []string, out io.Writer) error {
 // Table writes processors as an aligned table, one processor a line.
 func Table(w io.Writer, processors []*orderlyv1.Processor) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROCESSOR\tSTATE\tPOSITION\tHEAD\tLAG\tLAG (s)\tEVENTS/S\tDEAD LETTERS\tLAST ERROR")
+	fmt.Fprintln(tw, "PROCESSOR\tSTATE\tPOSITION\tHEAD\tLAG\tLAG (s)\tEVENTS/S\tDEAD LETTERS\tPARTITIONS\tLAST ERROR")
 	for _, p := range processors {
 		if p.GetState() == orderlyv1.ProcessorState_PROCESSOR_STATE_ELSEWHERE {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t(runs in another process)\n", p.GetName(), state(p))
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t(runs in another process)\n", p.GetName(), state(p))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%d\t%s\n", p.GetName(), state(p), p.GetPosition(), p.GetHead(),
-			p.GetLagEvents(), p.GetLagSeconds(), p.GetEventsPerSecond(), p.GetDeadLetters(), oneLine(p.GetLastError(), 80))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%d\t%s\t%s\n", p.GetName(), state(p), p.GetPosition(), p.GetHead(),
+			p.GetLagEvents(), p.GetLagSeconds(), p.GetEventsPerSecond(), p.GetDeadLetters(), share(p), oneLine(p.GetLastError(), 80))
 	}
 	return tw.Flush()
+}
+
+// share is the partitions of the processor's work this instance holds, and
+// among how many instances.
+func share(p *orderlyv1.Processor) string {
+	if p.GetInstances() == 1 {
+		return fmt.Sprintf("%d/%d, alone", p.GetPartitionsHeld(), p.GetPartitions())
+	}
+	return fmt.Sprintf("%d/%d, %d instances", p.GetPartitionsHeld(), p.GetPartitions(), p.GetInstances())
 }
 
 // state is a processor's state in lower case, with its rebuild's progress.

@@ -222,9 +222,17 @@ type Processor struct {
 	LastError   string                 `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	LastErrorAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_error_at,json=lastErrorAt,proto3" json:"last_error_at,omitempty"`
 	// The view's rebuild in this process, while one runs or after it ended.
-	Rebuild       *RebuildProgress `protobuf:"bytes,12,opt,name=rebuild,proto3" json:"rebuild,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Rebuild *RebuildProgress `protobuf:"bytes,12,opt,name=rebuild,proto3" json:"rebuild,omitempty"`
+	// This process's name among the instances sharing the processor's
+	// work, the partitions it holds of how many, and how many instances
+	// it saw live at its last look (README: Scaling). Position, lag and
+	// rates are of the partitions this instance holds.
+	Instance       string `protobuf:"bytes,13,opt,name=instance,proto3" json:"instance,omitempty"`
+	PartitionsHeld uint32 `protobuf:"varint,14,opt,name=partitions_held,json=partitionsHeld,proto3" json:"partitions_held,omitempty"`
+	Partitions     uint32 `protobuf:"varint,15,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Instances      uint32 `protobuf:"varint,16,opt,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Processor) Reset() {
@@ -339,6 +347,34 @@ func (x *Processor) GetRebuild() *RebuildProgress {
 		return x.Rebuild
 	}
 	return nil
+}
+
+func (x *Processor) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *Processor) GetPartitionsHeld() uint32 {
+	if x != nil {
+		return x.PartitionsHeld
+	}
+	return 0
+}
+
+func (x *Processor) GetPartitions() uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *Processor) GetInstances() uint32 {
+	if x != nil {
+		return x.Instances
+	}
+	return 0
 }
 
 type ListProcessorsRequest struct {
@@ -1551,7 +1587,7 @@ var File_orderly_v1_admin_service_proto protoreflect.FileDescriptor
 const file_orderly_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1eorderly/v1/admin_service.proto\x12\n" +
-	"orderly.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x03\n" +
+	"orderly.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x04\n" +
 	"\tProcessor\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x19.orderly.v1.ProcessorKindR\x04kind\x120\n" +
@@ -1568,7 +1604,13 @@ const file_orderly_v1_admin_service_proto_rawDesc = "" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12>\n" +
 	"\rlast_error_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vlastErrorAt\x125\n" +
-	"\arebuild\x18\f \x01(\v2\x1b.orderly.v1.RebuildProgressR\arebuild\"\x17\n" +
+	"\arebuild\x18\f \x01(\v2\x1b.orderly.v1.RebuildProgressR\arebuild\x12\x1a\n" +
+	"\binstance\x18\r \x01(\tR\binstance\x12'\n" +
+	"\x0fpartitions_held\x18\x0e \x01(\rR\x0epartitionsHeld\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x0f \x01(\rR\n" +
+	"partitions\x12\x1c\n" +
+	"\tinstances\x18\x10 \x01(\rR\tinstances\"\x17\n" +
 	"\x15ListProcessorsRequest\"O\n" +
 	"\x16ListProcessorsResponse\x125\n" +
 	"\n" +
