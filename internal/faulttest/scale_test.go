@@ -146,7 +146,7 @@ func scaleOut(t *testing.T, cfg faulttest.Config, load faulttest.LoadConfig, wat
 	l.WaitProgress(20, time.Minute)
 
 	acks := l.Stop()
-	r := s.Check(2*time.Minute, acks)
+	r := s.Check(2*time.Minute+20*slack, acks)
 	watch.Stop()
 	t.Logf("faults: %d (%s); events checked: %d (%d orders, %d customers); acknowledged commands: %d, problems: %d; answers: %s",
 		s.Faults.Total(), s.Faults, r.Events, r.Orders, r.Customers, r.Acks, len(r.Problems), l.Summary())

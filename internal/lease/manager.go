@@ -168,10 +168,6 @@ func (m *Manager) Held() (map[int]Epoch, <-chan struct{}) {
 	return maps.Clone(m.held), m.changed
 }
 
-// HeldAll reports whether this instance holds every partition: it alone
-// does the work, and may publish its progress as the processor's.
-func (m *Manager) HeldAll(held map[int]Epoch) bool { return len(held) == m.cfg.Partitions }
-
 // Share is what an instance holds of a processor's work, for operators.
 type Share struct {
 	Owner            string
@@ -315,7 +311,7 @@ func (m *Manager) balance(ctx context.Context, snap Snapshot, start time.Time) {
 	held, _ := m.Held()
 	counts := map[string]int{m.cfg.Owner: 0}
 	for _, mem := range snap.Members {
-		counts[mem.Owner] += 0
+		counts[mem.Owner] += 0 // a member holding nothing yet counts in the share
 	}
 	var free []Lease
 	for _, l := range snap.Leases {

@@ -51,8 +51,8 @@ func SettleOf(ctx context.Context, src Sources, which Which) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() == nil {
-			behind = err
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			behind = err // a call cut short by the deadline says nothing of how far they got
 		}
 		select {
 		case <-ctx.Done():
