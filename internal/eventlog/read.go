@@ -127,3 +127,31 @@ func Head(ctx context.Context, c *esdb.Client, stream string) (uint64, error) {
 	}
 	return ev.OriginalEvent().Position.Commit, nil
 }
+
+// ResumePoint is where to subscribe to $all to go on from checkpoint cp
+// inclusively: the position of the last event before cp, so that an event
+// at cp itself is delivered. A checkpoint may be a position the server
+// reported as scanned past (a filtered subscription's checkpoint), and
+// EventStoreDB can report one that a later event is then written at
+// (KurrentDB issue 4970): subscribing from cp, which is exclusive, would
+// skip that event. What is delivered again is absorbed by the revision
+// guards and idempotent steps. The zero position, or none before it, is
+// the start.
+func ResumePoint(ctx context.Context, c *esdb.Client, cp esdb.Position) (esdb.AllPosition, error) {
+	if cp == (esdb.Position{}) {
+		return esdb.Start{}, nil
+	}
+	rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: cp}, 1)
+	if err != nil {
+		return nil, fmt.Errorf("read $all before %d: %w", cp.Commit, err)
+	}
+	defer rs.Close()
+	ev, err := rs.Recv()
+	if errors.Is(err, io.EOF) {
+		return esdb.Start{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read $all before %d: %w", cp.Commit, err)
+	}
+	return ev.OriginalEvent().Position, nil
+}

@@ -18,8 +18,8 @@ import (
 type lane interface {
 	target() views.Target
 	checkpoint() uint64
-	// decode decodes the lane's share of a batch: its views' events past
-	// floor. It reads nothing but the events.
+	// decode decodes the lane's share of a batch: its views' events from
+	// floor on. It reads nothing but the events.
 	decode(events []*esdb.RecordedEvent, floor uint64) decoded
 	// apply folds and writes a decoded batch with its checkpoint: the
 	// last event's position, or the subscription's checkpoint if later.
@@ -113,7 +113,11 @@ func (l *viewLane[D]) checkpoint() uint64   { return l.cp }
 func (l *viewLane[D]) read() uint64         { return l.events }
 
 func (l *viewLane[D]) decode(events []*esdb.RecordedEvent, floor uint64) decoded {
-	for len(events) > 0 && events[0].Position.Commit <= floor {
+	// Inclusive of the floor itself: a checkpoint can be a position the
+	// server reported scanning past, where an event may land later (see
+	// eventlog.ResumePoint); an event applied already is absorbed by the
+	// guards.
+	for len(events) > 0 && events[0].Position.Commit < floor {
 		events = events[1:]
 	}
 	if l.share == nil || len(events) == 0 {
@@ -124,7 +128,7 @@ func (l *viewLane[D]) decode(events []*esdb.RecordedEvent, floor uint64) decoded
 	last := events[len(events)-1]
 	ours := make([]*esdb.RecordedEvent, 0, len(events))
 	for _, e := range events {
-		if cp, ok := l.share.floor(e.StreamID); ok && e.Position.Commit > cp {
+		if cp, ok := l.share.floor(e.StreamID); ok && e.Position.Commit >= cp {
 			ours = append(ours, e)
 		}
 	}

@@ -345,11 +345,21 @@ func (s *Saga) hold(ctx context.Context, held map[int]lease.Epoch) error {
 			return fmt.Errorf("read the checkpoints: %w", err)
 		}
 		for _, l := range snap.Leases {
+			if _, ok := held[l.Partition]; !ok {
+				continue
+			}
 			cp := esdb.Position{Commit: l.Checkpoint.Commit, Prepare: l.Checkpoint.Prepare}
 			if cp == (esdb.Position{}) {
 				cp = s.legacy
 			}
-			from[l.Partition] = cp
+			// From the event before the checkpoint, so that an event at the
+			// checkpoint itself is handled (see eventlog.ResumePoint).
+			at, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, eventlog.Op{Method: "ReadAll", Stream: eventlog.AllStream},
+				func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) { return eventlog.ResumePoint(ctx, c, cp) })
+			if err != nil {
+				return fmt.Errorf("read where partition %d resumes: %w", l.Partition, err)
+			}
+			from[l.Partition], _ = at.(esdb.Position) // esdb.Start{}: the zero position
 		}
 	}
 	s.marks.hold(held, from)
@@ -407,6 +417,8 @@ func (s *Saga) follow(run context.Context, lanes []chan job, moved <-chan struct
 		case <-ctx.Done():
 		}
 	}()
+	// The marks start at the event before each checkpoint (see hold):
+	// subscribing from the lowest, exclusive, delivers from there on.
 	var from esdb.AllPosition = s.marks.position()
 	if from == (esdb.Position{}) {
 		from = esdb.Start{}
