@@ -26,7 +26,9 @@ func TestPauseSurvivesRestart(t *testing.T) {
 		args func(t *testing.T) []string
 	}{
 		{"sqlite", func(*testing.T) []string { return nil }},
-		{"ferretdb", func(t *testing.T) []string { return []string{"-views", "mongo", "-ferretdb-listen", loopback.FreeAddr(t)} }},
+		{"ferretdb", func(t *testing.T) []string {
+			return []string{"-views", "mongo", "-ferretdb-listen", loopback.FreeAddr(t)}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := t.TempDir()

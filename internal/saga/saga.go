@@ -355,7 +355,9 @@ func (s *Saga) hold(ctx context.Context, held map[int]lease.Epoch) error {
 			// From the event before the checkpoint, so that an event at the
 			// checkpoint itself is handled (see eventlog.ResumePoint).
 			at, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, eventlog.Op{Method: "ReadAll", Stream: eventlog.AllStream},
-				func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) { return eventlog.ResumePoint(ctx, c, cp) })
+				func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) {
+					return eventlog.ResumePoint(ctx, c, cp)
+				})
 			if err != nil {
 				return fmt.Errorf("read where partition %d resumes: %w", l.Partition, err)
 			}
