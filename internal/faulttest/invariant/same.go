@@ -4,74 +4,62 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/orderly/orderly/internal/views"
 )
 
 // SameViews compares every order and customer document two view stores
-// serve, and lists the differences (at most a few of them).
+// serve, and lists the differences (at most a few of each kind).
 func SameViews(ctx context.Context, a, b views.Reader) ([]string, error) {
+	orders, err := sameDocs(ctx, a, b, "order", listOrders, func(d views.OrderDoc) string { return d.OrderID },
+		func(d, e views.OrderDoc) bool {
+			d.CreatedAt, d.UpdatedAt = sameInstant(d.CreatedAt, e.CreatedAt), sameInstant(d.UpdatedAt, e.UpdatedAt)
+			return reflect.DeepEqual(d, e)
+		})
+	if err != nil {
+		return nil, err
+	}
+	customers, err := sameDocs(ctx, a, b, "customer", listCustomers, func(d views.CustomerDoc) string { return d.CustomerID },
+		func(d, e views.CustomerDoc) bool {
+			d.CreatedAt, d.UpdatedAt = sameInstant(d.CreatedAt, e.CreatedAt), sameInstant(d.UpdatedAt, e.UpdatedAt)
+			return reflect.DeepEqual(d, e)
+		})
+	return append(orders, customers...), err
+}
+
+// sameDocs compares the documents of one kind that list reads from a and
+// from b, by id, with same.
+func sameDocs[D any](ctx context.Context, a, b views.Reader, kind string, list func(context.Context, views.Reader) ([]D, error),
+	id func(D) string, same func(D, D) bool) ([]string, error) {
+	la, err := list(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	lb, err := list(ctx, b)
+	if err != nil {
+		return nil, err
+	}
 	var diffs []string
-	diff := func(format string, args ...any) {
-		if len(diffs) < 10 {
-			diffs = append(diffs, fmt.Sprintf(format, args...))
-		}
+	ia, ib := byID(la, id), byID(lb, id)
+	if len(ia) != len(ib) {
+		diffs = append(diffs, fmt.Sprintf("%d %ss and %d %ss", len(ia), kind, len(ib), kind))
 	}
-	orderID := func(d views.OrderDoc) string { return d.OrderID }
-	customerID := func(d views.CustomerDoc) string { return d.CustomerID }
-	la, err := listOrders(ctx, a)
-	if err != nil {
-		return nil, err
-	}
-	lb, err := listOrders(ctx, b)
-	if err != nil {
-		return nil, err
-	}
-	ao, bo := byID(la, orderID), byID(lb, orderID)
-	if len(ao) != len(bo) {
-		diff("%d orders and %d orders", len(ao), len(bo))
-	}
-	for id, d := range ao {
-		if e, ok := bo[id]; !ok || !sameOrder(d, e) {
-			diff("order %s:\n\t%+v\n\t%+v", id, d, e)
-		}
-	}
-	ca, err := listCustomers(ctx, a)
-	if err != nil {
-		return nil, err
-	}
-	cb, err := listCustomers(ctx, b)
-	if err != nil {
-		return nil, err
-	}
-	ac, bc := byID(ca, customerID), byID(cb, customerID)
-	if len(ac) != len(bc) {
-		diff("%d customers and %d customers", len(ac), len(bc))
-	}
-	for id, d := range ac {
-		if e, ok := bc[id]; !ok || !sameCustomer(d, e) {
-			diff("customer %s:\n\t%+v\n\t%+v", id, d, e)
+	for k, d := range ia {
+		if e, ok := ib[k]; (!ok || !same(d, e)) && len(diffs) < 10 {
+			diffs = append(diffs, fmt.Sprintf("%s %s:\n\t%+v\n\t%+v", kind, k, d, e))
 		}
 	}
 	return diffs, nil
 }
 
-// sameOrder and sameCustomer compare documents with their times as
-// instants (stores differ in time zones).
-func sameOrder(a, b views.OrderDoc) bool {
-	if !a.CreatedAt.Equal(b.CreatedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
-		return false
+// sameInstant is b if a is the same instant (stores differ in time zones),
+// so that the documents compare equal on it; a otherwise.
+func sameInstant(a, b time.Time) time.Time {
+	if a.Equal(b) {
+		return b
 	}
-	a.CreatedAt, a.UpdatedAt = b.CreatedAt, b.UpdatedAt
-	return reflect.DeepEqual(a, b)
-}
-
-func sameCustomer(a, b views.CustomerDoc) bool {
-	if !a.CreatedAt.Equal(b.CreatedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
-		return false
-	}
-	a.CreatedAt, a.UpdatedAt = b.CreatedAt, b.UpdatedAt
-	return reflect.DeepEqual(a, b)
+	return a
 }
 
 // page is the page size of the view listings.
