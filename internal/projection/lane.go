@@ -139,8 +139,8 @@ func (l *viewLane[D]) decode(events []*esdb.RecordedEvent, floor uint64) decoded
 
 func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) error {
 	next := max(l.cp, d.last, checkpoint)
-	if next == l.cp {
-		return nil
+	if next == l.cp && d.events == 0 {
+		return nil // nothing new, not even the event at the checkpoint (see decode)
 	}
 	if l.ctl != nil && l.ctl.gate.Paused() {
 		l.skipped = true // the resume resubscribes from l.cp
