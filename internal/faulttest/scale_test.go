@@ -41,12 +41,14 @@ func TestScaleOut(t *testing.T) {
 		t.Parallel()
 		// Lighter, looked at less often, and given more time: FerretDB
 		// scans a collection on every lookup, and the instances' lease
-		// ticks (a tenth of the TTL) are a load of their own on it, so on
-		// a loaded machine its calls take seconds.
+		// ticks (a tenth of the TTL) and the sagas' checkpoints (one
+		// update per partition a second) are a load of their own on it,
+		// so on a loaded machine (CI runs every package at once, under
+		// the race detector) its calls take seconds.
 		// A claim there is four calls (the clock, a claim token, the
 		// update, the token's removal), so even a handover takes seconds.
 		scaleOut(t, faulttest.Config{Instances: 3, Views: viewstore.Mongo, LeaseTTL: 4 * time.Second},
-			faulttest.LoadConfig{Clients: 2, Pause: 100 * time.Millisecond}, 250*time.Millisecond, 6*time.Second, 4*time.Second)
+			faulttest.LoadConfig{Clients: 1, Pause: 200 * time.Millisecond}, 500*time.Millisecond, 6*time.Second, 4*time.Second)
 	})
 }
 
