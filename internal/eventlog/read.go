@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
@@ -95,7 +96,13 @@ func readErr(stream string, err error) error {
 // AllHead returns the position of the last event in the store; ok is false
 // when the store is empty.
 func AllHead(ctx context.Context, c *esdb.Client) (pos esdb.Position, ok bool, err error) {
-	rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	return lastBefore(ctx, c, esdb.End{})
+}
+
+// lastBefore returns the position of the last event of $all before from
+// (reading backwards excludes a position); ok is false when there is none.
+func lastBefore(ctx context.Context, c *esdb.Client, from esdb.AllPosition) (pos esdb.Position, ok bool, err error) {
+	rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: from}, 1)
 	if err != nil {
 		return esdb.Position{}, false, fmt.Errorf("read $all: %w", err)
 	}
@@ -137,21 +144,19 @@ func Head(ctx context.Context, c *esdb.Client, stream string) (uint64, error) {
 // skip that event. What is delivered again is absorbed by the revision
 // guards and idempotent steps. The zero position, or none before it, is
 // the start.
-func ResumePoint(ctx context.Context, c *esdb.Client, cp esdb.Position) (esdb.AllPosition, error) {
+func ResumePoint(ctx context.Context, c *Conn, timeout time.Duration, cp esdb.Position) (esdb.AllPosition, error) {
 	if cp == (esdb.Position{}) {
 		return esdb.Start{}, nil
 	}
-	rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: cp}, 1)
+	at, err := CallWithin(ctx, c, timeout, Op{Method: "ReadAll", Stream: AllStream}, func(ctx context.Context, client *esdb.Client) (esdb.AllPosition, error) {
+		pos, ok, err := lastBefore(ctx, client, cp)
+		if err != nil || !ok {
+			return esdb.Start{}, err
+		}
+		return pos, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read $all before %d: %w", cp.Commit, err)
+		return nil, fmt.Errorf("where to resume before %d: %w", cp.Commit, err)
 	}
-	defer rs.Close()
-	ev, err := rs.Recv()
-	if errors.Is(err, io.EOF) {
-		return esdb.Start{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read $all before %d: %w", cp.Commit, err)
-	}
-	return ev.OriginalEvent().Position, nil
+	return at, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/faulttest"
 	"github.com/orderly/orderly/internal/faulttest/invariant"
 	"github.com/orderly/orderly/internal/saga"
@@ -103,9 +104,9 @@ func head(b *testing.B, src invariant.Sources) uint64 {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pos, err := invariant.Head(ctx, src.Store)
+	pos, _, err := eventlog.AllHead(ctx, src.Store)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return pos
+	return pos.Commit
 }

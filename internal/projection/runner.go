@@ -272,12 +272,9 @@ func (f *follower) follow(ctx context.Context, lanes []lane, moved <-chan struct
 	}
 	subCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start, err := eventlog.CallWithin(ctx, f.p.conn, f.p.opts.EventStoreTimeout, eventlog.Op{Method: "ReadAll", Stream: eventlog.AllStream},
-		func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) {
-			return eventlog.ResumePoint(ctx, c, esdb.Position{Commit: from, Prepare: from})
-		})
+	start, err := eventlog.ResumePoint(ctx, f.p.conn, f.p.opts.EventStoreTimeout, esdb.Position{Commit: from, Prepare: from})
 	if err != nil {
-		return fmt.Errorf("find where to resume from %d: %w", from, err)
+		return err
 	}
 	opts := esdb.SubscribeToAllOptions{
 		From:   start,

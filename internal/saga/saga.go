@@ -327,25 +327,27 @@ func (s *Saga) Run(ctx context.Context) error {
 var errMoved = errors.New("the partitions held changed")
 
 // hold makes the marks those of held, reading the checkpoints of the
-// partitions newly held from the lease store.
+// partitions newly held (or held again at a new epoch) from the lease store.
 func (s *Saga) hold(ctx context.Context, held map[int]lease.Epoch) error {
 	known := s.marks.held()
-	fresh := false
+	fresh := map[int]bool{}
 	for p, e := range held {
 		if mk, ok := known[p]; !ok || mk.epoch != e {
-			fresh = true
+			fresh[p] = true
 		}
 	}
 	from := map[int]esdb.Position{}
-	if fresh {
+	if len(fresh) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
 		defer cancel()
 		snap, err := s.opts.Leases.ScanLeases(ctx, s.opts.Lease.Processor)
 		if err != nil {
 			return fmt.Errorf("read the checkpoints: %w", err)
 		}
+		// Partitions often share a checkpoint: one read for each.
+		resume := map[esdb.Position]esdb.Position{}
 		for _, l := range snap.Leases {
-			if _, ok := held[l.Partition]; !ok {
+			if !fresh[l.Partition] {
 				continue
 			}
 			cp := esdb.Position{Commit: l.Checkpoint.Commit, Prepare: l.Checkpoint.Prepare}
@@ -354,14 +356,16 @@ func (s *Saga) hold(ctx context.Context, held map[int]lease.Epoch) error {
 			}
 			// From the event before the checkpoint, so that an event at the
 			// checkpoint itself is handled (see eventlog.ResumePoint).
-			at, err := eventlog.CallWithin(ctx, s.conn, s.opts.StoreTimeout, eventlog.Op{Method: "ReadAll", Stream: eventlog.AllStream},
-				func(ctx context.Context, c *esdb.Client) (esdb.AllPosition, error) {
-					return eventlog.ResumePoint(ctx, c, cp)
-				})
-			if err != nil {
-				return fmt.Errorf("read where partition %d resumes: %w", l.Partition, err)
+			at, ok := resume[cp]
+			if !ok {
+				pos, err := eventlog.ResumePoint(ctx, s.conn, s.opts.StoreTimeout, cp)
+				if err != nil {
+					return fmt.Errorf("partition %d: %w", l.Partition, err)
+				}
+				at, _ = pos.(esdb.Position) // esdb.Start{}: the zero position
+				resume[cp] = at
 			}
-			from[l.Partition], _ = at.(esdb.Position) // esdb.Start{}: the zero position
+			from[l.Partition] = at
 		}
 	}
 	s.marks.hold(held, from)

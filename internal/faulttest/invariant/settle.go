@@ -116,21 +116,3 @@ func lastEvents(ctx context.Context, c *esdb.Client) (lastReact, lastDomain uint
 		}
 	}
 }
-
-// Head is the commit position of the last event in the store; 0 when it
-// is empty.
-func Head(ctx context.Context, c *esdb.Client) (uint64, error) {
-	rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
-	if err != nil {
-		return 0, fmt.Errorf("read $all backwards: %w", err)
-	}
-	defer rs.Close()
-	re, err := rs.Recv()
-	if errors.Is(err, io.EOF) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read $all backwards: %w", err)
-	}
-	return re.OriginalEvent().Position.Commit, nil
-}
