@@ -28,6 +28,9 @@ type mark struct {
 	wm    watermark
 	epoch lease.Epoch
 	saved esdb.Position
+	// savedAt is when saved was last written (zero: never by this
+	// instance).
+	savedAt time.Time
 }
 
 // hold makes the held partitions those of held: a partition still held at

@@ -619,6 +619,10 @@ func (s *Saga) loadCheckpoint(ctx context.Context) (esdb.Position, error) {
 	return pos, nil
 }
 
+// checkpointRefresh is after how many checkpoint intervals an unchanged
+// checkpoint is written again (see save).
+const checkpointRefresh = 10
+
 // save writes each held partition's watermark as its checkpoint, if it
 // moved, fenced by the partition's lease. A partition whose lease is lost
 // is left to its new owner.
@@ -627,7 +631,12 @@ func (s *Saga) save(ctx context.Context) error {
 	lost := false
 	for p, mk := range s.marks.held() {
 		pos := mk.wm.position()
-		if pos == mk.saved {
+		// Unchanged positions are written again now and then: a store
+		// whose conditional updates are not atomic (FerretDB) can lose a
+		// checkpoint to a racing write, and an idle partition would
+		// otherwise never put it back. $max makes the repeat a no-op
+		// elsewhere.
+		if pos == mk.saved && time.Since(mk.savedAt) < checkpointRefresh*s.opts.CheckpointInterval {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
@@ -640,7 +649,7 @@ func (s *Saga) save(ctx context.Context) error {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
 		default:
-			mk.saved = pos
+			mk.saved, mk.savedAt = pos, time.Now()
 		}
 	}
 	s.unsaved.Store(0)
