@@ -21,6 +21,7 @@ import (
 // value for a field).
 var fieldInMessage = []*regexp.Regexp{
 	regexp.MustCompile(`parsing (?:field|list) "([^"]+)"`),
+	regexp.MustCompile(`too many values for field "([^"]+)"`),
 	regexp.MustCompile(`parameter: ([A-Za-z0-9_.]+)`),
 	regexp.MustCompile(`unknown (?:field|query parameter) "([^"]+)"`),
 	regexp.MustCompile(`invalid value for [a-z0-9 ]*field ([A-Za-z0-9_]+)`),
@@ -38,12 +39,19 @@ var errorMarshaler = &runtime.JSONPb{}
 //
 // The gateway's own messages quote the request (a value it could not parse,
 // an unknown field's name), which may be megabytes long: they are cut to
-// maxGatewayMessage bytes, so that a refusal stays small.
+// maxGatewayMessage bytes, so that a refusal stays small, and bytes that are
+// not UTF-8 are replaced: protojson cannot encode them, and the client would
+// get a 500 for its own malformed request.
 //
 // On 401 WWW-Authenticate is the guard's bearer challenge alone:
 // grpc-gateway copies the status message into it, besides the challenge
 // the guard sent as header metadata (see outgoingHeaders).
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if st, ok := status.FromError(err); ok && !utf8.ValidString(st.Message()) {
+		p := st.Proto()
+		p.Message = strings.ToValidUTF8(p.Message, "\uFFFD")
+		err = status.FromProto(p).Err()
+	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Unauthenticated {
 		w = challengeWriter{w, auth.Challenge(st)}
 	}
