@@ -109,3 +109,10 @@ func LogEntries(t testing.TB, s *Server) int {
 	}
 	return n
 }
+
+// FillStreams writes n one-event streams, named by BenchStream, into the
+// store in dir (closed again) and returns the RSS afterwards.
+func FillStreams(b *testing.B, dir string, n int) float64 { return fillStreams(b, dir, n) }
+
+// BenchStream names the i-th stream FillStreams writes.
+func BenchStream(i int) string { return benchStream(i) }
