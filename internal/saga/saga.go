@@ -553,10 +553,11 @@ func (s *Saga) saveLoop(ctx context.Context) {
 		case <-t.C:
 		case <-s.nudge:
 		}
-		if err := s.save(ctx); err != nil {
-			// Not fatal: a later save covers it, and at worst a restart
-			// (or the next owner of a partition) redoes some idempotent
-			// work.
+		// Not fatal: a later save covers it, and at worst a restart (or
+		// the next owner of a partition) redoes some idempotent work. A
+		// save cut short by the end of the run is not worth a warning:
+		// shutdown saves again.
+		if err := s.save(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("saga checkpoint not saved", "err", err)
 		}
 	}
