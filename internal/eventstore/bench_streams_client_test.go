@@ -22,10 +22,9 @@ import (
 // same stores (10,000 and 1,000,000 one-event streams), reached through the
 // official client over loopback gRPC, under the binaries' GC policy. 16
 // readers read streams picked at random from the start, then 64 writers
-// append one event each to new streams (as every order placed is), then
-// to existing streams picked at random. The CPU per call
-// (client and store, one process) is steadier than the rates on a shared
-// machine. Run with
+// append one event each to new streams (as every order placed is), then to
+// existing streams picked at random. The CPU per call (client and store,
+// one process) is steadier than the rates on a shared machine. Run with
 // -benchtime=Nx (N a few thousand): the fill is done once per size.
 func BenchmarkManyStreamsClient(b *testing.B) {
 	b.Cleanup(gctune.Apply())
@@ -43,16 +42,16 @@ func BenchmarkManyStreamsClient(b *testing.B) {
 			pick := func() string { return eventstore.BenchStream(rand.IntN(n)) }
 			b.ResetTimer()
 			cpu0 := cpuTime(b)
-			reads := concurrentRate(b, 16, b.N, func() error { return readSome(ctx, c, pick()) })
+			reads := concurrentRate(b, 16, b.N, func(int) error { return readSome(ctx, c, pick()) })
 			cpu1 := cpuTime(b)
 			var fresh atomic.Int64
-			created := concurrentRate(b, 64, b.N, func() error {
+			created := concurrentRate(b, 64, b.N, func(int) error {
 				stream := fmt.Sprintf("new-%d-%d", b.N, fresh.Add(1))
 				_, err := c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, events(1, "OrderPlaced")...)
 				return err
 			})
 			cpu2 := cpuTime(b)
-			appends := concurrentRate(b, 64, b.N, func() error {
+			appends := concurrentRate(b, 64, b.N, func(int) error {
 				_, err := c.AppendToStream(ctx, pick(), esdb.AppendToStreamOptions{}, events(1, "OrderPlaced")...)
 				return err
 			})
@@ -69,16 +68,16 @@ func BenchmarkManyStreamsClient(b *testing.B) {
 	}
 }
 
-// concurrentRate runs do n times from that many workers and returns the
-// calls per second.
-func concurrentRate(b *testing.B, workers, n int, do func() error) float64 {
+// concurrentRate runs do n times from that many workers, each passing its
+// number, and returns the calls per second.
+func concurrentRate(b *testing.B, workers, n int, do func(worker int) error) float64 {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range workers {
+	for w := range workers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
-				if err := do(); err != nil {
+				if err := do(w); err != nil {
 					b.Error(err)
 					return
 				}

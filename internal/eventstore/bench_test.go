@@ -2,8 +2,6 @@ package eventstore_test
 
 import (
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -50,22 +48,15 @@ func appendRate(b *testing.B, c *esdb.Client, writers, n int) float64 {
 	// One context for the run: a per-append testCtx would register a
 	// cleanup and a timer for every append and measure the test harness.
 	ctx := b.Context()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range writers {
-		wg.Go(func() {
-			stream := fmt.Sprintf("bench-%d", w)
-			for next.Add(1) <= int64(n) {
-				if _, err := c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{}, events(1, "e")...); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+	streams := make([]string, writers)
+	for w := range streams {
+		streams[w] = fmt.Sprintf("bench-%d", w)
 	}
-	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
+	return concurrentRate(b, writers, n, func(w int) error {
+		stream := streams[w]
+		_, err := c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{}, events(1, "e")...)
+		return err
+	})
 }
 
 // cpuTime is the CPU the process has used (user and system, the kernel's
