@@ -217,3 +217,60 @@ func TestCrashRecovery(t *testing.T) {
 	// And the recovered store keeps working.
 	mustAppend(t, rc, "crash-0", esdb.Any{}, events(1, "after")...)
 }
+
+// TestStatesOfAnOlderLayoutMove opens a store written before stream states
+// moved into the index range: every state moves on Open, and the streams
+// keep their revisions, metadata, deletes and tombstones.
+func TestStatesOfAnOlderLayoutMove(t *testing.T) {
+	dir := t.TempDir()
+	c, stop := serveDir(t, dir)
+	mustAppend(t, c, "kept", esdb.NoStream{}, events(4, "e")...)
+	setMeta(t, c, "kept", esdb.NoStream{}, maxCount(2))
+	mustAppend(t, c, "plain", esdb.NoStream{}, events(3, "e")...)
+	mustAppend(t, c, "deleted", esdb.NoStream{}, events(1, "e")...)
+	if _, err := c.DeleteStream(testCtx(t), "deleted", esdb.DeleteStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, c, "dead", esdb.NoStream{}, events(1, "e")...)
+	if _, err := c.TombstoneStream(testCtx(t), "dead", esdb.TombstoneStreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// More streams than Open moves in one batch.
+	const many = 5000
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < many; i += 16 {
+				if _, err := c.AppendToStream(testCtx(t), fmt.Sprintf("many-%d", i), esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, events(1, "e")...); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	before := readAll(t, c, esdb.ReadAllOptions{}, 2*many)
+	stop()
+	// kept, $$kept, plain, deleted, dead, many-*.
+	if n := eventstore.ToLegacyStateKeys(t, dir); n < 5+many {
+		t.Fatalf("rewrote %d states to the old layout, want at least %d", n, 5+many)
+	}
+
+	c, stop = serveDir(t, dir)
+	if after := readAll(t, c, esdb.ReadAllOptions{}, 2*many); !sameEvents(before, after) {
+		t.Fatalf("$all changed: %d events before, %d after", len(before), len(after))
+	}
+	wantRevisions(t, c, "kept", false, 2, 3)
+	mustAppend(t, c, "plain", esdb.Revision(2), events(1, "e")...)
+	for _, i := range []int{0, many / 2, many - 1} {
+		mustAppend(t, c, fmt.Sprintf("many-%d", i), esdb.Revision(0), events(1, "e")...)
+	}
+	_, err := readStream(t, c, "deleted", esdb.ReadStreamOptions{}, 10)
+	wantCode(t, err, esdb.ErrorCodeResourceNotFound)
+	_, err = c.AppendToStream(testCtx(t), "dead", esdb.AppendToStreamOptions{}, events(1, "e")...)
+	wantCode(t, err, esdb.ErrorCodeStreamDeleted)
+	stop()
+	if n := eventstore.LegacyStateKeys(t, dir); n != 0 {
+		t.Fatalf("%d states left in the old layout", n)
+	}
+}

@@ -28,15 +28,20 @@
 // Keys (see keys.go):
 //
 //	l <pos:be64>              -> the event, in its wire form (RecordedEvent)
-//	s <stream> 0x00 <rev:be64> -> pos      per-stream index
-//	m <stream>                 -> stream state (next revision, tombstone, and the
+//	s <stream> 0x00            -> stream state (next revision, tombstone, and the
 //	                              $tb, $maxCount, $maxAge of its latest metadata)
+//	s <stream> 0x00 <rev:be64> -> pos      per-stream index
+//
+// The state sorts just before the stream's index entries, so that reading a
+// stream whose blocks are not cached takes its state and its first index
+// entries from one block. Stores written before kept states under
+// "m <stream>"; Open moves them.
 //
 // A metadata stream "$$x" is a stream like any other in this layout; the
 // sequencer copies what its latest event sets into the state of "x".
 //
-// A scavenge deletes retired events' l and s entries together, in the
-// writer's group commits, and never the m state: a stream's next revision
+// A scavenge deletes retired events' l and index entries together, in the
+// writer's group commits, and never the state: a stream's next revision
 // and tombstone outlive its events (retire.go says what is kept).
 //
 // # Writes

@@ -2,10 +2,13 @@ package eventstore
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"math"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -116,3 +119,54 @@ func FillStreams(b *testing.B, dir string, n int) float64 { return fillStreams(b
 
 // BenchStream names the i-th stream FillStreams writes.
 func BenchStream(i int) string { return benchStream(i) }
+
+// ToLegacyStateKeys rewrites the closed store in dir as stores were
+// written before stream states moved into the index range, and returns how
+// many states it moved.
+func ToLegacyStateKeys(t *testing.T, dir string) int {
+	return rewriteStates(t, dir, func(k []byte) ([]byte, bool) {
+		name, ok := stateKeyStream(k)
+		return append([]byte{prefixLegacyState}, name...), ok
+	}, []byte{prefixIndex})
+}
+
+// LegacyStateKeys counts the states of the closed store in dir that are
+// still in the old layout.
+func LegacyStateKeys(t *testing.T, dir string) int {
+	return rewriteStates(t, dir, func([]byte) ([]byte, bool) { return nil, true }, []byte{prefixLegacyState})
+}
+
+// rewriteStates moves each key of prefix's range that to accepts to the
+// key it gives (nil: only counts), and returns how many it accepted.
+func rewriteStates(t *testing.T, dir string, to func(k []byte) ([]byte, bool), prefix []byte) int {
+	t.Helper()
+	db, err := openPebble(dir, nil, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	b := db.NewBatch()
+	n := 0
+	err = scan(db, prefix, []byte{prefix[0] + 1}, false, func(k, v []byte) (bool, error) {
+		nk, ok := to(k)
+		if !ok {
+			return true, nil
+		}
+		n++
+		if nk == nil {
+			return true, nil
+		}
+		return true, errors.Join(b.Set(nk, v, nil), b.Delete(k, nil))
+	})
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

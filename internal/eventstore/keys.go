@@ -1,18 +1,30 @@
 package eventstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"log/slog"
 	"math"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Key prefixes. Stream names cannot contain NUL (see validateStreamName), so
 // the 0x00 after the name keeps "a" and "ab" from sharing an index range.
+//
+// A stream's state is stored under its index prefix itself, just before its
+// first index entry: a read of a stream nobody read lately looks up its
+// state and then seeks its index, and both are found in one block. (Stores
+// written before kept states under prefixLegacyState, in a range of their
+// own, which cost such a read one more block from the files; Open moves
+// them, see migrateStateKeys.)
 const (
-	prefixLog   = 'l'
-	prefixIndex = 's'
-	prefixMeta  = 'm'
+	prefixLog         = 'l'
+	prefixIndex       = 's'
+	prefixLegacyState = 'm'
 )
 
 func logKey(pos uint64) []byte {
@@ -30,8 +42,39 @@ func indexKey(stream string, rev uint64) []byte {
 	return binary.BigEndian.AppendUint64(indexPrefix(stream), rev)
 }
 
-func metaKey(stream string) []byte {
-	return append([]byte{prefixMeta}, stream...)
+func metaKey(stream string) []byte { return indexPrefix(stream) }
+
+// stateKeyStream returns the stream whose state key k is, if k is one: an
+// index key has eight bytes after the name's NUL, a state key none.
+func stateKeyStream(k []byte) (string, bool) {
+	if len(k) < 2 || k[0] != prefixIndex || k[len(k)-1] != 0 {
+		return "", false
+	}
+	name := k[1 : len(k)-1]
+	if bytes.IndexByte(name, 0) >= 0 {
+		return "", false
+	}
+	return string(name), true
+}
+
+// indexKeyStream returns the stream whose index entry k is, if k is one.
+func indexKeyStream(k []byte) (string, bool) {
+	if len(k) < 10 || k[0] != prefixIndex || k[len(k)-9] != 0 {
+		return "", false
+	}
+	name := k[1 : len(k)-9]
+	if bytes.IndexByte(name, 0) >= 0 {
+		return "", false
+	}
+	return string(name), true
+}
+
+// afterStream is the first key past every key of stream: its state and
+// its index entries.
+func afterStream(stream string) []byte {
+	k := indexPrefix(stream)
+	k[len(k)-1] = 1
+	return k
 }
 
 // streamMeta is what the store knows about a stream besides its events. The
@@ -100,4 +143,45 @@ func decodeStreamMeta(b []byte) (streamMeta, error) {
 	m.maxCount = binary.BigEndian.Uint64(b[17:])
 	m.maxAge = time.Duration(binary.BigEndian.Uint64(b[25:]))
 	return m, nil
+}
+
+// migrateStateKeys moves the stream states of a store written before they
+// lived in the index range (prefixLegacyState) to their keys there, before
+// anything reads them. Each batch moves its states whole and is synced, so
+// an Open cut short by a crash finds the rest still to move and moves them.
+func migrateStateKeys(db *pebble.DB, log *slog.Logger) error {
+	const perBatch = 4096
+	moved := 0
+	// Each pass starts after the last key moved, not over the deletions
+	// of the passes before.
+	lower := []byte{prefixLegacyState}
+	for {
+		b := db.NewBatch()
+		n := 0
+		err := scan(db, lower, []byte{prefixLegacyState + 1}, false, func(k, v []byte) (bool, error) {
+			lower = append(bytes.Clone(k), 0)
+			if err := b.Set(metaKey(string(k[1:])), v, nil); err != nil {
+				return false, err
+			}
+			if err := b.Delete(k, nil); err != nil {
+				return false, err
+			}
+			n++
+			return n < perBatch, nil
+		})
+		if err == nil && n > 0 {
+			err = b.Commit(pebble.Sync)
+		}
+		_ = b.Close()
+		if err != nil {
+			return fmt.Errorf("move stream states into the index range: %w", err)
+		}
+		if n == 0 {
+			if moved > 0 {
+				log.Info("moved stream states into the index range", "streams", moved)
+			}
+			return nil
+		}
+		moved += n
+	}
 }

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,7 +67,7 @@ type scavenger struct {
 func (sc *scavenger) run(ctx context.Context) error {
 	sc.stats.DiskBefore = sc.db.Metrics().DiskSpaceUsage()
 	sc.lastProgress = time.Now()
-	lower := []byte{prefixMeta}
+	lower := []byte{prefixIndex}
 	for {
 		names, err := sc.streamNames(lower)
 		if err != nil {
@@ -81,7 +82,7 @@ func (sc *scavenger) run(ctx context.Context) error {
 			}
 			sc.stats.Streams++
 		}
-		lower = append(metaKey(names[len(names)-1]), 0)
+		lower = afterStream(names[len(names)-1])
 	}
 	if err := sc.compact(ctx); err != nil {
 		return err
@@ -90,15 +91,28 @@ func (sc *scavenger) run(ctx context.Context) error {
 	return nil
 }
 
-// streamNames returns up to scavengeStreamsPerPass stream names, from the
-// state key lower on.
+// streamNames returns up to scavengeStreamsPerPass names of streams with a
+// state, from key lower on. Each stream's index entries follow its state
+// key, and are sought past, not read.
 func (sc *scavenger) streamNames(lower []byte) ([]string, error) {
 	var names []string
 	err := sc.durable.read(func(r pebble.Reader) error {
-		return scan(r, lower, []byte{prefixMeta + 1}, false, func(k, _ []byte) (bool, error) {
-			names = append(names, string(k[1:]))
-			return len(names) < scavengeStreamsPerPass, nil
-		})
+		it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{prefixIndex + 1}})
+		if err != nil {
+			return fmt.Errorf("open iterator: %w", err)
+		}
+		for valid := it.First(); valid && len(names) < scavengeStreamsPerPass; {
+			name, ok := stateKeyStream(it.Key())
+			if ok {
+				names = append(names, name)
+			} else if name, ok = indexKeyStream(it.Key()); !ok {
+				_ = it.Close()
+				return fmt.Errorf("key %q in the index range is neither a state nor an index entry", it.Key())
+			}
+			// (An index entry with no state before it has nothing to scavenge.)
+			valid = it.SeekGE(afterStream(name))
+		}
+		return errors.Join(it.Error(), it.Close())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scavenge: list streams: %w", err)

@@ -75,6 +75,10 @@ func Open(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := migrateStateKeys(db, cfg.Logger); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, db: db, admission: newAdmission(cfg.MaxPendingAppendBytes, m.heldBytes)}
 	s.seq, err = newSequencer(db, cfg.Logger, m, cfg.StreamCacheBytes, func(entries []*entry, head uint64) {
 		s.durable.advance(db)
