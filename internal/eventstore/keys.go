@@ -177,8 +177,14 @@ func migrateStateKeys(db *pebble.DB, log *slog.Logger) error {
 			return fmt.Errorf("move stream states into the index range: %w", err)
 		}
 		if n == 0 {
-			if moved > 0 {
-				log.Info("moved stream states into the index range", "streams", moved)
+			if moved == 0 {
+				return nil
+			}
+			log.Info("moved stream states into the index range", "streams", moved)
+			// Flushed, so that the next Open does not replay the move
+			// from the write-ahead log.
+			if err := db.Flush(); err != nil {
+				return fmt.Errorf("flush the moved stream states: %w", err)
 			}
 			return nil
 		}
