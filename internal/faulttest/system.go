@@ -34,7 +34,8 @@ type Config struct {
 	// Instances is how many projector processes and how many saga
 	// processes share the work (default 1 of each).
 	Instances int
-	// LeaseTTL is the processors' lease TTL (default DefaultLeaseTTL).
+	// LeaseTTL is the processors' lease TTL (default DefaultLeaseTTL, three
+	// times that on MongoDB views).
 	LeaseTTL time.Duration
 }
 
@@ -75,6 +76,14 @@ func Start(t testing.TB, cfg Config) *System {
 	cfg.Instances = max(cfg.Instances, 1)
 	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
+		if cfg.Views == viewstore.Mongo {
+			// A lease call has a second (lease.Config.StoreTimeout); a
+			// FerretDB just restarted, under the race detector and a
+			// loaded machine, took longer than that for several calls in
+			// a row, and with 2 s a lone projector kept giving up its
+			// partitions and claiming them back instead of projecting.
+			cfg.LeaseTTL = 3 * DefaultLeaseTTL
+		}
 	}
 	dir, faults := t.TempDir(), &Faults{}
 	var viewDB *Proc
