@@ -38,7 +38,7 @@ type Config struct {
 	// on a clean shutdown is taken over within a tick or two, and shares
 	// balance one move per tick.
 	Tick time.Duration
-	// StoreTimeout bounds each store call (default Tick, at most 5s).
+	// StoreTimeout bounds each store call (default TTL/4, 1–5 s).
 	StoreTimeout time.Duration
 	// Registerer receives the manager's metrics, labelled with the
 	// processor; nil leaves them unregistered.
@@ -137,7 +137,10 @@ func NewManager(store Store, cfg Config, log *slog.Logger) (*Manager, error) {
 		cfg.Tick = min(cfg.TTL/10, time.Second)
 	}
 	if cfg.StoreTimeout == 0 {
-		cfg.StoreTimeout = min(max(cfg.Tick, time.Second), 5*time.Second)
+		// A quarter of TTL leaves a slow store several tries before the
+		// leases are given up (at 90 % of TTL), and lets a call that
+		// takes more than a tick still renew them.
+		cfg.StoreTimeout = min(max(cfg.TTL/4, time.Second), 5*time.Second)
 	}
 	if cfg.Partitions < 1 || cfg.Partitions > 1024 || cfg.TTL <= 0 || cfg.Tick <= 0 || cfg.Tick > cfg.TTL/3 {
 		return nil, fmt.Errorf("lease: %s: partitions must be 1..1024, TTL positive and the tick at most a third of it (partitions %d, TTL %s, tick %s)",
@@ -220,19 +223,21 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// tick is one round: expire what could not be renewed in time, heartbeat,
-// renew, then claim or release by the fair share.
+// tick is one round: expire what could not be renewed in time, renew,
+// heartbeat, then claim or release by the fair share. Renewal comes first:
+// it is what keeps the partitions, and on a slow store a heartbeat that
+// timed out must not cost them too.
 func (m *Manager) tick(ctx context.Context) {
 	m.expireUnrenewed()
+	if err := m.renew(ctx, time.Now()); err != nil {
+		m.log.Warn("lease renewal failed", "err", err)
+		return
+	}
 	start := time.Now()
 	if err := m.call(ctx, func(ctx context.Context) error {
 		return m.store.Heartbeat(ctx, m.cfg.Processor, m.cfg.Owner, m.cfg.TTL)
 	}); err != nil {
 		m.log.Warn("lease heartbeat failed", "err", err)
-		return
-	}
-	if err := m.renew(ctx, start); err != nil {
-		m.log.Warn("lease renewal failed", "err", err)
 		return
 	}
 	var snap Snapshot

@@ -182,12 +182,15 @@ func TestReleaseHandsOverAtOnce(t *testing.T) {
 type cuttable struct {
 	lease.Store
 	cut atomic.Bool
+	// heartbeats fails heartbeats alone, as a store too slow for some
+	// calls does.
+	heartbeats atomic.Bool
 }
 
 var errCut = errors.New("cut off from the store")
 
 func (c *cuttable) Heartbeat(ctx context.Context, processor, owner string, ttl time.Duration) error {
-	if c.cut.Load() {
+	if c.cut.Load() || c.heartbeats.Load() {
 		return errCut
 	}
 	return c.Store.Heartbeat(ctx, processor, owner, ttl)
@@ -232,6 +235,21 @@ func TestCutOffInstanceStopsBeforeItsLeasesExpire(t *testing.T) {
 	// Back in touch, a rejoins and the two share.
 	link.cut.Store(false)
 	eventually(t, "they share again", func() (bool, string) { return balanced(a, b) })
+}
+
+// TestFailingHeartbeatsDoNotCostTheLeases: an instance whose heartbeats
+// fail while its renewals succeed keeps its partitions at their epochs.
+func TestFailingHeartbeatsDoNotCostTheLeases(t *testing.T) {
+	link := &cuttable{Store: openStore(t)}
+	a := start(t, link, "a")
+	eventually(t, "a holds everything", func() (bool, string) { return balanced(a) })
+	before := held(a)
+	link.heartbeats.Store(true)
+	for deadline := time.Now().Add(3 * ttl); time.Now().Before(deadline); time.Sleep(tick) {
+		if now := held(a); !maps.Equal(now, before) {
+			t.Fatalf("with heartbeats failing, a went from %v to %v", before, now)
+		}
+	}
 }
 
 // TestPartitionCountIsFixed: an instance started with another count than
