@@ -274,3 +274,16 @@ func TestStatesOfAnOlderLayoutMove(t *testing.T) {
 		t.Fatalf("%d states left in the old layout", n)
 	}
 }
+
+// TestStoreOfANewerLayoutIsRefused: a store written by a newer build, in a
+// key layout this one does not know, is refused with a reason, not misread.
+func TestStoreOfANewerLayoutIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, stop := serveDir(t, dir)
+	stop()
+	eventstore.SetLayout(t, dir, 99)
+	_, err := eventstore.Open(eventstore.Config{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "newer build") {
+		t.Fatalf("open of a store in key layout 99: %v, want a refusal naming a newer build", err)
+	}
+}

@@ -27,6 +27,7 @@
 //
 // Keys (see keys.go):
 //
+//	f                          -> key layout version (be64; none in the first)
 //	l <pos:be64>              -> the event, in its wire form (RecordedEvent)
 //	s <stream> 0x00            -> stream state (next revision, tombstone, and the
 //	                              $tb, $maxCount, $maxAge of its latest metadata)
@@ -34,8 +35,8 @@
 //
 // The state sorts just before the stream's index entries, so that reading a
 // stream whose blocks are not cached takes its state and its first index
-// entries from one block. Stores written before kept states under
-// "m <stream>"; Open moves them.
+// entries from one block. Stores of the first layout kept states under
+// "m <stream>"; Open moves them, and refuses a layout newer than its own.
 //
 // A metadata stream "$$x" is a stream like any other in this layout; the
 // sequencer copies what its latest event sets into the state of "x".

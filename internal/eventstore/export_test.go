@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"math"
@@ -124,6 +125,7 @@ func BenchStream(i int) string { return benchStream(i) }
 // written before stream states moved into the index range, and returns how
 // many states it moved.
 func ToLegacyStateKeys(t *testing.T, dir string) int {
+	SetLayout(t, dir, 0)
 	return rewriteStates(t, dir, func(k []byte) ([]byte, bool) {
 		name, ok := stateKeyStream(k)
 		return append([]byte{prefixLegacyState}, name...), ok
@@ -169,4 +171,22 @@ func rewriteStates(t *testing.T, dir string, to func(k []byte) ([]byte, bool), p
 		t.Fatal(err)
 	}
 	return n
+}
+
+// SetLayout records layout as the key layout of the closed store in dir;
+// 0 removes the record, as in stores of the first layout.
+func SetLayout(t *testing.T, dir string, layout uint64) {
+	t.Helper()
+	db, err := openPebble(dir, nil, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layout == 0 {
+		err = db.Delete(layoutKey, pebble.Sync)
+	} else {
+		err = db.Set(layoutKey, binary.BigEndian.AppendUint64(nil, layout), pebble.Sync)
+	}
+	if err = errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
 }

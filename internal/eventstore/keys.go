@@ -20,12 +20,21 @@ import (
 // state and then seeks its index, and both are found in one block. (Stores
 // written before kept states under prefixLegacyState, in a range of their
 // own, which cost such a read one more block from the files; Open moves
-// them, see migrateStateKeys.)
+// them, see upgradeLayout.)
 const (
+	prefixLayout      = 'f'
 	prefixLog         = 'l'
 	prefixIndex       = 's'
 	prefixLegacyState = 'm'
 )
+
+// layoutKey holds the version of the key layout the store is written in;
+// stores of the first layout have none. A build refuses a store of a
+// layout newer than its own: it would misread it.
+var layoutKey = []byte{prefixLayout}
+
+// layoutVersion 2: stream states in the index range.
+const layoutVersion = 2
 
 func logKey(pos uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{prefixLog}, pos)
@@ -143,6 +152,37 @@ func decodeStreamMeta(b []byte) (streamMeta, error) {
 	m.maxCount = binary.BigEndian.Uint64(b[17:])
 	m.maxAge = time.Duration(binary.BigEndian.Uint64(b[25:]))
 	return m, nil
+}
+
+// upgradeLayout brings the store to layoutVersion before anything reads
+// it, and refuses a store written by a newer build.
+func upgradeLayout(db *pebble.DB, log *slog.Logger) error {
+	v, closer, err := db.Get(layoutKey)
+	version := uint64(1)
+	switch {
+	case err == nil:
+		if len(v) != 8 {
+			_ = closer.Close()
+			return fmt.Errorf("event store key layout: %d bytes, want 8", len(v))
+		}
+		version = binary.BigEndian.Uint64(v)
+		_ = closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return fmt.Errorf("read the event store's key layout: %w", err)
+	}
+	switch {
+	case version > layoutVersion:
+		return fmt.Errorf("the event store was written by a newer build (key layout %d; this build reads layouts up to %d)", version, layoutVersion)
+	case version == layoutVersion:
+		return nil
+	}
+	if err := migrateStateKeys(db, log); err != nil {
+		return err
+	}
+	if err := db.Set(layoutKey, binary.BigEndian.AppendUint64(nil, layoutVersion), pebble.Sync); err != nil {
+		return fmt.Errorf("record the event store's key layout: %w", err)
+	}
+	return nil
 }
 
 // migrateStateKeys moves the stream states of a store written before they

@@ -75,7 +75,7 @@ func Open(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := migrateStateKeys(db, cfg.Logger); err != nil {
+	if err := upgradeLayout(db, cfg.Logger); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
