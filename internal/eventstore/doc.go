@@ -28,7 +28,7 @@
 // Keys (see keys.go):
 //
 //	f                          -> key layout version (be64; none in the first)
-//	l <pos:be64>              -> the event, in its wire form (RecordedEvent)
+//	l <pos:be64>               -> the event, in its wire form (RecordedEvent)
 //	s <stream> 0x00            -> stream state (next revision, tombstone, and the
 //	                              $tb, $maxCount, $maxAge of its latest metadata)
 //	s <stream> 0x00 <rev:be64> -> pos      per-stream index
