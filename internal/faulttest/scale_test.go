@@ -46,9 +46,12 @@ func TestScaleOut(t *testing.T) {
 		// so on a loaded machine (CI runs every package at once, under
 		// the race detector) its calls take seconds.
 		// A claim there is four calls (the clock, a claim token, the
-		// update, the token's removal), so even a handover takes seconds.
+		// update, the token's removal), so even a handover takes seconds,
+		// and in CI lease calls ran into their deadline several times in
+		// a row. The timings are asserted on SQLite; here they are
+		// bounded loosely and logged, like the lease history.
 		scaleOut(t, faulttest.Config{Instances: 3, Views: viewstore.Mongo, LeaseTTL: 4 * time.Second},
-			faulttest.LoadConfig{Clients: 1, Pause: 200 * time.Millisecond}, 500*time.Millisecond, 6*time.Second, 4*time.Second)
+			faulttest.LoadConfig{Clients: 1, Pause: 200 * time.Millisecond}, 500*time.Millisecond, 10*time.Second, 30*time.Second)
 	})
 }
 
