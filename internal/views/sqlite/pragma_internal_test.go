@@ -3,10 +3,15 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/views"
+	"github.com/orderly/orderly/internal/views/viewstest"
 )
 
 func openAt(t *testing.T, path string) *Store {
@@ -35,6 +40,8 @@ func TestWriterTempStoreMemory(t *testing.T) {
 
 // Writes reach the database file without a commit taking the WAL past the
 // writer's backstop: the checkpointer copies them there in the background.
+// The backstop lies well past the length at which the checkpointer restarts
+// the WAL, so that the writer checkpoints only if the checkpointer cannot.
 // In WAL mode a new database's file holds only its header page (written when
 // the writer switched it to WAL) until a checkpoint copies the views' tables.
 func TestCheckpointerCopiesWrites(t *testing.T) {
@@ -45,8 +52,8 @@ func TestCheckpointerCopiesWrites(t *testing.T) {
 	if err := s.w.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&backstop); err != nil {
 		t.Fatal(err)
 	}
-	if backstop != backstopFrames {
-		t.Fatalf("writer wal_autocheckpoint = %d, want %d", backstop, backstopFrames)
+	if backstop != backstopFrames || backstopFrames < 2*restartFrames {
+		t.Fatalf("writer wal_autocheckpoint = %d, want %d, at least twice the restart length %d", backstop, backstopFrames, restartFrames)
 	}
 	var page int64
 	if err := s.w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&page); err != nil {
@@ -82,6 +89,91 @@ func TestConnectionsMapTheFile(t *testing.T) {
 		}
 		if n != mmapBytes {
 			t.Errorf("%s mmap_size = %d, want %d", name, n, mmapBytes)
+		}
+	}
+}
+
+// Once the WAL is restartAt frames long, a checkpoint restarts it: the next
+// commit writes the WAL from its start, and what the WAL held is read from
+// the database file. Below that length a checkpoint only copies, and the
+// WAL goes on growing while writes race the copies (that race, which the
+// checkpoint's hold on the writer settles, is the benchmarks' to show). The
+// test runs the checkpointer's steps itself.
+func TestCheckpointRestartsTheWAL(t *testing.T) {
+	ctx := context.Background()
+	const restartAt = 64
+	path := filepath.Join(t.TempDir(), "views.db")
+	s, err := open(ctx, path, restartAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	s.stop()
+	<-s.done
+	var page int64
+	if err := s.w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&page); err != nil {
+		t.Fatal(err)
+	}
+	// Until something checkpoints, the WAL is as long as its file: a
+	// 32-byte header, then a 24-byte header and a page for each frame.
+	fileFrames := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return (fi.Size() - 32) / (24 + page)
+	}
+	probe, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = probe.Close() })
+	// walFrames is the WAL's length now, as a checkpoint reports it.
+	walFrames := func() int {
+		t.Helper()
+		var busy, log, copied int
+		if err := probe.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &copied); err != nil {
+			t.Fatal(err)
+		}
+		return log
+	}
+	orders := views.Target{View: views.Orders, Version: 1}
+	created := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	n := 0
+	write := func(docs int) {
+		t.Helper()
+		var b views.Batch
+		for range docs {
+			n++
+			b.Orders = append(b.Orders, viewstest.Order(fmt.Sprintf("order-%06d", n), "c1", created, domain.StatusPending, 0))
+		}
+		if err := s.Apply(ctx, orders, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for fileFrames() < restartAt {
+		write(20)
+	}
+	long := fileFrames()
+	if restarted, err := s.checkpoint(ctx); err != nil || !restarted {
+		t.Fatalf("checkpoint of a WAL of %d frames: restarted %v, err %v; want restarted", long, restarted, err)
+	}
+	write(1)
+	short := walFrames()
+	if short == 0 || short >= restartAt || fileFrames() != long {
+		t.Fatalf("WAL %d frames after one write following the restart (file %d frames, was %d); want that write's few, from the start",
+			short, fileFrames(), long)
+	}
+	if restarted, err := s.checkpoint(ctx); err != nil || restarted {
+		t.Fatalf("checkpoint of a WAL of %d frames: restarted %v, err %v; want a copy only", short, restarted, err)
+	}
+	if left := walFrames(); left != short {
+		t.Fatalf("WAL %d frames after a checkpoint below the restart length, was %d", left, short)
+	}
+	for _, id := range []string{"order-000001", fmt.Sprintf("order-%06d", n)} {
+		if _, err := s.GetOrder(ctx, id); err != nil {
+			t.Fatalf("order %s after the restart: %v", id, err)
 		}
 	}
 }

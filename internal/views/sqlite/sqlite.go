@@ -45,8 +45,11 @@ type Store struct {
 	// (see checkpoints); dirty (capacity 1) tells it a write committed.
 	c     *sql.DB
 	dirty chan struct{}
-	stop  context.CancelFunc
-	done  chan struct{}
+	// restartAt is the WAL length, in frames, past which the checkpointer
+	// restarts the WAL (restartFrames; tests lower it).
+	restartAt int
+	stop      context.CancelFunc
+	done      chan struct{}
 }
 
 var _ views.Store = (*Store)(nil)
@@ -58,6 +61,12 @@ const readers = 4
 // Open opens (creating if needed) the database at path and makes sure every
 // view has a live version.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, restartFrames)
+}
+
+// open is Open with the WAL length at which the checkpointer restarts the
+// WAL (see checkpoint).
+func open(ctx context.Context, path string, restartAt int) (*Store, error) {
 	// busy_timeout covers another process holding the write lock (a rebuild
 	// beside the running system); synchronous=NORMAL in WAL mode loses no
 	// committed transaction when the process dies, only on power loss, and
@@ -96,6 +105,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	r.SetMaxOpenConns(readers)
 	r.SetMaxIdleConns(readers)
+	// The checkpointer waits for a lock only in a restart, holding the
+	// writer's connection: restartWait bounds that, not busy_timeout.
+	q.Set("_busy_timeout", strconv.Itoa(int(restartWait.Milliseconds())))
 	c, err := sql.Open("sqlite", path+"?"+q.Encode())
 	if err != nil {
 		_ = errors.Join(r.Close(), w.Close())
@@ -103,7 +115,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	c.SetMaxOpenConns(1)
 	bg, stop := context.WithCancel(context.Background())
-	s := &Store{w: w, r: r, c: c, dirty: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
+	s := &Store{w: w, r: r, c: c, dirty: make(chan struct{}, 1), restartAt: restartAt, stop: stop, done: make(chan struct{})}
 	go s.checkpoints(bg)
 	if err := s.init(ctx); err != nil {
 		_ = s.Close()
@@ -122,13 +134,23 @@ func (s *Store) Close() error {
 // mmapBytes is how much of the database file each connection maps.
 const mmapBytes = 1 << 30
 
-// backstopFrames is the writer's own auto-checkpoint threshold, in WAL
-// frames (pages, 32 MiB). SQLite restarts the WAL from its start only at a
-// write that finds it all copied, which a checkpointer racing a busy writer
-// rarely leaves, so under steady writes the WAL grows to this size; the
-// writer's checkpoint then finds little left to copy and the WAL restarts.
-// It also bounds the WAL if the checkpointer falls behind or fails.
-const backstopFrames = 8192
+// restartFrames is the WAL length, in frames (pages: 32 MiB), past which
+// the checkpointer restarts the WAL from its start. SQLite reuses the WAL
+// only from a write that finds every frame of it copied into the database,
+// which a checkpointer racing a busy writer never leaves: under steady
+// writes the WAL only grows, until something copies its last frames with
+// no write in between.
+const restartFrames = 8192
+
+// backstopFrames is the writer's own auto-checkpoint threshold, in frames
+// (128 MiB): it bounds the WAL only if the checkpointer fails or cannot
+// restart it. When the writer checkpoints, it does so inside the commit
+// that took the WAL past the threshold, copying what the checkpointer has
+// not and syncing both files — a stall of 15–85 ms of that batch, and of
+// every write and min_position read behind it, once a second at 1,000
+// orders/s when this was the only way the WAL restarted — and again in
+// every commit after it until the WAL restarts.
+const backstopFrames = 4 * restartFrames
 
 // checkpointPause spaces the checkpointer's runs: each copies the pages
 // written since the last one back into the database file and syncs it, so
@@ -137,6 +159,11 @@ const checkpointPause = 100 * time.Millisecond
 
 // checkpointTimeout bounds one checkpoint.
 const checkpointTimeout = 30 * time.Second
+
+// restartWait bounds how long a restart waits for another process's write
+// or for readers still on the WAL; the writer waits that long at most.
+// Readers of this process hold the WAL for well under a millisecond.
+const restartWait = 20 * time.Millisecond
 
 // checkpoints copies the WAL into the database file after writes, on its
 // own connection. SQLite's default has the writer do it inside the commit
@@ -154,10 +181,7 @@ func (s *Store) checkpoints(ctx context.Context) {
 			return
 		case <-s.dirty:
 		}
-		cctx, cancel := context.WithTimeout(ctx, checkpointTimeout)
-		_, err := s.c.ExecContext(cctx, `PRAGMA wal_checkpoint(PASSIVE)`)
-		cancel()
-		if err != nil && ctx.Err() == nil {
+		if _, err := s.checkpoint(ctx); err != nil && ctx.Err() == nil {
 			slog.Warn("sqlite views: checkpoint failed; the writer's backstop checkpoints instead", "err", err)
 		}
 		pause.Reset(checkpointPause)
@@ -167,6 +191,37 @@ func (s *Store) checkpoints(ctx context.Context) {
 		case <-pause.C:
 		}
 	}
+}
+
+// checkpoint copies the WAL into the database file (PASSIVE: beside the
+// writer and the readers) and, once the WAL is restartAt frames long,
+// restarts it between two writes. The restart holds the writer's only
+// connection, so nothing commits while it copies what came during the
+// first copy (a few milliseconds of writes), syncs both files and waits
+// for readers still on the WAL (restartWait at most); the writer's next
+// commit then writes the WAL from its start. It reports whether the WAL
+// was restarted.
+func (s *Store) checkpoint(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkpointTimeout)
+	defer cancel()
+	var busy, frames, copied int
+	if err := s.c.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		return false, fmt.Errorf("checkpoint: %w", err)
+	}
+	if frames < s.restartAt {
+		return false, nil
+	}
+	w, err := s.w.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("restart the WAL: take the writer: %w", err)
+	}
+	defer func() { _ = w.Close() }()
+	// Busy: another process writing, or a reader slower than restartWait;
+	// the next run tries again.
+	if err := s.c.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &frames, &copied); err != nil {
+		return false, fmt.Errorf("restart the WAL: %w", err)
+	}
+	return busy == 0, nil
 }
 
 func (s *Store) init(ctx context.Context) error {
