@@ -127,8 +127,8 @@ func BenchStream(i int) string { return benchStream(i) }
 func ToLegacyStateKeys(t *testing.T, dir string) int {
 	SetLayout(t, dir, 0)
 	return rewriteStates(t, dir, func(k []byte) ([]byte, bool) {
-		name, ok := stateKeyStream(k)
-		return append([]byte{prefixLegacyState}, name...), ok
+		name, state, _ := streamOfKey(k)
+		return append([]byte{prefixLegacyState}, name...), state
 	}, []byte{prefixIndex})
 }
 

@@ -53,29 +53,24 @@ func indexKey(stream string, rev uint64) []byte {
 
 func metaKey(stream string) []byte { return indexPrefix(stream) }
 
-// stateKeyStream returns the stream whose state key k is, if k is one: an
-// index key has eight bytes after the name's NUL, a state key none.
-func stateKeyStream(k []byte) (string, bool) {
-	if len(k) < 2 || k[0] != prefixIndex || k[len(k)-1] != 0 {
-		return "", false
+// streamOfKey returns the stream a key of the index range belongs to, and
+// whether the key is the stream's state rather than one of its index
+// entries. Names hold no NUL, so the first one ends the name; a state key
+// ends there, an index key eight bytes later.
+func streamOfKey(k []byte) (stream string, state, ok bool) {
+	if len(k) < 2 || k[0] != prefixIndex {
+		return "", false, false
 	}
-	name := k[1 : len(k)-1]
-	if bytes.IndexByte(name, 0) >= 0 {
-		return "", false
+	end := bytes.IndexByte(k[1:], 0) + 1
+	switch {
+	case end == 0:
+		return "", false, false
+	case len(k) == end+1:
+		return string(k[1:end]), true, true
+	case len(k) == end+9:
+		return string(k[1:end]), false, true
 	}
-	return string(name), true
-}
-
-// indexKeyStream returns the stream whose index entry k is, if k is one.
-func indexKeyStream(k []byte) (string, bool) {
-	if len(k) < 10 || k[0] != prefixIndex || k[len(k)-9] != 0 {
-		return "", false
-	}
-	name := k[1 : len(k)-9]
-	if bytes.IndexByte(name, 0) >= 0 {
-		return "", false
-	}
-	return string(name), true
+	return "", false, false
 }
 
 // afterStream is the first key past every key of stream: its state and

@@ -35,3 +35,27 @@ func TestStreamMetaDecodesFirstFormat(t *testing.T) {
 		t.Errorf("round trip: %+v (%v), want %+v", got, err, m)
 	}
 }
+
+// TestStreamOfKey: a state key and index keys are told apart, whatever
+// bytes the revision holds (revision 0 ends in NULs, like a state key).
+func TestStreamOfKey(t *testing.T) {
+	for _, tc := range []struct {
+		key         []byte
+		stream      string
+		state, isOK bool
+	}{
+		{metaKey("order-1"), "order-1", true, true},
+		{indexKey("order-1", 0), "order-1", false, true},
+		{indexKey("order-1", 256), "order-1", false, true},
+		{indexKey("a\x01b", 7), "a\x01b", false, true},
+		{metaKey("a\x01b"), "a\x01b", true, true},
+		{append(metaKey("x"), 1, 2), "", false, false},
+		{[]byte("sno-nul"), "", false, false},
+		{logKey(5), "", false, false},
+	} {
+		stream, state, ok := streamOfKey(tc.key)
+		if stream != tc.stream || state != tc.state || ok != tc.isOK {
+			t.Errorf("streamOfKey(%q) = %q, %v, %v; want %q, %v, %v", tc.key, stream, state, ok, tc.stream, tc.state, tc.isOK)
+		}
+	}
+}

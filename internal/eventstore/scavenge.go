@@ -102,14 +102,15 @@ func (sc *scavenger) streamNames(lower []byte) ([]string, error) {
 			return fmt.Errorf("open iterator: %w", err)
 		}
 		for valid := it.First(); valid && len(names) < scavengeStreamsPerPass; {
-			name, ok := stateKeyStream(it.Key())
-			if ok {
-				names = append(names, name)
-			} else if name, ok = indexKeyStream(it.Key()); !ok {
+			name, state, ok := streamOfKey(it.Key())
+			if !ok {
 				_ = it.Close()
 				return fmt.Errorf("key %q in the index range is neither a state nor an index entry", it.Key())
 			}
 			// (An index entry with no state before it has nothing to scavenge.)
+			if state {
+				names = append(names, name)
+			}
 			valid = it.SeekGE(afterStream(name))
 		}
 		return errors.Join(it.Error(), it.Close())
