@@ -70,7 +70,7 @@ func BenchmarkManyStreamsClient(b *testing.B) {
 
 // concurrentRate runs do n times from that many workers, each passing its
 // number, and returns the calls per second.
-func concurrentRate(b *testing.B, workers, n int, do func(worker int) error) float64 {
+func concurrentRate(t testing.TB, workers, n int, do func(worker int) error) float64 {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -78,7 +78,7 @@ func concurrentRate(b *testing.B, workers, n int, do func(worker int) error) flo
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
 				if err := do(w); err != nil {
-					b.Error(err)
+					t.Error(err)
 					return
 				}
 			}

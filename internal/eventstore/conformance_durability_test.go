@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,18 +238,11 @@ func TestStatesOfAnOlderLayoutMove(t *testing.T) {
 	}
 	// More streams than Open moves in one batch.
 	const many = 5000
-	var wg sync.WaitGroup
-	for w := range 16 {
-		wg.Go(func() {
-			for i := w; i < many; i += 16 {
-				if _, err := c.AppendToStream(testCtx(t), fmt.Sprintf("many-%d", i), esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, events(1, "e")...); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	var next atomic.Int64
+	concurrentRate(t, 16, many, func(int) error {
+		_, err := c.AppendToStream(testCtx(t), fmt.Sprintf("many-%d", next.Add(1)-1), esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, events(1, "e")...)
+		return err
+	})
 	before := readAll(t, c, esdb.ReadAllOptions{}, 2*many)
 	stop()
 	// kept, $$kept, plain, deleted, dead, many-*.

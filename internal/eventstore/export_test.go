@@ -126,67 +126,54 @@ func BenchStream(i int) string { return benchStream(i) }
 // many states it moved.
 func ToLegacyStateKeys(t *testing.T, dir string) int {
 	SetLayout(t, dir, 0)
-	return rewriteStates(t, dir, func(k []byte) ([]byte, bool) {
-		name, state, _ := streamOfKey(k)
-		return append([]byte{prefixLegacyState}, name...), state
-	}, []byte{prefixIndex})
+	n := 0
+	withPebble(t, dir, func(db *pebble.DB) error {
+		b := db.NewBatch()
+		err := scan(db, []byte{prefixIndex}, []byte{prefixIndex + 1}, false, func(k, v []byte) (bool, error) {
+			name, state, _ := streamOfKey(k)
+			if !state {
+				return true, nil
+			}
+			n++
+			return true, errors.Join(b.Set(append([]byte{prefixLegacyState}, name...), v, nil), b.Delete(k, nil))
+		})
+		return errors.Join(err, b.Commit(pebble.Sync))
+	})
+	return n
 }
 
 // LegacyStateKeys counts the states of the closed store in dir that are
 // still in the old layout.
 func LegacyStateKeys(t *testing.T, dir string) int {
-	return rewriteStates(t, dir, func([]byte) ([]byte, bool) { return nil, true }, []byte{prefixLegacyState})
-}
-
-// rewriteStates moves each key of prefix's range that to accepts to the
-// key it gives (nil: only counts), and returns how many it accepted.
-func rewriteStates(t *testing.T, dir string, to func(k []byte) ([]byte, bool), prefix []byte) int {
-	t.Helper()
-	db, err := openPebble(dir, nil, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := db.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	b := db.NewBatch()
 	n := 0
-	err = scan(db, prefix, []byte{prefix[0] + 1}, false, func(k, v []byte) (bool, error) {
-		nk, ok := to(k)
-		if !ok {
+	withPebble(t, dir, func(db *pebble.DB) error {
+		return scan(db, []byte{prefixLegacyState}, []byte{prefixLegacyState + 1}, false, func([]byte, []byte) (bool, error) {
+			n++
 			return true, nil
-		}
-		n++
-		if nk == nil {
-			return true, nil
-		}
-		return true, errors.Join(b.Set(nk, v, nil), b.Delete(k, nil))
+		})
 	})
-	if err == nil {
-		err = b.Commit(pebble.Sync)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	return n
 }
 
 // SetLayout records layout as the key layout of the closed store in dir;
 // 0 removes the record, as in stores of the first layout.
 func SetLayout(t *testing.T, dir string, layout uint64) {
+	withPebble(t, dir, func(db *pebble.DB) error {
+		if layout == 0 {
+			return db.Delete(layoutKey, pebble.Sync)
+		}
+		return db.Set(layoutKey, binary.BigEndian.AppendUint64(nil, layout), pebble.Sync)
+	})
+}
+
+// withPebble runs fn on the Pebble database of the closed store in dir.
+func withPebble(t *testing.T, dir string, fn func(*pebble.DB) error) {
 	t.Helper()
 	db, err := openPebble(dir, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if layout == 0 {
-		err = db.Delete(layoutKey, pebble.Sync)
-	} else {
-		err = db.Set(layoutKey, binary.BigEndian.AppendUint64(nil, layout), pebble.Sync)
-	}
-	if err = errors.Join(err, db.Close()); err != nil {
+	if err := errors.Join(fn(db), db.Close()); err != nil {
 		t.Fatal(err)
 	}
 }
