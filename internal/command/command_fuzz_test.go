@@ -66,7 +66,8 @@ const fixedCost = 256 << 10
 // InvalidArgument lists 1 to domain.MaxViolations+1 violations (the last may
 // say how many more), each naming a field of that request, in a status of
 // at most hostiletest.MaxAnswer bytes, having allocated at most
-// hostiletest.AllocPerByte bytes per request byte beyond a fixed cost.
+// hostiletest.AllocPerByte bytes per request byte beyond a fixed cost
+// (checked without the race detector: see hostiletest.Race).
 func FuzzCommandRequest(f *testing.F) {
 	env := commandtest.Start(f, command.Options{})
 	cust := env.RegisterCustomer(f, 1_000)
@@ -130,11 +131,13 @@ func FuzzCommandRequest(f *testing.F) {
 		// The count is process-wide, and goroutines of earlier tests (a
 		// snapshot merge, a page writer) may still be allocating: a
 		// refusal changes nothing, so it is measured again, and its
-		// cheapest run counts.
+		// cheapest run counts. Under the race detector the pools that
+		// make the fixed cost fixed drop buffers at random, so the
+		// bound is checked by runs without it (go test ./..., .ci/fuzz).
 		for retry := 0; retry < 3 && allocated > limit; retry++ {
 			allocated = min(allocated, allocatedBy(func() { _ = c.call(ctx, env.API, req) }))
 		}
-		if allocated > limit {
+		if allocated > limit && !hostiletest.Race {
 			t.Fatalf("%s: refusing a %d-byte request allocated %d bytes, over %d", c.name, len(b), allocated, limit)
 		}
 		if err := checkViolations(st, c.fields); err != nil {
