@@ -318,6 +318,35 @@ func TestSnapshotOfAnotherFoldVersionIsDiscarded(t *testing.T) {
 	wantPages(t, "after rewrite", next, 10, 0)
 }
 
+// TestPagesLoadAcrossChunks: a snapshot stream longer than the chunks a load
+// reads at once is applied whole, page for page in order, also once it was
+// deleted and rewritten, so that its first event is no longer at 0.
+func TestPagesLoadAcrossChunks(t *testing.T) {
+	t.Parallel()
+	const pages = 2*pageReads*pageChunk + 7
+	connString, client, id, history := storeWithCustomer(t, 7, pages)
+	opts := Options{SnapshotEvents: 1}
+	check := func(what string, s *Service, discarded float64) {
+		t.Helper()
+		got, gotIDs := loaded(t, s, id)
+		want, wantIDs := foldFromZero(t, client, id)
+		sameAnswers(t, what, got, want, gotIDs, wantIDs, history)
+		wantPages(t, what, s, pages, discarded)
+	}
+
+	old := serviceOn(t, connString, WithFoldKey(opts, 0xdead))
+	loaded(t, old, id)
+	if err := old.WaitSnapshots(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	w := serviceOn(t, connString, opts) // discards the old pages, writes its own
+	loaded(t, w, id)
+	if err := w.WaitSnapshots(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	check("pages numbered from past the deleted ones", serviceOn(t, connString, opts), 0)
+}
+
 // TestSnapshotOfARecreatedStreamIsNotUsed: pages of a stream that was deleted
 // and written anew describe another history; the load sees that the event
 // they end at is gone and folds the stream as it is.

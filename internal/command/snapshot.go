@@ -56,6 +56,8 @@ const (
 	pagePrefix    = "snapshot-"
 	// pageChunk is how many pages one read returns while loading.
 	pageChunk = 64
+	// pageReads is how many page chunks a load reads at once.
+	pageReads = 4
 	// maxPageEvents keeps the largest page (every event touching its own
 	// credit line) well within the store's 1 MiB event limit.
 	maxPageEvents = 4096
@@ -163,16 +165,7 @@ func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, error) {
 	var chain []string // the pages to apply, as read
 	var last page      // the last page's header
 	next, stale := uint64(0), 0
-	for from := uint64(0); ; {
-		raw, err := storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
-			return eventlog.ReadRaw(ctx, c, stream, from, pageChunk)
-		})
-		if errors.Is(err, eventlog.ErrStreamNotFound) {
-			break
-		}
-		if err != nil {
-			return found, err
-		}
+	err := s.readPages(ctx, stream, func(raw []*esdb.RecordedEvent) {
 		for _, re := range raw {
 			found.lastRev = int64(re.EventNumber)
 			if re.EventType != pageEventType {
@@ -189,10 +182,9 @@ func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, error) {
 			}
 			chain, last, next = append(chain, data), h, h.to+1
 		}
-		if len(raw) < pageChunk {
-			break
-		}
-		from = raw[len(raw)-1].EventNumber + 1
+	})
+	if err != nil {
+		return found, err
 	}
 	if stale > 0 {
 		s.metrics.pagesDiscarded.Add(float64(stale))
@@ -221,6 +213,86 @@ func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, error) {
 	found.used = len(chain)
 	s.metrics.pagesLoaded.Add(float64(len(chain)))
 	return found, nil
+}
+
+// readPages hands each event of a snapshot stream to use, in order, as it
+// stood when the read began. A customer with a million events has a
+// thousand pages of ~40 KB: read one chunk after another, the transfer
+// was most of a first command's time after a restart, so the chunks
+// between the stream's first and last event are read pageReads at a time
+// (the store serves them on as many gRPC streams) and used in order.
+func (s *Service) readPages(ctx context.Context, stream string, use func([]*esdb.RecordedEvent)) error {
+	one := func(backwards bool) (uint64, error) {
+		raw, err := storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+			if backwards {
+				return eventlog.ReadRawBackwards(ctx, c, stream, 0, 1)
+			}
+			return eventlog.ReadRaw(ctx, c, stream, 0, 1)
+		})
+		if err == nil && len(raw) == 0 {
+			err = eventlog.ErrStreamNotFound
+		}
+		if err != nil {
+			return 0, err
+		}
+		return raw[0].EventNumber, nil
+	}
+	first, err := one(false)
+	if errors.Is(err, eventlog.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	last, err := one(true)
+	if errors.Is(err, eventlog.ErrStreamNotFound) {
+		return nil // deleted meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	// A failed read ends the load (the command fails, and its retry loads
+	// again); the reads still in flight are cancelled and waited for.
+	type chunk struct {
+		raw  []*esdb.RecordedEvent
+		err  error
+		done chan struct{}
+	}
+	chunks := make([]chunk, (last-first)/pageChunk+1)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	started := 0
+	for i := range chunks {
+		for ; started < len(chunks) && started < i+pageReads; started++ {
+			c, from := &chunks[started], first+uint64(started)*pageChunk
+			c.done = make(chan struct{})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(c.done)
+				c.raw, c.err = storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, cl *esdb.Client) ([]*esdb.RecordedEvent, error) {
+					return eventlog.ReadRaw(ctx, cl, stream, from, pageChunk)
+				})
+				// Only this chunk's range: a read starting below the
+				// first event (deleted meanwhile) returns later ones.
+				c.raw = slices.DeleteFunc(c.raw, func(re *esdb.RecordedEvent) bool {
+					return re.EventNumber < from || re.EventNumber >= from+pageChunk
+				})
+			}()
+		}
+		c := &chunks[i]
+		<-c.done
+		if errors.Is(c.err, eventlog.ErrStreamNotFound) {
+			return nil // deleted meanwhile: what was read stands
+		}
+		if c.err != nil {
+			return c.err
+		}
+		use(c.raw)
+		c.raw = nil
+	}
+	return nil
 }
 
 // dropPages deletes a snapshot stream whose pages are of no use, so loads stop
