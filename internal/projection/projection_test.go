@@ -20,6 +20,7 @@ import (
 	"github.com/orderly/orderly/internal/eventlog"
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/lease"
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/mongo/ferrettest"
@@ -654,4 +655,66 @@ func TestSteadyWritesVisibleWithoutWait(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// countingReader counts the checkpoint reads that reach the view store.
+type countingReader struct {
+	views.CheckpointReader
+	reads atomic.Int64
+}
+
+func (c *countingReader) Checkpoint(ctx context.Context) (uint64, error) {
+	c.reads.Add(1)
+	return c.CheckpointReader.Checkpoint(ctx)
+}
+
+// TestNotifierSoleWithEveryPartition: a projector holding every partition
+// tells its notifier it alone moves the views, so a read-your-writes wait in
+// its process never reads the view store; once a second instance takes a
+// share, neither is sole (waits read the store, which both move), and the
+// one left alone is sole again.
+func TestNotifierSoleWithEveryPartition(t *testing.T) {
+	client, conn := connect(t, estest.Start(t))
+	store := openSQLite(t)
+	leases := lease.Config{TTL: 2 * time.Second, Tick: 100 * time.Millisecond}
+	first := runProjector(t, conn, store, projection.Options{Lease: leases})
+	w := newWriter(t, client)
+	soleIs := func(what string, n *views.Notifier, want bool) {
+		t.Helper()
+		for ctx := testCtx(t, 30*time.Second); ; {
+			if _, _, sole := n.Watch(); sole == want {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: notifier never sole=%v", what, want)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	register := func(id string) uint64 {
+		return w.append(eventlog.CustomerStream(id), domain.CustomerRegistered{CustomerID: id, Name: "Sole", Email: id + "@example.com", CreditLimit: usd(100)})
+	}
+	soleIs("alone", first.notifier, true)
+	pos := register("sole-1")
+	waitFor(t, store, first.notifier, pos)
+
+	// A wait for what is not written yet: until its deadline, well before
+	// the store's fallback read is due, only the notifier is consulted.
+	r := &countingReader{CheckpointReader: store}
+	if _, err := views.WaitCheckpoint(testCtx(t, 100*time.Millisecond), r, first.notifier, pos+1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a wait for an unwritten position ended with %v", err)
+	}
+	if n := r.reads.Load(); n != 0 {
+		t.Fatalf("%d view store reads while the notifier was sole; want none", n)
+	}
+
+	second := runProjector(t, conn, store, projection.Options{Lease: leases})
+	soleIs("sharing, first", first.notifier, false)
+	soleIs("sharing, second", second.notifier, false)
+	second.stop()
+	soleIs("alone again", first.notifier, true)
+	waitFor(t, store, first.notifier, register("sole-3"))
+	first.stop()
+	soleIs("stopped", first.notifier, false)
 }

@@ -208,3 +208,11 @@ func (p *Projector) publish(v views.View, pos uint64) {
 		p.opts.Notifier.Publish(v, pos)
 	}
 }
+
+// setSole tells the notifier whether this instance's live lane of v is now
+// the only writer of v's checkpoint (it holds every partition).
+func (p *Projector) setSole(v views.View, sole bool) {
+	if p.opts.Notifier != nil {
+		p.opts.Notifier.SetSole(v, sole)
+	}
+}

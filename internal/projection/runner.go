@@ -81,7 +81,16 @@ func (f *follower) runLive(ctx context.Context) error {
 		kind := errStore
 		lanes, err := f.liveLanes(ctx, held)
 		if err == nil {
+			// Holding every partition, this instance alone moves the
+			// views: its notifier is then as fresh as the store.
+			whole := len(held) == f.p.leases.Partitions()
+			for _, l := range lanes {
+				f.p.setSole(l.target().View, whole)
+			}
 			kind, err = errSubscription, f.follow(ctx, lanes, moved)
+			for _, l := range lanes {
+				f.p.setSole(l.target().View, false)
+			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

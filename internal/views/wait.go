@@ -15,13 +15,14 @@ import (
 type Notifier struct {
 	mu   sync.Mutex
 	per  map[View]uint64
+	sole map[View]bool
 	pos  uint64
-	wake chan struct{} // closed and replaced when pos rises
+	wake chan struct{} // closed and replaced when pos rises, or a view stops being sole
 }
 
 // NewNotifier returns a notifier at position 0.
 func NewNotifier() *Notifier {
-	return &Notifier{per: map[View]uint64{}, wake: make(chan struct{})}
+	return &Notifier{per: map[View]uint64{}, sole: map[View]bool{}, wake: make(chan struct{})}
 }
 
 // Publish records that view v's live version has applied everything up to
@@ -39,16 +40,41 @@ func (n *Notifier) Publish(v View, pos uint64) {
 	}
 	if low > n.pos {
 		n.pos = low
-		close(n.wake)
-		n.wake = make(chan struct{})
+		n.signal()
 	}
 }
 
-// Watch returns the current position and a channel closed when it rises.
-func (n *Notifier) Watch() (uint64, <-chan struct{}) {
+// SetSole says whether the projector publishing to n is, from now on, the
+// only writer of view v's live checkpoint: it holds every partition, and
+// publishes each batch it commits (after publishing the checkpoint it
+// started from). While every view is sole, the notifier is as fresh as the
+// store, and waiters need not read the store to learn where it stands.
+// Waiters are woken when a view stops being sole, to read the store again.
+func (n *Notifier) SetSole(v View, sole bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.pos, n.wake
+	was := n.sole[v]
+	n.sole[v] = sole
+	if was && !sole {
+		n.signal()
+	}
+}
+
+func (n *Notifier) signal() {
+	close(n.wake)
+	n.wake = make(chan struct{})
+}
+
+// Watch returns the current position, a channel closed when it rises (or a
+// view stops being sole), and whether every view is sole (see SetSole).
+func (n *Notifier) Watch() (pos uint64, wake <-chan struct{}, sole bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	sole = true
+	for _, v := range All() {
+		sole = sole && n.sole[v]
+	}
+	return n.pos, n.wake, sole
 }
 
 // CheckpointReader is the part of Reader WaitCheckpoint needs.
@@ -71,23 +97,41 @@ const (
 // projector in this process) it wakes on every publish, reading only the
 // notifier then: a publish below pos says "not yet", and with hundreds of
 // waiters a store read per waiter per publish costs the view store more
-// than the writes they wait for. Without one it polls r with exponential
-// backoff, so waiting never spins on the store.
+// than the writes they wait for. While that projector is the views' sole
+// writer (see Notifier.SetSole) the store is not read at the start either,
+// only every maxPoll as a fallback: at 1,000 orders/s those first reads,
+// one per read-your-writes query, competed with the projector's commits
+// (SQLite), and the writes' p99 to visible was 1.4-1.6 times as long.
+// Without a notifier it polls r with exponential backoff, so waiting never
+// spins on the store.
 func WaitCheckpoint(ctx context.Context, r CheckpointReader, n *Notifier, pos uint64) (uint64, error) {
 	wait := minPoll
 	if n != nil {
 		wait = maxPoll
 	}
-	var cp uint64
-	for nextRead := time.Now(); ; {
+	var (
+		cp       uint64
+		start    = time.Now()
+		lastRead time.Time     // zero until the store is first read
+		interval time.Duration // from lastRead to the next read
+	)
+	for {
 		var wake <-chan struct{}
+		sole := false
 		if n != nil {
 			var seen uint64
-			if seen, wake = n.Watch(); seen >= pos {
+			if seen, wake, sole = n.Watch(); seen >= pos {
 				return seen, nil
 			}
 		}
-		if !time.Now().Before(nextRead) {
+		due := lastRead.Add(interval)
+		if lastRead.IsZero() {
+			due = start
+			if sole {
+				due = start.Add(maxPoll)
+			}
+		}
+		if !time.Now().Before(due) {
 			var err error
 			if cp, err = r.Checkpoint(ctx); err != nil {
 				return cp, fmt.Errorf("wait for position %d: %w", pos, err)
@@ -95,10 +139,11 @@ func WaitCheckpoint(ctx context.Context, r CheckpointReader, n *Notifier, pos ui
 			if cp >= pos {
 				return cp, nil
 			}
-			nextRead = time.Now().Add(wait)
+			lastRead, interval = time.Now(), wait
 			wait = min(2*wait, maxPoll)
+			continue
 		}
-		timer := time.NewTimer(time.Until(nextRead))
+		timer := time.NewTimer(time.Until(due))
 		select {
 		case <-ctx.Done():
 			timer.Stop()

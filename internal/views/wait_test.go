@@ -14,7 +14,7 @@ import (
 
 func TestNotifier(t *testing.T) {
 	n := views.NewNotifier()
-	pos, wake := n.Watch()
+	pos, wake, _ := n.Watch()
 	if pos != 0 {
 		t.Fatalf("new notifier at %d", pos)
 	}
@@ -30,12 +30,12 @@ func TestNotifier(t *testing.T) {
 	default:
 		t.Fatal("did not wake when every view passed 0")
 	}
-	if pos, _ := n.Watch(); pos != 7 {
+	if pos, _, _ := n.Watch(); pos != 7 {
 		t.Errorf("position %d, want 7 (the lowest view)", pos)
 	}
 	n.Publish(views.Customers, 5) // lower: ignored
 	n.Publish(views.Customers, 12)
-	if pos, _ := n.Watch(); pos != 10 {
+	if pos, _, _ := n.Watch(); pos != 10 {
 		t.Errorf("position %d, want 10", pos)
 	}
 }
@@ -134,5 +134,35 @@ func TestWaitCheckpointNotifierSparesTheStore(t *testing.T) {
 	// publishes and the store write take their time.
 	if reads := r.reads.Load(); reads > 12 {
 		t.Errorf("%d store reads for %d publishes below the position", reads, publishes)
+	}
+}
+
+// A notifier whose projector is the views' sole writer spares waiters the
+// store; when it stops being sole, waiters are woken to read the store,
+// which another writer may have moved past the notifier.
+func TestWaitCheckpointSoleNotifier(t *testing.T) {
+	s := openStore(t)
+	setCheckpoint(t, s, 50)
+	r := &countingReader{CheckpointReader: s}
+	n := views.NewNotifier()
+	for _, v := range views.All() {
+		n.SetSole(v, true)
+		n.Publish(v, 10)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := views.WaitCheckpoint(short, r, n, 40); !errors.Is(err, context.DeadlineExceeded) || r.reads.Load() != 0 {
+		t.Fatalf("sole: WaitCheckpoint = %v after %d store reads; want DeadlineExceeded after none (the store is read every %s at most)", err, r.reads.Load(), "250ms")
+	}
+
+	// Under the fallback read's interval: only the wake-up can end it.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		n.SetSole(views.Orders, false)
+	}()
+	if cp, err := views.WaitCheckpoint(ctx, r, n, 40); err != nil || cp != 50 {
+		t.Fatalf("no longer sole: WaitCheckpoint = %d, %v; want 50 from the store", cp, err)
 	}
 }
