@@ -24,6 +24,7 @@ import (
 	"github.com/orderly/orderly/internal/projection"
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/mongo/ferrettest"
+	"github.com/orderly/orderly/internal/views/viewstest"
 )
 
 // stream reads a whole stream, to take recorded times and positions from.
@@ -657,17 +658,6 @@ func TestSteadyWritesVisibleWithoutWait(t *testing.T) {
 	wg.Wait()
 }
 
-// countingReader counts the checkpoint reads that reach the view store.
-type countingReader struct {
-	views.CheckpointReader
-	reads atomic.Int64
-}
-
-func (c *countingReader) Checkpoint(ctx context.Context) (uint64, error) {
-	c.reads.Add(1)
-	return c.CheckpointReader.Checkpoint(ctx)
-}
-
 // TestNotifierSoleWithEveryPartition: a projector holding every partition
 // tells its notifier it alone moves the views, so a read-your-writes wait in
 // its process never reads the view store; once a second instance takes a
@@ -701,11 +691,11 @@ func TestNotifierSoleWithEveryPartition(t *testing.T) {
 
 	// A wait for what is not written yet: until its deadline, well before
 	// the store's fallback read is due, only the notifier is consulted.
-	r := &countingReader{CheckpointReader: store}
+	r := &viewstest.CountingReader{CheckpointReader: store}
 	if _, err := views.WaitCheckpoint(testCtx(t, 100*time.Millisecond), r, first.notifier, pos+1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a wait for an unwritten position ended with %v", err)
 	}
-	if n := r.reads.Load(); n != 0 {
+	if n := r.Reads.Load(); n != 0 {
 		t.Fatalf("%d view store reads while the notifier was sole; want none", n)
 	}
 

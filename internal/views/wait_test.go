@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/orderly/orderly/internal/views"
 	"github.com/orderly/orderly/internal/views/sqlite"
+	"github.com/orderly/orderly/internal/views/viewstest"
 )
 
 func TestNotifier(t *testing.T) {
@@ -98,23 +98,12 @@ func TestWaitCheckpoint(t *testing.T) {
 	}
 }
 
-// countingReader counts the checkpoint reads that reach a real store.
-type countingReader struct {
-	views.CheckpointReader
-	reads atomic.Int64
-}
-
-func (c *countingReader) Checkpoint(ctx context.Context) (uint64, error) {
-	c.reads.Add(1)
-	return c.CheckpointReader.Checkpoint(ctx)
-}
-
 // With a notifier, publishes below the awaited position wake the waiter but
 // do not each cost a store read; and a store that is ahead of a lagging
 // notifier is still seen, on the poll.
 func TestWaitCheckpointNotifierSparesTheStore(t *testing.T) {
 	s := openStore(t)
-	r := &countingReader{CheckpointReader: s}
+	r := &viewstest.CountingReader{CheckpointReader: s}
 	n := views.NewNotifier()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -132,7 +121,7 @@ func TestWaitCheckpointNotifierSparesTheStore(t *testing.T) {
 	}
 	// One read at the start, then one per poll (every 250 ms) while the
 	// publishes and the store write take their time.
-	if reads := r.reads.Load(); reads > 12 {
+	if reads := r.Reads.Load(); reads > 12 {
 		t.Errorf("%d store reads for %d publishes below the position", reads, publishes)
 	}
 }
@@ -143,7 +132,7 @@ func TestWaitCheckpointNotifierSparesTheStore(t *testing.T) {
 func TestWaitCheckpointSoleNotifier(t *testing.T) {
 	s := openStore(t)
 	setCheckpoint(t, s, 50)
-	r := &countingReader{CheckpointReader: s}
+	r := &viewstest.CountingReader{CheckpointReader: s}
 	n := views.NewNotifier()
 	for _, v := range views.All() {
 		n.SetSole(v, true)
@@ -151,8 +140,8 @@ func TestWaitCheckpointSoleNotifier(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := views.WaitCheckpoint(short, r, n, 40); !errors.Is(err, context.DeadlineExceeded) || r.reads.Load() != 0 {
-		t.Fatalf("sole: WaitCheckpoint = %v after %d store reads; want DeadlineExceeded after none (the store is read every %s at most)", err, r.reads.Load(), "250ms")
+	if _, err := views.WaitCheckpoint(short, r, n, 40); !errors.Is(err, context.DeadlineExceeded) || r.Reads.Load() != 0 {
+		t.Fatalf("sole: WaitCheckpoint = %v after %d store reads; want DeadlineExceeded after none (the store is read every %s at most)", err, r.Reads.Load(), "250ms")
 	}
 
 	// Under the fallback read's interval: only the wake-up can end it.
