@@ -40,7 +40,7 @@ func (s *Store) SetupLeases(ctx context.Context, processor string, n int) error 
 	if n <= 0 {
 		return fmt.Errorf("set up leases of %s: %d partitions", processor, n)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		var have int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM leases WHERE processor = ?`, processor).Scan(&have); err != nil {
 			return err
@@ -67,7 +67,7 @@ func (s *Store) SetupLeases(ctx context.Context, processor string, n int) error 
 // ScanLeases implements lease.Store.
 func (s *Store) ScanLeases(ctx context.Context, processor string) (lease.Snapshot, error) {
 	var snap lease.Snapshot
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *dbTx) error {
 		snap = lease.Snapshot{Now: time.Now()}
 		rows, err := tx.QueryContext(ctx, `SELECT partition, owner, epoch, expires_ns, commit_pos, prepare_pos
 			FROM leases WHERE processor = ? ORDER BY partition`, processor)
@@ -114,7 +114,7 @@ func (s *Store) ScanLeases(ctx context.Context, processor string) (lease.Snapsho
 // (their process died) are deleted on the way, so the table holds only the
 // recent ones.
 func (s *Store) Heartbeat(ctx context.Context, processor, owner string, ttl time.Duration) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		now := time.Now()
 		if _, err := tx.ExecContext(ctx, `DELETE FROM lease_members WHERE processor = ? AND expires_ns <= ?`, processor, now.UnixNano()); err != nil {
 			return err
@@ -131,7 +131,7 @@ func (s *Store) Heartbeat(ctx context.Context, processor, owner string, ttl time
 
 // Leave implements lease.Store.
 func (s *Store) Leave(ctx context.Context, processor, owner string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM lease_members WHERE processor = ? AND owner = ?`, processor, owner)
 		return err
 	})
@@ -147,7 +147,7 @@ func (s *Store) Claim(ctx context.Context, processor string, p int, owner string
 		return lease.Lease{}, fmt.Errorf("claim of %s partition %d: no owner", processor, p)
 	}
 	l := lease.Lease{Partition: p, Owner: owner}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		now := time.Now()
 		var expires int64
 		err := tx.QueryRowContext(ctx, `UPDATE leases SET owner = ?, epoch = epoch + 1, expires_ns = ?
@@ -215,7 +215,7 @@ func (s *Store) Renew(ctx context.Context, processor, owner string, held map[int
 		return nil, nil
 	}
 	var lost []int
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		cond, args := heldBy(processor, owner, held)
 		renewed, err := partitionsOf(ctx, tx, `UPDATE leases SET expires_ns = ? WHERE `+cond+` RETURNING partition`,
 			append([]any{time.Now().Add(ttl).UnixNano()}, args...)...)
@@ -233,7 +233,7 @@ func (s *Store) Release(ctx context.Context, processor, owner string, held map[i
 	if len(held) == 0 {
 		return nil
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		cond, args := heldBy(processor, owner, held)
 		_, err := tx.ExecContext(ctx, `UPDATE leases SET owner = '', expires_ns = ? WHERE `+cond,
 			append([]any{time.Now().UnixNano()}, args...)...)
@@ -248,7 +248,7 @@ func (s *Store) Release(ctx context.Context, processor, owner string, held map[i
 // SaveCheckpoint implements lease.Store. Positions compare as (commit,
 // prepare) pairs, so the stored one only moves forward, as a whole.
 func (s *Store) SaveCheckpoint(ctx context.Context, processor, owner string, p int, e lease.Epoch, pos lease.Position) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE leases SET
 			commit_pos = CASE WHEN (?1, ?2) > (commit_pos, prepare_pos) THEN ?1 ELSE commit_pos END,
 			prepare_pos = CASE WHEN (?1, ?2) > (commit_pos, prepare_pos) THEN ?2 ELSE prepare_pos END

@@ -177,3 +177,52 @@ func TestCheckpointRestartsTheWAL(t *testing.T) {
 		}
 	}
 }
+
+// Statements are prepared once per text and pool: a batch of the shape of
+// one before, and a read like one before, prepare nothing.
+func TestStatementsAreKept(t *testing.T) {
+	ctx := context.Background()
+	s := openAt(t, filepath.Join(t.TempDir(), "views.db"))
+	st, err := s.State(ctx, views.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := views.Target{View: views.Orders, Version: st.Live}
+	now := time.Now()
+	batch := func(i int) views.Batch {
+		var b views.Batch
+		for j := range 3 {
+			b.Orders = append(b.Orders, viewstest.Order(fmt.Sprintf("order-%d-%d", i, j), "c", now, domain.StatusPending, 1))
+		}
+		b.Checkpoint = uint64(10 * (i + 1))
+		return b
+	}
+	read := func(id string) views.OrderDoc {
+		t.Helper()
+		d, err := s.GetOrder(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if err := s.Apply(ctx, target, batch(0)); err != nil {
+		t.Fatal(err)
+	}
+	read("order-0-0")
+	writes, reads := s.wStmts.misses.Load(), s.rStmts.misses.Load()
+	if writes == 0 || reads == 0 {
+		t.Fatalf("first batch and read ran %d and %d statements from their text; want some", writes, reads)
+	}
+	for i := 1; i < 4; i++ {
+		if err := s.Apply(ctx, target, batch(i)); err != nil {
+			t.Fatal(err)
+		}
+		read(fmt.Sprintf("order-%d-1", i))
+	}
+	if w, r := s.wStmts.misses.Load()-writes, s.rStmts.misses.Load()-reads; w != 0 || r != 0 {
+		t.Fatalf("later batches and reads of the same shapes ran %d and %d statements from their text; want none", w, r)
+	}
+	if got := read("order-3-2"); got.OrderID != "order-3-2" {
+		t.Fatalf("read back %+v", got)
+	}
+}

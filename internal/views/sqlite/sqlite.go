@@ -41,6 +41,8 @@ type Store struct {
 	w *sql.DB
 	// r serves reads (and the projection's loads) in parallel.
 	r *sql.DB
+	// wStmts and rStmts keep the statements prepared on w and r.
+	wStmts, rStmts *stmtCache
 	// c checkpoints the WAL into the database file, beside the writer
 	// (see checkpoints); dirty (capacity 1) tells it a write committed.
 	c     *sql.DB
@@ -115,7 +117,7 @@ func open(ctx context.Context, path string, restartAt int) (*Store, error) {
 	}
 	c.SetMaxOpenConns(1)
 	bg, stop := context.WithCancel(context.Background())
-	s := &Store{w: w, r: r, c: c, dirty: make(chan struct{}, 1), restartAt: restartAt, stop: stop, done: make(chan struct{})}
+	s := &Store{w: w, r: r, c: c, wStmts: newStmtCache(w), rStmts: newStmtCache(r), dirty: make(chan struct{}, 1), restartAt: restartAt, stop: stop, done: make(chan struct{})}
 	go s.checkpoints(bg)
 	if err := s.init(ctx); err != nil {
 		_ = s.Close()
@@ -128,6 +130,8 @@ func open(ctx context.Context, path string, restartAt int) (*Store, error) {
 func (s *Store) Close() error {
 	s.stop()
 	<-s.done
+	s.wStmts.close()
+	s.rStmts.close()
 	return errors.Join(s.c.Close(), s.r.Close(), s.w.Close())
 }
 
@@ -225,7 +229,7 @@ func (s *Store) checkpoint(ctx context.Context) (bool, error) {
 }
 
 func (s *Store) init(ctx context.Context) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *dbTx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS views_state (
 			view TEXT PRIMARY KEY,
 			live INTEGER NOT NULL,
@@ -268,11 +272,13 @@ func (s *Store) init(ctx context.Context) error {
 }
 
 // write runs fn in a write transaction.
-func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+func (s *Store) write(ctx context.Context, fn func(*dbTx) error) error {
+	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	tx := &dbTx{Tx: sqlTx, stmts: s.wStmts}
+	defer func() { s.wStmts.keep(ctx, tx.met) }() // once the connection is free
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return err
@@ -288,12 +294,16 @@ func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 // read runs fn in a read transaction: one snapshot of the database.
-func (s *Store) read(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+func (s *Store) read(ctx context.Context, fn func(*dbTx) error) error {
+	sqlTx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback() }()
+	tx := &dbTx{Tx: sqlTx, stmts: s.rStmts}
+	defer func() {
+		_ = tx.Rollback()
+		s.rStmts.keep(ctx, tx.met)
+	}()
 	return fn(tx)
 }
 
@@ -362,7 +372,7 @@ func writable(ctx context.Context, q querier, t views.Target) (string, error) {
 // shadow are left to createIndexes at its switch: building an index over a
 // full table is several times cheaper than maintaining it through every
 // upsert of a rebuild, and nothing reads a shadow through them.
-func createVersion(ctx context.Context, tx *sql.Tx, t views.Target, indexes bool) error {
+func createVersion(ctx context.Context, tx *dbTx, t views.Target, indexes bool) error {
 	name := stored.Table(t.View, t.Version)
 	var ddl []string
 	switch t.View {
@@ -389,7 +399,7 @@ func createVersion(ctx context.Context, tx *sql.Tx, t views.Target, indexes bool
 }
 
 // createIndexes creates the secondary indexes of version t if missing.
-func createIndexes(ctx context.Context, tx *sql.Tx, t views.Target) error {
+func createIndexes(ctx context.Context, tx *dbTx, t views.Target) error {
 	name := stored.Table(t.View, t.Version)
 	var ddl []string
 	switch t.View {
@@ -415,7 +425,7 @@ func createIndexes(ctx context.Context, tx *sql.Tx, t views.Target) error {
 }
 
 // dropExcept drops every table of view v whose version is not in keep.
-func dropExcept(ctx context.Context, tx *sql.Tx, v views.View, keep ...views.Version) error {
+func dropExcept(ctx context.Context, tx *dbTx, v views.View, keep ...views.Version) error {
 	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table'`)
 	if err != nil {
 		return err
@@ -454,7 +464,7 @@ func containsVersion(vs []views.Version, v views.Version) bool {
 // State implements views.Reader.
 func (s *Store) State(ctx context.Context, v views.View) (views.State, error) {
 	var st views.State
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *dbTx) error {
 		var err error
 		st, err = liveState(ctx, tx, v)
 		return err
@@ -483,7 +493,7 @@ func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
 // BeginRebuild implements views.Writer.
 func (s *Store) BeginRebuild(ctx context.Context, v views.View) (views.Target, error) {
 	var t views.Target
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		st, err := state(ctx, tx, v)
 		if err != nil {
 			return err
@@ -506,7 +516,7 @@ func (s *Store) BeginRebuild(ctx context.Context, v views.View) (views.Target, e
 
 // Switch implements views.Writer.
 func (s *Store) Switch(ctx context.Context, t views.Target, liveAhead bool) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		st, err := liveState(ctx, tx, t.View)
 		if err != nil {
 			return err
@@ -540,7 +550,7 @@ func (s *Store) Apply(ctx context.Context, t views.Target, b views.Batch) error 
 	if err := b.Check(t.View); err != nil {
 		return err
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *dbTx) error {
 		column, err := writable(ctx, tx, t)
 		if err != nil {
 			return err
@@ -573,7 +583,7 @@ func (s *Store) Apply(ctx context.Context, t views.Target, b views.Batch) error 
 // fencedCheckpoint raises the checkpoint of t for each partition b.Fence
 // holds, in one statement that also checks the leases; if any is lost the
 // transaction is rolled back, documents and all.
-func fencedCheckpoint(ctx context.Context, tx *sql.Tx, t views.Target, b views.Batch) error {
+func fencedCheckpoint(ctx context.Context, tx *dbTx, t views.Target, b views.Batch) error {
 	if len(b.Fence.Held) == 0 {
 		return nil
 	}
@@ -601,14 +611,8 @@ const rowsPerInsert = 64
 
 // upsertRows runs a guarded multi-row upsert: head is the INSERT up to
 // VALUES, tail the ON CONFLICT clause, and each row binds width values.
-func upsertRows(ctx context.Context, tx *sql.Tx, head, tail string, width, n int, args func(i int) ([]any, error)) error {
+func upsertRows(ctx context.Context, tx *dbTx, head, tail string, width, n int, args func(i int) ([]any, error)) error {
 	row := "(" + strings.Repeat("?,", width-1) + "?)"
-	var stmt *sql.Stmt
-	defer func() {
-		if stmt != nil {
-			_ = stmt.Close()
-		}
-	}()
 	for start := 0; start < n; start += rowsPerInsert {
 		k := min(rowsPerInsert, n-start)
 		vals := make([]any, 0, k*width)
@@ -619,27 +623,14 @@ func upsertRows(ctx context.Context, tx *sql.Tx, head, tail string, width, n int
 			}
 			vals = append(vals, a...)
 		}
-		query := head + strings.Repeat(row+",", k-1) + row + tail
-		if k == rowsPerInsert {
-			if stmt == nil {
-				var err error
-				if stmt, err = tx.PrepareContext(ctx, query); err != nil {
-					return err
-				}
-			}
-			if _, err := stmt.ExecContext(ctx, vals...); err != nil {
-				return err
-			}
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, query, vals...); err != nil {
+		if _, err := tx.ExecContext(ctx, head+strings.Repeat(row+",", k-1)+row+tail, vals...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func upsertOrders(ctx context.Context, tx *sql.Tx, table string, docs []views.OrderDoc) error {
+func upsertOrders(ctx context.Context, tx *dbTx, table string, docs []views.OrderDoc) error {
 	return upsertRows(ctx, tx,
 		`INSERT INTO `+table+` (order_id, customer_id, status, created_ns, revision, doc) VALUES `,
 		` ON CONFLICT (order_id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
@@ -655,7 +646,7 @@ func upsertOrders(ctx context.Context, tx *sql.Tx, table string, docs []views.Or
 		})
 }
 
-func upsertCustomers(ctx context.Context, tx *sql.Tx, table string, docs []views.CustomerDoc) error {
+func upsertCustomers(ctx context.Context, tx *dbTx, table string, docs []views.CustomerDoc) error {
 	return upsertRows(ctx, tx,
 		`INSERT INTO `+table+` (customer_id, registered_position, revision, doc) VALUES `,
 		` ON CONFLICT (customer_id) DO UPDATE SET registered_position = excluded.registered_position,
@@ -671,7 +662,7 @@ func upsertCustomers(ctx context.Context, tx *sql.Tx, table string, docs []views
 		})
 }
 
-func insertDeadLetters(ctx context.Context, tx *sql.Tx, table string, letters []views.DeadLetter) error {
+func insertDeadLetters(ctx context.Context, tx *dbTx, table string, letters []views.DeadLetter) error {
 	return upsertRows(ctx, tx,
 		`INSERT INTO `+table+` (event_id, position, doc) VALUES `,
 		` ON CONFLICT (event_id) DO NOTHING`,
@@ -691,7 +682,7 @@ const idsPerQuery = 500
 // loadDocs reads the documents of t among ids into fn, after checking that
 // t is still writable (in the same snapshot).
 func (s *Store) loadDocs(ctx context.Context, t views.Target, key string, ids []string, fn func(doc []byte) error) error {
-	return s.read(ctx, func(tx *sql.Tx) error {
+	return s.read(ctx, func(tx *dbTx) error {
 		if _, err := writable(ctx, tx, t); err != nil {
 			return err
 		}
@@ -785,7 +776,7 @@ func liveTable(ctx context.Context, q querier, v views.View) (string, error) {
 // GetOrder implements views.Reader.
 func (s *Store) GetOrder(ctx context.Context, orderID string) (views.OrderDoc, error) {
 	var d views.OrderDoc
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *dbTx) error {
 		table, err := liveTable(ctx, tx, views.Orders)
 		if err != nil {
 			return err
@@ -828,7 +819,7 @@ func (s *Store) ListOrders(ctx context.Context, q views.OrderQuery) ([]views.Ord
 	}
 	args = append(args, q.Limit)
 	out := make([]views.OrderDoc, 0, q.Limit)
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *dbTx) error {
 		table, err := liveTable(ctx, tx, views.Orders)
 		if err != nil {
 			return err
@@ -873,7 +864,7 @@ func (s *Store) ListCustomers(ctx context.Context, q views.CustomerQuery) ([]vie
 // both from one snapshot.
 func (s *Store) customers(ctx context.Context, cond string, args ...any) ([]views.CustomerDoc, error) {
 	var out []views.CustomerDoc
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *dbTx) error {
 		table, err := liveTable(ctx, tx, views.Customers)
 		if err != nil {
 			return err
@@ -919,7 +910,7 @@ func (s *Store) customers(ctx context.Context, cond string, args ...any) ([]view
 // DeadLetters implements views.Writer.
 func (s *Store) DeadLetters(ctx context.Context, v views.View) ([]views.DeadLetter, error) {
 	var out []views.DeadLetter
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx *dbTx) error {
 		table, err := liveTable(ctx, tx, v)
 		if err != nil {
 			return err
@@ -948,7 +939,7 @@ func (s *Store) SetPaused(ctx context.Context, v views.View, paused bool) error 
 	if paused {
 		stmt = `INSERT INTO views_paused (view) VALUES (?) ON CONFLICT (view) DO NOTHING`
 	}
-	if err := s.write(ctx, func(tx *sql.Tx) error {
+	if err := s.write(ctx, func(tx *dbTx) error {
 		_, err := tx.ExecContext(ctx, stmt, string(v))
 		return err
 	}); err != nil {
