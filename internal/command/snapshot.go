@@ -215,42 +215,33 @@ func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, error) {
 	return found, nil
 }
 
-// readPages hands each event of a snapshot stream to use, in order, as it
-// stood when the read began. A customer with a million events has a
-// thousand pages of ~40 KB: read one chunk after another, the transfer
-// was most of a first command's time after a restart, so the chunks
-// between the stream's first and last event are read pageReads at a time
-// (the store serves them on as many gRPC streams) and used in order.
+// readPages hands each event of a snapshot stream to use, in order. A
+// customer with a million events has a thousand pages of ~40 KB: read one
+// chunk after another, the transfer was most of a first command's time
+// after a restart. So the first chunk is read alone (most customers have
+// no more, and it says where the stream starts), and the chunks after it
+// pageReads at a time (the store serves them on as many gRPC streams),
+// used in order, up to the first that is short: the end, as the stream
+// stood when that chunk was read. The few read past it come back empty.
 func (s *Service) readPages(ctx context.Context, stream string, use func([]*esdb.RecordedEvent)) error {
-	one := func(backwards bool) (uint64, error) {
-		raw, err := storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
-			if backwards {
-				return eventlog.ReadRawBackwards(ctx, c, stream, 0, 1)
-			}
-			return eventlog.ReadRaw(ctx, c, stream, 0, 1)
+	read := func(ctx context.Context, from uint64) ([]*esdb.RecordedEvent, error) {
+		return storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+			return eventlog.ReadRaw(ctx, c, stream, from, pageChunk)
 		})
-		if err == nil && len(raw) == 0 {
-			err = eventlog.ErrStreamNotFound
-		}
-		if err != nil {
-			return 0, err
-		}
-		return raw[0].EventNumber, nil
 	}
-	first, err := one(false)
+	raw, err := read(ctx, 0)
 	if errors.Is(err, eventlog.ErrStreamNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	last, err := one(true)
-	if errors.Is(err, eventlog.ErrStreamNotFound) {
-		return nil // deleted meanwhile
+	use(raw)
+	if len(raw) < pageChunk {
+		return nil
 	}
-	if err != nil {
-		return err
-	}
+	next := raw[len(raw)-1].EventNumber + 1
+
 	// A failed read ends the load (the command fails, and its retry loads
 	// again); the reads still in flight are cancelled and waited for.
 	type chunk struct {
@@ -258,30 +249,30 @@ func (s *Service) readPages(ctx context.Context, stream string, use func([]*esdb
 		err  error
 		done chan struct{}
 	}
-	chunks := make([]chunk, (last-first)/pageChunk+1)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	started := 0
-	for i := range chunks {
-		for ; started < len(chunks) && started < i+pageReads; started++ {
-			c, from := &chunks[started], first+uint64(started)*pageChunk
-			c.done = make(chan struct{})
+	var queue []*chunk // started, in order, not used yet
+	for {
+		for len(queue) < pageReads {
+			c, from := &chunk{done: make(chan struct{})}, next
+			next += pageChunk
+			queue = append(queue, c)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer close(c.done)
-				c.raw, c.err = storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, cl *esdb.Client) ([]*esdb.RecordedEvent, error) {
-					return eventlog.ReadRaw(ctx, cl, stream, from, pageChunk)
-				})
-				// Only this chunk's range: a read starting below the
-				// first event (deleted meanwhile) returns later ones.
+				c.raw, c.err = read(ctx, from)
+				// Only this chunk's range: had the stream been deleted
+				// and written anew meanwhile, a read from below its new
+				// first event would return later ones.
 				c.raw = slices.DeleteFunc(c.raw, func(re *esdb.RecordedEvent) bool {
 					return re.EventNumber < from || re.EventNumber >= from+pageChunk
 				})
 			}()
 		}
-		c := &chunks[i]
+		c := queue[0]
+		queue = queue[1:]
 		<-c.done
 		if errors.Is(c.err, eventlog.ErrStreamNotFound) {
 			return nil // deleted meanwhile: what was read stands
@@ -290,9 +281,10 @@ func (s *Service) readPages(ctx context.Context, stream string, use func([]*esdb
 			return c.err
 		}
 		use(c.raw)
-		c.raw = nil
+		if len(c.raw) < pageChunk {
+			return nil
+		}
 	}
-	return nil
 }
 
 // dropPages deletes a snapshot stream whose pages are of no use, so loads stop
