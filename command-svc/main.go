@@ -32,7 +32,6 @@ func run(ctx context.Context, args []string) error {
 	httpListen := fs.String("http-listen", "127.0.0.1:8081", `REST gateway listen address for the command routes ("" disables it)`)
 	eventstore := fs.String("eventstore", "esdb://127.0.0.1:2113?tls=false", "event store connection string")
 	runSaga := fs.Bool("saga", true, "run the credit saga in this process")
-	sagaWorkers := fs.Int("saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	storeTimeout := fs.Duration("store-timeout", 5*time.Second, "deadline of each event store call")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	grace := serve.GraceFlag(fs)
@@ -40,6 +39,8 @@ func run(ctx context.Context, args []string) error {
 	secFlags.Register(fs)
 	var opts command.Options
 	opts.RegisterFlags(fs)
+	var sagaOpts saga.Options
+	sagaOpts.RegisterFlags(fs)
 	// The saga's partitions are leased in the view store, beside the
 	// projector's.
 	var leaseStore viewstore.Config
@@ -88,11 +89,14 @@ func run(ctx context.Context, args []string) error {
 			return fmt.Errorf("the saga's lease store: %w", err)
 		}
 		closers.Add("lease store", leases.Close)
-		credit, err := saga.New(conn, commands, log.With("component", "saga"), saga.Options{StoreTimeout: *storeTimeout, Workers: *sagaWorkers,
-			Registerer: metrics.Registry, Leases: leases, Lease: shared})
+		sagaOpts.StoreTimeout, sagaOpts.Registerer, sagaOpts.Leases, sagaOpts.Lease = *storeTimeout, metrics.Registry, leases, shared
+		credit, err := saga.New(conn, commands, log.With("component", "saga"), sagaOpts)
 		if err != nil {
 			return err
 		}
+		// Orders placed here wait while this instance's saga is behind;
+		// with its partitions held elsewhere, it is never behind.
+		commands.PaceOrders(credit)
 		plan.Background = append(plan.Background, serve.Task{Name: "saga", Run: credit.Run})
 		adminOpts.Saga = credit
 	}

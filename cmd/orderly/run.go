@@ -47,7 +47,7 @@ type allConfig struct {
 	ferretListen string
 	mongoGiven   bool
 	logLevel     string
-	sagaWorkers  int
+	saga         saga.Options
 	lease        lease.Config
 	// storeTimeout bounds each store call of the commands and the queries.
 	storeTimeout time.Duration
@@ -67,13 +67,13 @@ func parseAll(args []string) (allConfig, error) {
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8080", "REST address of both services, with /openapi.json and /metrics")
 	fs.StringVar(&c.ferretListen, "ferretdb-listen", "127.0.0.1:27017", "with -views mongo and no -mongo-uri: address of the embedded FerretDB serving the views")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.IntVar(&c.sagaWorkers, "saga-workers", saga.DefaultWorkers, "credit saga lanes: customers decided concurrently")
 	fs.DurationVar(&c.storeTimeout, "store-timeout", 5*time.Second, "deadline of each event store call of the commands, and of each event store and view store call of the queries, whatever the caller's")
 	c.grace = serve.GraceFlag(fs)
 	c.security.Register(fs)
 	fs.StringVar(&c.storeUsers, "eventstore-users", "", "file of embedded event store users, one `NAME PASSWORD [GROUP,...]` a line, besides admin (whose password is "+AdminPasswordEnv+", which turns its access control on)")
 	c.views.RegisterFlags(fs)
 	c.commands.RegisterFlags(fs)
+	c.saga.RegisterFlags(fs)
 	c.lease.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: orderly [flags]          run the whole system on embedded defaults\n"+
@@ -176,11 +176,12 @@ func startAll(ctx context.Context, args []string, listening func(allAddrs), logs
 		return err
 	}
 	closers.Add("command snapshots", func() error { commands.Close(); return nil }) // before the store closes
-	credit, err := saga.New(conn, commands, log.With("service", "saga"), saga.Options{Registerer: metrics.Registry, Workers: cfg.sagaWorkers,
-		Leases: vs, Lease: cfg.lease})
+	cfg.saga.Registerer, cfg.saga.Leases, cfg.saga.Lease = metrics.Registry, vs, cfg.lease
+	credit, err := saga.New(conn, commands, log.With("service", "saga"), cfg.saga)
 	if err != nil {
 		return err
 	}
+	commands.PaceOrders(credit)
 	projector, err := projection.New(conn, vs, log.With("service", "projector"), projection.Options{Registerer: metrics.Registry, Notifier: notifier, Lease: cfg.lease})
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,7 +73,18 @@ type Service struct {
 	cache   *aggCache
 	pages   *pageWriter
 	foldKey uint64
+	pacer   atomic.Pointer[Pacer]
 }
+
+// Pacer holds new orders back while what decides them is behind: the
+// credit saga (saga.Saga.Pace). Pace returns ctx's error if ctx ends while
+// it waits, and nil when the order is to go ahead.
+type Pacer interface {
+	Pace(ctx context.Context) error
+}
+
+// PaceOrders makes every PlaceOrder from now on wait on p before it runs.
+func (s *Service) PaceOrders(p Pacer) { s.pacer.Store(&p) }
 
 // metrics are recorded on the single path every command takes.
 type metrics struct {
@@ -219,13 +231,19 @@ func (s *Service) changeCreditLimit(ctx context.Context, cmd domain.ChangeCredit
 	})
 }
 
-// placeOrder also consults the customer, which must exist and fixes the
+// placeOrder waits on the pacer first, if any (see PaceOrders); an order
+// held back there has read and written nothing. It also consults the customer, which must exist and fixes the
 // order's currency. It does not lock the customer: an order placed while the
 // customer changes is still judged by the saga against the credit at
 // reservation time. What it reads of the customer (registered, its ID and
 // currency) never changes once registered, so a cached profile is as good as
 // a fresh read; only a customer not (yet) seen registered is read again.
 func (s *Service) placeOrder(ctx context.Context, cmd domain.PlaceOrder, meta eventcodec.Metadata) (Result, error) {
+	if p := s.pacer.Load(); p != nil {
+		if err := (*p).Pace(ctx); err != nil {
+			return Result{}, err
+		}
+	}
 	return create(ctx, s, orders, cmd.OrderID, as(meta, "PlaceOrder", cmd), func(ctx context.Context, o *domain.Order) ([]domain.Event, error) {
 		customer, err := s.customerProfile(ctx, cmd.CustomerID)
 		if err != nil {

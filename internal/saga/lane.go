@@ -23,6 +23,7 @@ func (s *Saga) lane(ctx context.Context, jobs <-chan job) {
 				return // abandoned: unfinished, so the watermark stays before it
 			}
 			j.mark.wm.finish(j.done)
+			s.finished()
 			s.meter.Add(1)
 			<-s.slots
 			s.metrics.handled.WithLabelValues(j.raw.EventType).Inc()
@@ -45,6 +46,7 @@ func (s *Saga) process(ctx context.Context, j job) bool {
 		if waiting {
 			s.metrics.waiting.Dec()
 		}
+		s.pace.stalled[j.lane].Store(false)
 	}()
 	if j.err == nil && s.ahead.take(j.rec.EventID) {
 		return true // its step was taken right after the step that recorded it
@@ -69,6 +71,7 @@ func (s *Saga) process(ctx context.Context, j job) bool {
 			return false
 		}
 		s.lastErr.Set(err)
+		s.pace.stalled[j.lane].Store(true) // its lane is stuck, not the saga behind: see Pace
 		span.AddEvent("retry", trace.WithAttributes(attribute.String("error", err.Error())))
 		kind := "transient"
 		if errors.Is(err, eventcodec.ErrNewerSchema) {

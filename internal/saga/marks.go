@@ -69,8 +69,8 @@ func (m *marks) held() map[int]*mark {
 
 // dispatch records an event of partition mk as unfinished, and every other
 // partition as having nothing at pos.
-func (m *marks) dispatch(mk *mark, pos esdb.Position, recordedAt time.Time) *list.Element {
-	e := mk.wm.dispatch(pos, recordedAt)
+func (m *marks) dispatch(mk *mark, pos esdb.Position, recordedAt time.Time, lane int) *list.Element {
+	e := mk.wm.dispatch(pos, recordedAt, lane)
 	m.pass(pos)
 	return e
 }
@@ -123,6 +123,18 @@ func (m *marks) lag() time.Duration {
 	var d time.Duration
 	for _, mk := range m.parts {
 		d = max(d, mk.wm.lag())
+	}
+	return d
+}
+
+// backlog is the age of the oldest unfinished event in a lane not stalled;
+// 0 with none.
+func (m *marks) backlog(stalled func(lane int) bool) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var d time.Duration
+	for _, mk := range m.parts {
+		d = max(d, mk.wm.backlog(stalled))
 	}
 	return d
 }

@@ -1,6 +1,10 @@
 package saga
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	handled     *prometheus.CounterVec
@@ -10,12 +14,16 @@ type metrics struct {
 	waiting     prometheus.Gauge
 	resubs      prometheus.Counter
 	followUps   prometheus.Counter
+	paced       prometheus.Counter
+	pacedOut    prometheus.Counter
+	pacedFor    prometheus.Histogram
 	collected   []prometheus.Collector
 }
 
 // newMetrics reads the lag, position and in-flight gauges from w when
-// scraped, so they never disagree with the checkpoint rule.
-func newMetrics(w *marks) metrics {
+// scraped, so they never disagree with the checkpoint rule, and the orders
+// held back from paced.
+func newMetrics(w *marks, paced *atomic.Int32) metrics {
 	m := metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderly_saga_events_handled_total",
@@ -46,7 +54,21 @@ func newMetrics(w *marks) metrics {
 		Name: "orderly_saga_follow_ups_total",
 		Help: "Steps the credit saga took right after the step that recorded their trigger, ahead of the trigger's delivery.",
 	})
+	m.paced = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "orderly_saga_paced_orders_total",
+		Help: "PlaceOrder calls held back because the credit saga was further behind than -order-pace-lag.",
+	})
+	m.pacedOut = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "orderly_saga_paced_orders_timed_out_total",
+		Help: "Paced PlaceOrder calls that went ahead after -order-pace-wait with the saga still behind.",
+	})
+	m.pacedFor = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "orderly_saga_pace_wait_seconds",
+		Help:    "How long paced PlaceOrder calls waited for the credit saga.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 12),
+	})
 	m.collected = []prometheus.Collector{m.handled, m.failures, m.deadLetters, m.unresolved, m.waiting, m.resubs, m.followUps,
+		m.paced, m.pacedOut, m.pacedFor,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "orderly_saga_lag_seconds",
 			Help: "Age of the oldest event the credit saga has received and not finished; 0 when it has finished all it received.",
@@ -55,6 +77,10 @@ func newMetrics(w *marks) metrics {
 			Name: "orderly_saga_position",
 			Help: "Commit position up to which the credit saga has finished every event (its checkpoint to be).",
 		}, func() float64 { return float64(w.position().Commit) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "orderly_saga_paced_orders_waiting",
+			Help: "PlaceOrder calls held back now, waiting for the credit saga to come back within -order-pace-lag.",
+		}, func() float64 { return float64(paced.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "orderly_saga_in_flight",
 			Help: "Events the credit saga has dispatched to its lanes and not finished.",

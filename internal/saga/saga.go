@@ -102,6 +102,11 @@ type Options struct {
 	// the subscription. Defaults 32 and 1024.
 	LaneQueue   int
 	MaxInFlight int
+	// PaceLag and PaceWait pace new orders (see Pace): a PlaceOrder waits
+	// while the saga is further behind than PaceLag, for at most PaceWait.
+	// Zero PaceLag turns pacing off (the binaries' flag defaults to
+	// DefaultPaceLag); PaceWait defaults to DefaultPaceWait.
+	PaceLag, PaceWait time.Duration
 	// StoreTimeout bounds the saga's own store calls (checkpoints, dead
 	// letters); the commands have theirs. Default 5s.
 	StoreTimeout time.Duration
@@ -153,6 +158,9 @@ func (o *Options) setDefaults() {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = DefaultMaxInFlight
 	}
+	if o.PaceWait <= 0 {
+		o.PaceWait = DefaultPaceWait
+	}
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = 5 * time.Second
 	}
@@ -181,6 +189,7 @@ type Saga struct {
 	legacy esdb.Position
 	dead   deadLetters
 	ahead  ahead
+	pace   pacer
 
 	// followSlots bounds the follow-up steps running beside the lanes;
 	// follows waits for them on the way out.
@@ -223,7 +232,8 @@ func New(conn *eventlog.Conn, commands Commands, log *slog.Logger, opts Options)
 	}
 	s := &Saga{leases: leases, conn: conn, commands: commands, reg: opts.Registry, log: log, opts: opts,
 		slots: make(chan struct{}, opts.MaxInFlight), followSlots: make(chan struct{}, opts.MaxInFlight), nudge: make(chan struct{}, 1)}
-	s.metrics = newMetrics(&s.marks)
+	s.pace.stalled = make([]atomic.Bool, opts.Workers)
+	s.metrics = newMetrics(&s.marks, &s.pace.waiters)
 	if opts.Registerer != nil {
 		for _, c := range s.metrics.collected {
 			if err := opts.Registerer.Register(c); err != nil {
@@ -250,6 +260,7 @@ type job struct {
 	err  error // from decoding rec
 	mark *mark
 	done *list.Element
+	lane int
 }
 
 // Run follows the log in the partitions this instance holds, from their
@@ -500,9 +511,10 @@ func (s *Saga) dispatch(ctx, run context.Context, lanes []chan job, raw *esdb.Re
 	case <-ctx.Done():
 		return false
 	}
-	j.done = s.marks.dispatch(j.mark, raw.Position, raw.CreatedDate)
+	j.lane = laneOf(key, len(lanes))
+	j.done = s.marks.dispatch(j.mark, raw.Position, raw.CreatedDate, j.lane)
 	select {
-	case lanes[laneOf(key, len(lanes))] <- j:
+	case lanes[j.lane] <- j:
 		return true
 	case <-run.Done():
 		return false

@@ -24,6 +24,7 @@ type watermark struct {
 type inFlight struct {
 	before     esdb.Position // position dispatched just before this event
 	recordedAt time.Time
+	lane       int
 }
 
 // from starts the watermark at a checkpoint: everything up to p is done.
@@ -35,10 +36,10 @@ func (w *watermark) from(p esdb.Position) {
 
 // dispatch records an event as unfinished; the caller finishes it with the
 // returned element.
-func (w *watermark) dispatch(p esdb.Position, recordedAt time.Time) *list.Element {
+func (w *watermark) dispatch(p esdb.Position, recordedAt time.Time, lane int) *list.Element {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	e := w.pending.PushBack(&inFlight{before: w.last, recordedAt: recordedAt})
+	e := w.pending.PushBack(&inFlight{before: w.last, recordedAt: recordedAt, lane: lane})
 	w.last = p
 	return e
 }
@@ -92,6 +93,19 @@ func (w *watermark) lag() time.Duration {
 	defer w.mu.Unlock()
 	if f := w.pending.Front(); f != nil {
 		return time.Since(f.Value.(*inFlight).recordedAt)
+	}
+	return 0
+}
+
+// backlog is the age of the oldest unfinished event outside the stalled
+// lanes; 0 with none.
+func (w *watermark) backlog(stalled func(lane int) bool) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for e := w.pending.Front(); e != nil; e = e.Next() {
+		if f := e.Value.(*inFlight); !stalled(f.lane) {
+			return time.Since(f.recordedAt)
+		}
 	}
 	return 0
 }
