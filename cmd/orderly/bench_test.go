@@ -97,6 +97,30 @@ func TestBenchEmbedded(t *testing.T) {
 	}
 }
 
+// The all-in-one paces orders on its saga, and the bench reports it: with a
+// lag of 1ns every order placed while the saga has an event unfinished
+// waits (at most 20ms here), which under 16 clients is most of them.
+func TestBenchPacedOrders(t *testing.T) {
+	t.Setenv("ORDERLY_ORDER_PACE_LAG", "1ns")
+	t.Setenv("ORDERLY_ORDER_PACE_WAIT", "20ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := bench.Main(ctx, []string{"-duration", "2s", "-clients", "16", "-customers", "20", "-mix", "place=1", "-drain", "60s"},
+		&stdout, &stderr, embeddedBench)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	m := regexp.MustCompile(`(\d+) orders waited for the saga before they were placed \((\d+) went ahead`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0" {
+		t.Fatalf("no paced orders reported:\n%s", out)
+	}
+	if !strings.Contains(out, "errors: 0 unexpected") {
+		t.Errorf("unexpected errors:\n%s", out)
+	}
+}
+
 // Interrupted (SIGINT cancels the context), the bench stops the load at
 // once and still prints the summary of what ran.
 func TestBenchInterrupted(t *testing.T) {

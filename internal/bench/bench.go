@@ -368,6 +368,7 @@ func (b *run) summary(start time.Time, elapsed time.Duration, stopped string, dr
 	if b.scraper != nil {
 		n, worst, final, err := b.scraper.summary()
 		s.Lag = &Lag{Scrapes: n, Max: lagPoint(worst), Final: lagPoint(final)}
+		s.Lag.PacedOrders, s.Lag.PacedTimedOut = b.scraper.paced()
 		if err != nil {
 			s.Lag.Error = err.Error()
 		}

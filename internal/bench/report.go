@@ -121,7 +121,12 @@ type Lag struct {
 	Scrapes int      `json:"scrapes"`
 	Max     LagPoint `json:"max"`
 	Final   LagPoint `json:"final"`
-	Error   string   `json:"error,omitempty"` // the last scrape's failure
+	// PacedOrders counts the PlaceOrder calls the saga held back while it
+	// was behind (see -order-pace-lag), and PacedTimedOut those that went
+	// ahead after the longest wait with it still behind.
+	PacedOrders   float64 `json:"paced_orders"`
+	PacedTimedOut float64 `json:"paced_timed_out"`
+	Error         string  `json:"error,omitempty"` // the last scrape's failure
 }
 
 // LagPoint is one lag reading (or the worst of each figure).
@@ -207,6 +212,10 @@ func (s *Summary) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "lag (%d scrapes):  saga max %.2f s, final %.2f s (backlog max %.0f, final %.0f positions);  projector max %.2f s, final %.2f s (backlog max %.0f, final %.0f)\n",
 			l.Scrapes, l.Max.SagaSeconds, l.Final.SagaSeconds, l.Max.SagaBacklog, l.Final.SagaBacklog,
 			l.Max.ProjectorSeconds, l.Final.ProjectorSeconds, l.Max.ProjectorBacklog, l.Final.ProjectorBacklog)
+		if l.PacedOrders > 0 {
+			fmt.Fprintf(w, "  %.0f orders waited for the saga before they were placed (%.0f went ahead with it still behind): their acknowledgement latency includes the wait\n",
+				l.PacedOrders, l.PacedTimedOut)
+		}
 		if l.Error != "" {
 			fmt.Fprintf(w, "  last scrape failed: %s\n", l.Error)
 		}

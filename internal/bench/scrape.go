@@ -20,6 +20,8 @@ const (
 	mProjLag       = "orderly_projector_lag_seconds"
 	mProjLagEvents = "orderly_projector_lag_events"
 	mProjCheckpt   = "orderly_projector_checkpoint_position"
+	mPaced         = "orderly_saga_paced_orders_total"
+	mPacedOut      = "orderly_saga_paced_orders_timed_out_total"
 )
 
 // maxMetricsBytes bounds one scrape: the system's whole page is a few tens
@@ -34,6 +36,9 @@ type lagSample struct {
 	sagaBacklog float64
 	projLag     float64 // seconds, the worst view
 	projEvents  float64 // commit positions, the worst view
+	// paced and pacedOut are the saga's counters of the orders it held
+	// back, and of those that went ahead with it still behind.
+	paced, pacedOut float64
 }
 
 // parseMetrics reads the series named in want from a Prometheus text page,
@@ -74,6 +79,7 @@ func parseMetrics(r io.Reader, want func(name string) bool) (map[string]float64,
 // has no saga (it runs in command-svc, which may not be the page scraped).
 func lagOf(series map[string]float64) (s lagSample, ok bool) {
 	s.sagaLag, ok = series[mSagaLag]
+	s.paced, s.pacedOut = series[mPaced], series[mPacedOut]
 	sagaPos, hasPos := series[mSagaPosition]
 	head := math.Inf(-1)
 	for k, v := range series {
@@ -99,6 +105,7 @@ type scraper struct {
 
 	mu           sync.Mutex
 	n            int
+	first        lagSample // the counters from here on are the run's
 	worst, final lagSample
 	err          error // the last scrape's failure, if it failed
 }
@@ -110,6 +117,9 @@ func (s *scraper) scrape(ctx context.Context) (lagSample, error) {
 	s.err = err
 	if err != nil {
 		return sample, err
+	}
+	if s.n == 0 {
+		s.first = sample
 	}
 	s.n++
 	s.final = sample
@@ -137,7 +147,7 @@ func (s *scraper) fetch(ctx context.Context) (lagSample, error) {
 	}
 	series, err := parseMetrics(io.LimitReader(resp.Body, maxMetricsBytes), func(name string) bool {
 		switch name {
-		case mSagaLag, mSagaPosition, mProjLag, mProjLagEvents, mProjCheckpt:
+		case mSagaLag, mSagaPosition, mProjLag, mProjLagEvents, mProjCheckpt, mPaced, mPacedOut:
 			return true
 		}
 		return false
@@ -156,4 +166,12 @@ func (s *scraper) summary() (n int, worst, final lagSample, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.n, s.worst, s.final, s.err
+}
+
+// paced counts the orders the saga held back between the first scrape and
+// the last, and those of them that went ahead with it still behind.
+func (s *scraper) paced() (held, timedOut float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.final.paced - s.first.paced, s.final.pacedOut - s.first.pacedOut
 }

@@ -19,9 +19,12 @@ orderly_projector_lag_events{run="live",view="orders"} 100
 orderly_projector_lag_seconds{run="live",view="customers"} 0
 orderly_projector_lag_seconds{run="live",view="orders"} 0.75 1700000000000
 orderly_saga_events_handled_total{type="orderly.OrderPlaced"} 12
+orderly_saga_paced_orders_total 7
+orderly_saga_paced_orders_timed_out_total 2
 `
 	want := func(name string) bool {
-		return strings.HasPrefix(name, "orderly_saga_lag") || strings.HasPrefix(name, "orderly_saga_position") || strings.HasPrefix(name, "orderly_projector_")
+		return strings.HasPrefix(name, "orderly_saga_lag") || strings.HasPrefix(name, "orderly_saga_position") ||
+			strings.HasPrefix(name, "orderly_saga_paced") || strings.HasPrefix(name, "orderly_projector_")
 	}
 	series, err := parseMetrics(strings.NewReader(page), want)
 	if err != nil {
@@ -31,7 +34,7 @@ orderly_saga_events_handled_total{type="orderly.OrderPlaced"} 12
 	if !ok {
 		t.Fatal("no saga found")
 	}
-	if s != (lagSample{sagaLag: 2.5, sagaBacklog: 150, projLag: 0.75, projEvents: 100}) {
+	if s != (lagSample{sagaLag: 2.5, sagaBacklog: 150, projLag: 0.75, projEvents: 100, paced: 7, pacedOut: 2}) {
 		t.Fatalf("got %+v", s)
 	}
 	if _, ok := lagOf(map[string]float64{}); ok {
