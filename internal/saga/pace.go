@@ -33,10 +33,11 @@ import (
 // nor one that has not caught up once since it started: the backlog of a
 // restart is worked off without holding new orders back.
 
-// Pacing defaults; see Options.PaceLag and PaceWait.
+// Pacing defaults; see Options.PaceLag, PaceWait and PaceMax.
 const (
 	DefaultPaceLag  = 500 * time.Millisecond
 	DefaultPaceWait = time.Second
+	DefaultPaceMax  = 4096
 )
 
 // RegisterFlags declares the flags of the options a deployment tunes
@@ -81,7 +82,8 @@ func (p *pacer) release() {
 
 // Pace holds a new order back while the saga is behind (see Pacing above),
 // for at most Options.PaceWait and half of what is left of ctx's deadline,
-// so that the order still has time to be placed. It returns ctx's error if
+// so that the order still has time to be placed, and none while
+// Options.PaceMax orders are held already. It returns ctx's error if
 // ctx ends first, and nil otherwise.
 func (s *Saga) Pace(ctx context.Context) error {
 	if !s.behind() {
@@ -92,10 +94,15 @@ func (s *Saga) Pace(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl)/2)
 	}
+	s.metrics.paced.Inc()
+	if s.pace.waiters.Add(1) > int32(s.opts.PaceMax) {
+		// Held calls are memory; past PaceMax of them, pacing adds none.
+		s.pace.waiters.Add(-1)
+		s.metrics.pacedOut.Inc()
+		return nil
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	s.pace.waiters.Add(1)
-	s.metrics.paced.Inc()
 	defer func() {
 		s.pace.waiters.Add(-1)
 		s.metrics.pacedFor.Observe(time.Since(start).Seconds())

@@ -114,7 +114,8 @@ func TestPaceHoldsOrdersWhileBehind(t *testing.T) {
 
 // TestPaceWaitBounds: an order is held back at most PaceWait, and at most
 // half of what is left of its deadline, then goes ahead with the saga still
-// behind; one whose caller gives up while it waits is not placed.
+// behind; one whose caller gives up while it waits is not placed; and no
+// more than PaceMax are held at once.
 func TestPaceWaitBounds(t *testing.T) {
 	t.Parallel()
 	t.Run("pace wait", func(t *testing.T) {
@@ -127,6 +128,36 @@ func TestPaceWaitBounds(t *testing.T) {
 		}
 		if n := s.metric(t, "orderly_saga_paced_orders_timed_out_total"); n != 1 {
 			t.Errorf("%v paced orders timed out; want 1", n)
+		}
+	})
+	t.Run("pace max", func(t *testing.T) {
+		t.Parallel()
+		env := commandtest.Start(t, command.Options{})
+		other := env.RegisterCustomer(t, 100_000)
+		s, _ := pacedSaga(t, env, saga.Options{PaceLag: 100 * time.Millisecond, PaceWait: time.Hour, PaceMax: 1})
+		held := placeAsync(ctx(t), env, other)
+		eventually(t, converge, func() (bool, string) {
+			n := s.metric(t, "orderly_saga_paced_orders_waiting")
+			return n == 1, fmt.Sprintf("%v orders waiting; want 1", n)
+		})
+		// No deadline: held, it would wait the hour of PaceWait.
+		call, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		select {
+		case err := <-placeAsync(call, env, other):
+			if err != nil {
+				t.Fatalf("PlaceOrder past PaceMax: %v", err)
+			}
+		case <-time.After(converge):
+			t.Fatalf("PlaceOrder past PaceMax still held after %v", converge)
+		}
+		if n := s.metric(t, "orderly_saga_paced_orders_timed_out_total"); n != 1 {
+			t.Errorf("%v paced orders went ahead; want the one past PaceMax", n)
+		}
+		select {
+		case err := <-held:
+			t.Errorf("the order held first went ahead too (%v)", err)
+		default:
 		}
 	})
 	t.Run("deadline", func(t *testing.T) {

@@ -102,11 +102,13 @@ type Options struct {
 	// the subscription. Defaults 32 and 1024.
 	LaneQueue   int
 	MaxInFlight int
-	// PaceLag and PaceWait pace new orders (see Pace): a PlaceOrder waits
-	// while the saga is further behind than PaceLag, for at most PaceWait.
-	// Zero PaceLag turns pacing off (the binaries' flag defaults to
-	// DefaultPaceLag); PaceWait defaults to DefaultPaceWait.
+	// PaceLag, PaceWait and PaceMax pace new orders (see Pace): a
+	// PlaceOrder waits while the saga is further behind than PaceLag, for
+	// at most PaceWait, unless PaceMax orders wait already. Zero PaceLag
+	// turns pacing off (the binaries' flag defaults to DefaultPaceLag);
+	// PaceWait and PaceMax default to DefaultPaceWait and DefaultPaceMax.
 	PaceLag, PaceWait time.Duration
+	PaceMax           int
 	// StoreTimeout bounds the saga's own store calls (checkpoints, dead
 	// letters); the commands have theirs. Default 5s.
 	StoreTimeout time.Duration
@@ -160,6 +162,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.PaceWait <= 0 {
 		o.PaceWait = DefaultPaceWait
+	}
+	if o.PaceMax <= 0 {
+		o.PaceMax = DefaultPaceMax
 	}
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = 5 * time.Second
