@@ -232,12 +232,13 @@ func (s *Service) changeCreditLimit(ctx context.Context, cmd domain.ChangeCredit
 }
 
 // placeOrder waits on the pacer first, if any (see PaceOrders); an order
-// held back there has read and written nothing. It also consults the customer, which must exist and fixes the
-// order's currency. It does not lock the customer: an order placed while the
-// customer changes is still judged by the saga against the credit at
-// reservation time. What it reads of the customer (registered, its ID and
-// currency) never changes once registered, so a cached profile is as good as
-// a fresh read; only a customer not (yet) seen registered is read again.
+// held back there has read and written nothing. It also consults the
+// customer, which must exist and fixes the order's currency. It does not
+// lock the customer: an order placed while the customer changes is still
+// judged by the saga against the credit at reservation time. What it reads
+// of the customer (registered, its ID and currency) never changes once
+// registered, so a cached profile is as good as a fresh read; only a
+// customer not (yet) seen registered is read again.
 func (s *Service) placeOrder(ctx context.Context, cmd domain.PlaceOrder, meta eventcodec.Metadata) (Result, error) {
 	if p := s.pacer.Load(); p != nil {
 		if err := (*p).Pace(ctx); err != nil {

@@ -41,12 +41,14 @@ func (s *Saga) lane(ctx context.Context, jobs <-chan job) {
 // in this lane only: false when ctx ended first. An event of a newer schema
 // waits here, stalling its lane, until a build that reads it runs.
 func (s *Saga) process(ctx context.Context, j job) bool {
-	waiting := false
+	waiting, stalled := false, false
 	defer func() {
 		if waiting {
 			s.metrics.waiting.Dec()
 		}
-		s.pace.stalled[j.lane].Store(false)
+		if stalled {
+			s.pace.stalled[j.lane].Store(false)
+		}
 	}()
 	if j.err == nil && s.ahead.take(j.rec.EventID) {
 		return true // its step was taken right after the step that recorded it
@@ -71,7 +73,10 @@ func (s *Saga) process(ctx context.Context, j job) bool {
 			return false
 		}
 		s.lastErr.Set(err)
-		s.pace.stalled[j.lane].Store(true) // its lane is stuck, not the saga behind: see Pace
+		if !stalled {
+			stalled = true
+			s.pace.stalled[j.lane].Store(true) // its lane is stuck, not the saga behind: see Pace
+		}
 		span.AddEvent("retry", trace.WithAttributes(attribute.String("error", err.Error())))
 		kind := "transient"
 		if errors.Is(err, eventcodec.ErrNewerSchema) {
