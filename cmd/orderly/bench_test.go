@@ -112,7 +112,7 @@ func TestBenchPacedOrders(t *testing.T) {
 		t.Fatalf("bench: %v\n%s", err, stderr.String())
 	}
 	out := stdout.String()
-	m := regexp.MustCompile(`(\d+) orders waited for the saga before they were placed \((\d+) went ahead`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`(\d+) orders held back for the saga before they were placed \((\d+) went ahead`).FindStringSubmatch(out)
 	if m == nil || m[1] == "0" {
 		t.Fatalf("no paced orders reported:\n%s", out)
 	}

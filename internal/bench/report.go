@@ -213,7 +213,7 @@ func (s *Summary) WriteTable(w io.Writer) error {
 			l.Scrapes, l.Max.SagaSeconds, l.Final.SagaSeconds, l.Max.SagaBacklog, l.Final.SagaBacklog,
 			l.Max.ProjectorSeconds, l.Final.ProjectorSeconds, l.Max.ProjectorBacklog, l.Final.ProjectorBacklog)
 		if l.PacedOrders > 0 {
-			fmt.Fprintf(w, "  %.0f orders waited for the saga before they were placed (%.0f went ahead with it still behind): their acknowledgement latency includes the wait\n",
+			fmt.Fprintf(w, "  %.0f orders held back for the saga before they were placed (%.0f went ahead with it still behind): their acknowledgement latency includes the wait\n",
 				l.PacedOrders, l.PacedTimedOut)
 		}
 		if l.Error != "" {

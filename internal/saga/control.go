@@ -66,6 +66,7 @@ func (s *Saga) Pause(ctx context.Context) (bool, error) {
 	changed, err := s.gate.Set(true, s.keepPause(ctx))
 	if changed {
 		s.log.Info("saga paused", "position", s.Position())
+		s.finished() // paused, it paces no order: let the held ones go
 	}
 	return changed, err
 }

@@ -76,6 +76,7 @@ func (s *Saga) process(ctx context.Context, j job) bool {
 		if !stalled {
 			stalled = true
 			s.pace.stalled[j.lane].Store(true) // its lane is stuck, not the saga behind: see Pace
+			s.finished()
 		}
 		span.AddEvent("retry", trace.WithAttributes(attribute.String("error", err.Error())))
 		kind := "transient"

@@ -60,7 +60,7 @@ func newMetrics(w *marks, paced *atomic.Int32) metrics {
 	})
 	m.pacedOut = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "orderly_saga_paced_orders_timed_out_total",
-		Help: "Paced PlaceOrder calls that went ahead with the saga still behind: after -order-pace-wait, or at once because 4096 calls were held already.",
+		Help: "Paced PlaceOrder calls that went ahead with the saga still behind: after -order-pace-wait, or at once because PaceMax (4,096 in the binaries) calls were held already.",
 	})
 	m.pacedFor = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "orderly_saga_pace_wait_seconds",

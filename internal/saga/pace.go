@@ -21,17 +21,18 @@ import (
 //
 // Pacing delays; it never refuses. After PaceWait an order goes ahead
 // whatever the saga's state: a saga that cannot keep up with an open-loop
-// load falls behind as before, and one that is stuck costs each order
-// PaceWait, not its acceptance.
+// load falls behind as before.
 //
 // Behind means overloaded, not stuck: the lag paced on is the age of the
 // oldest unfinished event in a lane that is not retrying a failed step. A
 // lane waiting for an upgraded build (an event of a newer schema), or
-// retrying against a failing store, holds up its own customers' decisions
-// only; it would otherwise hold up every order placed until the upgrade.
-// A paused saga is not paced on (its operator chose to let orders wait),
-// nor one that has not caught up once since it started: the backlog of a
-// restart is worked off without holding new orders back.
+// retrying against a failing store, would otherwise hold every order placed
+// until the upgrade, each for PaceWait. A paused saga is not paced on (its
+// operator chose to let orders wait), nor one that has not caught up once
+// since it started: the backlog of a restart is worked off without holding
+// new orders back. Later backlogs (partitions taken over, what queued during
+// a pause) are paced on. The lag is measured as orderly_saga_lag_seconds is:
+// the store's event time against this host's clock.
 
 // Pacing defaults; see Options.PaceLag, PaceWait and PaceMax.
 const (
@@ -47,7 +48,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.PaceLag, "order-pace-lag", DefaultPaceLag,
 		"a PlaceOrder waits while the credit saga is further behind than this (at most -order-pace-wait), so that decisions keep pace with orders; 0 turns pacing off")
 	fs.DurationVar(&o.PaceWait, "order-pace-wait", DefaultPaceWait,
-		"the longest a PlaceOrder waits for the credit saga to come back within -order-pace-lag; then it goes ahead")
+		"the longest a PlaceOrder waits for the credit saga to come back within -order-pace-lag; then it goes ahead (0: the default)")
 }
 
 // pacer is where paced orders wait for the saga to come back within its lag.
@@ -94,8 +95,9 @@ func (s *Saga) Pace(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl)/2)
 	}
+	held := s.pace.waiters.Add(1) // before the count, so that a paced order is seen waiting
 	s.metrics.paced.Inc()
-	if s.pace.waiters.Add(1) > int32(s.opts.PaceMax) {
+	if held > int32(s.opts.PaceMax) {
 		// Held calls are memory; past PaceMax of them, pacing adds none.
 		s.pace.waiters.Add(-1)
 		s.metrics.pacedOut.Inc()

@@ -2,7 +2,10 @@ package saga_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,7 +81,11 @@ func TestPaceHoldsOrdersWhileBehind(t *testing.T) {
 	s, release := pacedSaga(t, env, saga.Options{PaceLag: 100 * time.Millisecond, PaceWait: time.Minute})
 	head := env.Head(t)
 
-	done := placeAsync(ctx(t), env, other)
+	// No deadline: a wait cut short by half of one would hide a lost
+	// wake-up.
+	call, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := placeAsync(call, env, other)
 	eventually(t, converge, func() (bool, string) {
 		n := s.metric(t, "orderly_saga_paced_orders_total")
 		return n == 1, fmt.Sprintf("%v orders paced; want the one placed while behind", n)
@@ -237,4 +244,103 @@ func TestPaceNotWhenStuckOrPaused(t *testing.T) {
 			t.Errorf("%v orders paced while the saga is paused; want none", n)
 		}
 	})
+}
+
+// recovering fails the first reservation of one order once, as a store
+// briefly unreachable would, and holds every other reservation of its
+// customer until release is closed.
+type recovering struct {
+	saga.Commands
+	customer, first string
+	failed          atomic.Bool
+	release         chan struct{}
+}
+
+func (r *recovering) ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, meta eventcodec.Metadata) (command.Result, error) {
+	switch {
+	case cmd.CustomerID != r.customer:
+	case cmd.OrderID == r.first:
+		if !r.failed.Swap(true) {
+			return command.Result{}, errors.New("test: the store is briefly unreachable")
+		}
+	default:
+		select {
+		case <-r.release:
+		case <-ctx.Done():
+			return command.Result{}, ctx.Err()
+		}
+	}
+	return r.Commands.ReserveCredit(ctx, cmd, meta)
+}
+
+// TestPaceCountsARecoveredLane: a lane that retried a failed step and got
+// past it counts again; a later slow step in it holds orders back.
+func TestPaceCountsARecoveredLane(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	slow, other := env.RegisterCustomer(t, 100_000), env.RegisterCustomer(t, 100_000)
+	r := &recovering{Commands: env.Service, customer: slow, first: env.PlaceOrder(t, slow, 1_000), release: make(chan struct{})}
+	defer close(r.release)
+	s := startSagaWith(t, env, r, saga.Options{PaceLag: 100 * time.Millisecond, PaceWait: time.Minute, MaxBackoff: 50 * time.Millisecond})
+	env.Service.PaceOrders(s)
+	eventually(t, converge, func() (bool, string) {
+		return s.Status().CaughtUp && r.failed.Load(), "the saga has not decided the order whose reservation failed once"
+	})
+	place(t, env, slow, 1_000) // held in its step: the saga falls behind
+	eventually(t, converge, func() (bool, string) {
+		lag := s.Status().LagSeconds
+		return lag > 0.2, fmt.Sprintf("saga %.3fs behind", lag)
+	})
+	call, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := placeAsync(call, env, other)
+	eventually(t, converge, func() (bool, string) {
+		n := s.metric(t, "orderly_saga_paced_orders_total")
+		return n == 1, fmt.Sprintf("%v orders paced behind a slow step in a lane that once failed; want 1", n)
+	})
+	r.release <- struct{}{} // not closed: the deferred close ends the test
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPaceNotWhileCatchingUp: a saga working off what was written before it
+// started is behind by design, and holds no order back until it has caught
+// up once.
+func TestPaceNotWhileCatchingUp(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	slow := &slowed{Commands: env.Service, customer: env.RegisterCustomer(t, 100_000), release: make(chan struct{})}
+	defer close(slow.release)
+	other := env.RegisterCustomer(t, 100_000)
+	place(t, env, slow.customer, 1_000)
+	place(t, env, other, 1_000)
+	// One event in flight at a time: the first is held in its step, so the
+	// saga never reaches the end of the log.
+	s := startSagaWith(t, env, slow, saga.Options{PaceLag: 100 * time.Millisecond, PaceWait: time.Minute, MaxInFlight: 1})
+	env.Service.PaceOrders(s)
+	eventually(t, converge, func() (bool, string) {
+		lag := s.Status().LagSeconds
+		return lag > 0.2, fmt.Sprintf("saga %.3fs behind", lag)
+	})
+	if s.Status().CaughtUp {
+		t.Fatal("the saga caught up with one event held in its step")
+	}
+	place(t, env, other, 1_000)
+	if n := s.metric(t, "orderly_saga_paced_orders_total"); n != 0 {
+		t.Errorf("%v orders paced while the saga catches up after its start; want none", n)
+	}
+}
+
+// TestPaceOptionsRefused: a negative pace lag, wait or maximum is a
+// mistake, refused rather than read as "off" or as the default.
+func TestPaceOptionsRefused(t *testing.T) {
+	t.Parallel()
+	env := commandtest.Start(t, command.Options{})
+	for _, opts := range []saga.Options{{PaceLag: -time.Second}, {PaceWait: -time.Second}, {PaceMax: -1}} {
+		opts.Leases = leasesFor(t, env)
+		if _, err := saga.New(env.Conn, env.Service, slog.New(slog.DiscardHandler), opts); err == nil {
+			t.Errorf("saga.New(%+v) accepted", opts)
+		}
+	}
 }

@@ -166,6 +166,7 @@ func (o *Options) setDefaults() {
 	if o.PaceMax <= 0 {
 		o.PaceMax = DefaultPaceMax
 	}
+	o.PaceMax = min(o.PaceMax, math.MaxInt32) // counted in an atomic.Int32
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = 5 * time.Second
 	}
@@ -223,8 +224,11 @@ type Saga struct {
 // New returns a saga that follows the store through conn and issues its
 // commands to commands.
 func New(conn *eventlog.Conn, commands Commands, log *slog.Logger, opts Options) (*Saga, error) {
-	if opts.Workers < 0 || opts.LaneQueue < 0 || opts.MaxInFlight < 0 {
-		return nil, fmt.Errorf("saga: workers %d, lane queue %d, max in flight %d: none may be negative", opts.Workers, opts.LaneQueue, opts.MaxInFlight)
+	if opts.Workers < 0 || opts.LaneQueue < 0 || opts.MaxInFlight < 0 || opts.PaceMax < 0 {
+		return nil, fmt.Errorf("saga: workers %d, lane queue %d, max in flight %d, pace max %d: none may be negative", opts.Workers, opts.LaneQueue, opts.MaxInFlight, opts.PaceMax)
+	}
+	if opts.PaceLag < 0 || opts.PaceWait < 0 {
+		return nil, fmt.Errorf("saga: order pace lag %v, wait %v: neither may be negative (a lag of 0 turns pacing off)", opts.PaceLag, opts.PaceWait)
 	}
 	if opts.Leases == nil {
 		return nil, errors.New("saga: no lease store")
@@ -385,6 +389,7 @@ func (s *Saga) hold(ctx context.Context, held map[int]lease.Epoch) error {
 		}
 	}
 	s.marks.hold(held, from)
+	s.finished() // partitions given up may have been what held orders back
 	return nil
 }
 
