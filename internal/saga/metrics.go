@@ -2,6 +2,7 @@ package saga
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,9 +22,9 @@ type metrics struct {
 }
 
 // newMetrics reads the lag, position and in-flight gauges from w when
-// scraped, so they never disagree with the checkpoint rule, and the orders
-// held back from paced.
-func newMetrics(w *marks, paced *atomic.Int32) metrics {
+// scraped, so they never disagree with the checkpoint rule, the orders held
+// back from paced, and the lag that holds them back from paceLag.
+func newMetrics(w *marks, paced *atomic.Int32, paceLag func() time.Duration) metrics {
 	m := metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderly_saga_events_handled_total",
@@ -77,6 +78,10 @@ func newMetrics(w *marks, paced *atomic.Int32) metrics {
 			Name: "orderly_saga_position",
 			Help: "Commit position up to which the credit saga has finished every event (its checkpoint to be).",
 		}, func() float64 { return float64(w.position().Commit) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "orderly_saga_pace_lag_seconds",
+			Help: "The lag new orders are paced on: the age of the oldest unfinished event in a lane not retrying a failed step (orderly_saga_lag_seconds counts those too).",
+		}, func() float64 { return paceLag().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "orderly_saga_paced_orders_waiting",
 			Help: "PlaceOrder calls held back now, waiting for the credit saga to come back within -order-pace-lag.",

@@ -98,6 +98,9 @@ func TestPaceHoldsOrdersWhileBehind(t *testing.T) {
 	if n := s.metric(t, "orderly_saga_paced_orders_waiting"); n != 1 {
 		t.Errorf("%v orders waiting; want 1", n)
 	}
+	if lag := s.metric(t, "orderly_saga_pace_lag_seconds"); lag <= 0.1 {
+		t.Errorf("pace lag %vs while orders are held back for a lag over 0.1s", lag)
+	}
 	if h := env.Head(t); h != head {
 		t.Fatalf("the store's head moved from %d to %d while the order was held back", head, h)
 	}
@@ -228,6 +231,9 @@ func TestPaceNotWhenStuckOrPaused(t *testing.T) {
 		o := place(t, env, other, 1_000)
 		if n := s.metric(t, "orderly_saga_paced_orders_total"); n != 0 {
 			t.Errorf("%v orders paced behind a stuck lane; want none", n)
+		}
+		if lag := s.metric(t, "orderly_saga_pace_lag_seconds"); lag >= 0.1 {
+			t.Errorf("pace lag %vs with only a stuck lane behind; want it under the pace lag, 0.1s", lag)
 		}
 		eventually(t, converge, func() (bool, string) { return settled(t, env, []placed{o}) })
 	})
