@@ -110,8 +110,9 @@ func (s *Saga) Pace(ctx context.Context) error {
 		s.metrics.pacedFor.Observe(time.Since(start).Seconds())
 	}()
 	for {
-		// Registered as a waiter before looking again: a lane that finishes
-		// an event after this look sees the waiter and wakes it.
+		// The channel is taken before looking again, and the waiter counted
+		// before that: a lane that brings the saga back within its lag
+		// after this look sees the waiter and closes this channel.
 		wake := s.pace.woken()
 		if !s.behind() {
 			return nil
@@ -134,8 +135,9 @@ func (s *Saga) behind() bool {
 
 func (s *Saga) laneStalled(lane int) bool { return s.pace.stalled[lane].Load() }
 
-// finished wakes the paced orders once an event has finished and the saga
-// is back within its lag.
+// finished wakes the paced orders if the saga is back within its lag. It is
+// called whenever that may have become so: an event finished, a lane began
+// retrying, the saga was paused, the partitions held changed.
 func (s *Saga) finished() {
 	if s.pace.waiters.Load() > 0 && !s.behind() {
 		s.pace.release()
