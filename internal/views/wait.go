@@ -112,8 +112,7 @@ func WaitCheckpoint(ctx context.Context, r CheckpointReader, n *Notifier, pos ui
 	var (
 		cp       uint64
 		start    = time.Now()
-		lastRead time.Time     // zero until the store is first read
-		interval time.Duration // from lastRead to the next read
+		nextRead time.Time // zero until the store is first read
 	)
 	for {
 		var wake <-chan struct{}
@@ -124,8 +123,8 @@ func WaitCheckpoint(ctx context.Context, r CheckpointReader, n *Notifier, pos ui
 				return seen, nil
 			}
 		}
-		due := lastRead.Add(interval)
-		if lastRead.IsZero() {
+		due := nextRead
+		if due.IsZero() {
 			due = start
 			if sole {
 				due = start.Add(maxPoll)
@@ -139,7 +138,7 @@ func WaitCheckpoint(ctx context.Context, r CheckpointReader, n *Notifier, pos ui
 			if cp >= pos {
 				return cp, nil
 			}
-			lastRead, interval = time.Now(), wait
+			nextRead = time.Now().Add(wait)
 			wait = min(2*wait, maxPoll)
 			continue
 		}
