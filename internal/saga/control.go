@@ -50,7 +50,7 @@ func (s *Saga) Status() Status {
 		CaughtUp:        s.liveOnce.Load() && s.marks.unfinished() == 0,
 		Paused:          s.gate.Paused(),
 		Position:        s.marks.position().Commit,
-		LagSeconds:      s.marks.lag().Seconds(),
+		LagSeconds:      s.marks.lag(nil).Seconds(),
 		EventsPerSecond: s.meter.Rate(),
 		DeadLetters:     s.dead.count(),
 		LastError:       msg,

@@ -74,6 +74,17 @@ func startSagaWith(t testing.TB, env *commandtest.Env, cmds saga.Commands, opts 
 	return &running{Saga: s, metrics: reg, stop: stop}
 }
 
+// inAnotherLane registers customers of the given limit until one is in a
+// lane other than customer's, among workers lanes, and returns it.
+func inAnotherLane(t testing.TB, env *commandtest.Env, customer string, workers int, limit int64) string {
+	t.Helper()
+	for {
+		if c := env.RegisterCustomer(t, limit); saga.LaneOf(c, workers) != saga.LaneOf(customer, workers) {
+			return c
+		}
+	}
+}
+
 // testLeaseTTL is short, so that a saga killed without releasing its
 // partitions is taken over soon.
 const testLeaseTTL = time.Second

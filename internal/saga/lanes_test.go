@@ -112,10 +112,8 @@ func TestCheckpointStaysBeforeUnfinished(t *testing.T) {
 	t.Parallel()
 	env := commandtest.Start(t, command.Options{})
 	const workers = 8
-	other, stuck := env.RegisterCustomer(t, 100_000), env.RegisterCustomer(t, 10_000)
-	for saga.LaneOf(stuck, workers) == saga.LaneOf(other, workers) {
-		stuck = env.RegisterCustomer(t, 10_000)
-	}
+	other := env.RegisterCustomer(t, 100_000)
+	stuck := inAnotherLane(t, env, other, workers, 10_000)
 	cmds := &failing{Commands: env.Service, customer: stuck}
 	opts := saga.Options{Workers: workers, CheckpointEvery: 1, CheckpointInterval: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
 	first := startSagaWith(t, env, cmds, opts)

@@ -116,25 +116,14 @@ func (m *marks) unfinished() int {
 	return n
 }
 
-// lag is the age of the oldest unfinished event; 0 with none.
-func (m *marks) lag() time.Duration {
+// lag is the age of the oldest unfinished event outside the lanes skip
+// names (nil: none); 0 with none.
+func (m *marks) lag(skip func(lane int) bool) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var d time.Duration
 	for _, mk := range m.parts {
-		d = max(d, mk.wm.lag())
-	}
-	return d
-}
-
-// backlog is the age of the oldest unfinished event in a lane not stalled;
-// 0 with none.
-func (m *marks) backlog(stalled func(lane int) bool) time.Duration {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var d time.Duration
-	for _, mk := range m.parts {
-		d = max(d, mk.wm.backlog(stalled))
+		d = max(d, mk.wm.lag(skip))
 	}
 	return d
 }

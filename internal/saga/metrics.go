@@ -73,7 +73,7 @@ func newMetrics(w *marks, paced *atomic.Int32, paceLag func() time.Duration) met
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "orderly_saga_lag_seconds",
 			Help: "Age of the oldest event the credit saga has received and not finished; 0 when it has finished all it received.",
-		}, func() float64 { return w.lag().Seconds() }),
+		}, func() float64 { return w.lag(nil).Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "orderly_saga_position",
 			Help: "Commit position up to which the credit saga has finished every event (its checkpoint to be).",

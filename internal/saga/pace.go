@@ -130,7 +130,7 @@ func (s *Saga) Pace(ctx context.Context) error {
 
 // behind reports whether new orders are to wait for the saga.
 func (s *Saga) behind() bool {
-	return s.opts.PaceLag > 0 && s.liveOnce.Load() && !s.gate.Paused() && s.marks.backlog(s.laneStalled) > s.opts.PaceLag
+	return s.opts.PaceLag > 0 && s.liveOnce.Load() && !s.gate.Paused() && s.marks.lag(s.laneStalled) > s.opts.PaceLag
 }
 
 func (s *Saga) laneStalled(lane int) bool { return s.pace.stalled[lane].Load() }

@@ -215,10 +215,8 @@ func TestPaceNotWhenStuckOrPaused(t *testing.T) {
 		t.Parallel()
 		env := commandtest.Start(t, command.Options{})
 		const workers = 8
-		stuck, other := env.RegisterCustomer(t, 100_000), env.RegisterCustomer(t, 100_000)
-		for saga.LaneOf(stuck, workers) == saga.LaneOf(other, workers) {
-			other = env.RegisterCustomer(t, 100_000)
-		}
+		stuck := env.RegisterCustomer(t, 100_000)
+		other := inAnotherLane(t, env, stuck, workers, 100_000)
 		s := startSagaWith(t, env, &failing{Commands: env.Service, customer: stuck},
 			saga.Options{Workers: workers, PaceLag: 100 * time.Millisecond, PaceWait: time.Minute, MaxBackoff: 50 * time.Millisecond})
 		env.Service.PaceOrders(s)

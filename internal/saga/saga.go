@@ -242,7 +242,7 @@ func New(conn *eventlog.Conn, commands Commands, log *slog.Logger, opts Options)
 	s := &Saga{leases: leases, conn: conn, commands: commands, reg: opts.Registry, log: log, opts: opts,
 		slots: make(chan struct{}, opts.MaxInFlight), followSlots: make(chan struct{}, opts.MaxInFlight), nudge: make(chan struct{}, 1)}
 	s.pace.stalled = make([]atomic.Bool, opts.Workers)
-	s.metrics = newMetrics(&s.marks, &s.pace.waiters, func() time.Duration { return s.marks.backlog(s.laneStalled) })
+	s.metrics = newMetrics(&s.marks, &s.pace.waiters, func() time.Duration { return s.marks.lag(s.laneStalled) })
 	if opts.Registerer != nil {
 		for _, c := range s.metrics.collected {
 			if err := opts.Registerer.Register(c); err != nil {

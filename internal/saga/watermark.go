@@ -87,23 +87,13 @@ func (w *watermark) unfinished() int {
 	return w.pending.Len()
 }
 
-// lag is the age of the oldest unfinished event; 0 with none.
-func (w *watermark) lag() time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if f := w.pending.Front(); f != nil {
-		return time.Since(f.Value.(*inFlight).recordedAt)
-	}
-	return 0
-}
-
-// backlog is the age of the oldest unfinished event outside the stalled
-// lanes; 0 with none.
-func (w *watermark) backlog(stalled func(lane int) bool) time.Duration {
+// lag is the age of the oldest unfinished event outside the lanes skip
+// names (nil: none); 0 with none.
+func (w *watermark) lag(skip func(lane int) bool) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for e := w.pending.Front(); e != nil; e = e.Next() {
-		if f := e.Value.(*inFlight); !stalled(f.lane) {
+		if f := e.Value.(*inFlight); skip == nil || !skip(f.lane) {
 			return time.Since(f.recordedAt)
 		}
 	}
