@@ -28,6 +28,13 @@ type lane interface {
 	// store could not write within StoreTimeout (errTooSlow: the caller
 	// splits it).
 	apply(ctx context.Context, d decoded, checkpoint uint64) error
+	// due, fold and applied are apply's steps, for a follower writing
+	// several lanes' batches at once (see follower.applyTogether): the
+	// checkpoint a batch takes the lane to and whether it is to be written;
+	// the batch to write; the lane moved past it once written.
+	due(d decoded, checkpoint uint64) (uint64, bool)
+	fold(ctx context.Context, d decoded, next uint64) (views.Batch, error)
+	applied(d decoded, batch views.Batch, start time.Time)
 	// observe updates the lag metrics (and a rebuild's progress) after a
 	// batch, with backlog items received but not yet applied.
 	observe(ctx context.Context, caughtUp bool, backlog int)
@@ -137,64 +144,61 @@ func (l *viewLane[D]) decode(events []*esdb.RecordedEvent, floor uint64) decoded
 	return d
 }
 
-func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) error {
+// due returns the checkpoint a batch takes the lane to, and whether there
+// is anything to write: not when the batch brings nothing new, nor while
+// the lane is paused.
+func (l *viewLane[D]) due(d decoded, checkpoint uint64) (uint64, bool) {
 	next := max(l.cp, d.last, checkpoint)
 	if next == l.cp && d.events == 0 {
-		return nil // nothing new, not even the event at the checkpoint (see decode)
+		return next, false // nothing new, not even the event at the checkpoint (see decode)
 	}
 	if l.ctl != nil && l.ctl.gate.Paused() {
 		l.skipped = true // the resume resubscribes from l.cp
+		return next, false
+	}
+	return next, true
+}
+
+// fold folds a decoded batch into the batch to write, with checkpoint next
+// and the lane's fence.
+func (l *viewLane[D]) fold(ctx context.Context, d decoded, next uint64) (views.Batch, error) {
+	batch, err := l.pipe.fold(ctx, l.t, d)
+	if err != nil {
+		return batch, err
+	}
+	batch.Checkpoint = next
+	if l.share != nil {
+		batch.Fence = &l.share.fence
+	}
+	return batch, nil
+}
+
+// storeContext is the context of one write: a write begun finishes, under
+// its own deadline, even once ctx is done, so a projector stopping saves
+// the batch it was writing and its checkpoint rather than leave it to be
+// redone on restart.
+func (f *follower) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), f.p.opts.StoreTimeout)
+}
+
+func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) error {
+	next, due := l.due(d, checkpoint)
+	if !due {
 		return nil
 	}
 	view, run := string(l.t.View), l.f.run
 	m := l.f.p.metrics
 	for failures := 0; ; {
 		start := time.Now()
-		// A write begun finishes, under its own deadline, even once ctx is
-		// done: a projector stopping saves the batch it was writing and its
-		// checkpoint rather than leave it to be redone on restart.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.f.p.opts.StoreTimeout)
-		batch, err := l.pipe.fold(sctx, l.t, d)
+		sctx, cancel := l.f.storeContext(ctx)
+		batch, err := l.fold(sctx, d, next)
 		if err == nil {
-			batch.Checkpoint = next
-			if l.share != nil {
-				batch.Fence = &l.share.fence
-			}
 			err = l.f.p.store.Apply(sctx, l.t, batch)
 		}
 		timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if err == nil {
-			l.pipe.cache.put(l.pipe.kind.key, l.pipe.kind.docs(batch))
-			m.events.WithLabelValues(view, run).Add(float64(d.own))
-			m.documents.WithLabelValues(view, run).Add(float64(len(batch.Orders) + len(batch.Customers)))
-			m.batchEvents.WithLabelValues(view, run).Observe(float64(d.own))
-			m.applyTime.WithLabelValues(view, run).Observe(time.Since(start).Seconds())
-			m.checkpoint.WithLabelValues(view, run).Set(float64(next))
-			if n := len(batch.DeadLetters); n > 0 {
-				m.deadLetters.WithLabelValues(view, run).Add(float64(n))
-				m.errors.WithLabelValues(view, run, errDecode).Add(float64(n))
-				for _, dl := range batch.DeadLetters {
-					l.log.Error("event parked in the dead-letter view", "stream", dl.Stream, "revision", dl.Revision,
-						"position", dl.Position, "type", dl.Type, "event_id", dl.EventID, "err", dl.Error)
-				}
-			}
-			l.cp = next
-			if l.ctl != nil {
-				// Live only: a rebuild replaying the log would add a
-				// span to every trace ever recorded.
-				traceApplied(l.t, d, start)
-				l.ctl.applied(next, d, len(batch.DeadLetters))
-			}
-			if !l.f.rebuild && l.share.whole() {
-				// Only the instance doing all the work knows the view's
-				// checkpoint; with others sharing it, waiters read the store.
-				l.f.p.publish(l.t.View, next)
-			}
-			l.events += uint64(d.events)
-			if d.events > 0 {
-				l.lastEventAt = d.lastAt
-			}
+			l.applied(d, batch, start)
 			return nil
 		}
 		if errors.Is(err, views.ErrStale) || errors.Is(err, lease.ErrLost) || ctx.Err() != nil {
@@ -214,6 +218,43 @@ func (l *viewLane[D]) apply(ctx context.Context, d decoded, checkpoint uint64) e
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
+	}
+}
+
+// applied moves the lane past a batch the store has written, begun at
+// start: the cache, the metrics, the checkpoint and who waits for it.
+func (l *viewLane[D]) applied(d decoded, batch views.Batch, start time.Time) {
+	view, run := string(l.t.View), l.f.run
+	m := l.f.p.metrics
+	l.pipe.cache.put(l.pipe.kind.key, l.pipe.kind.docs(batch))
+	m.events.WithLabelValues(view, run).Add(float64(d.own))
+	m.documents.WithLabelValues(view, run).Add(float64(len(batch.Orders) + len(batch.Customers)))
+	m.batchEvents.WithLabelValues(view, run).Observe(float64(d.own))
+	m.applyTime.WithLabelValues(view, run).Observe(time.Since(start).Seconds())
+	m.checkpoint.WithLabelValues(view, run).Set(float64(batch.Checkpoint))
+	if n := len(batch.DeadLetters); n > 0 {
+		m.deadLetters.WithLabelValues(view, run).Add(float64(n))
+		m.errors.WithLabelValues(view, run, errDecode).Add(float64(n))
+		for _, dl := range batch.DeadLetters {
+			l.log.Error("event parked in the dead-letter view", "stream", dl.Stream, "revision", dl.Revision,
+				"position", dl.Position, "type", dl.Type, "event_id", dl.EventID, "err", dl.Error)
+		}
+	}
+	l.cp = batch.Checkpoint
+	if l.ctl != nil {
+		// Live only: a rebuild replaying the log would add a span to
+		// every trace ever recorded.
+		traceApplied(l.t, d, start)
+		l.ctl.applied(l.cp, d, len(batch.DeadLetters))
+	}
+	if !l.f.rebuild && l.share.whole() {
+		// Only the instance doing all the work knows the view's
+		// checkpoint; with others sharing it, waiters read the store.
+		l.f.p.publish(l.t.View, l.cp)
+	}
+	l.events += uint64(d.events)
+	if d.events > 0 {
+		l.lastEventAt = d.lastAt
 	}
 }
 

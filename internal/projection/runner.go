@@ -442,6 +442,9 @@ func (f *follower) applyAll(ctx context.Context, lanes []lane, b decodedBatch) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if g, ok := f.p.store.(views.GroupWriter); ok && len(lanes) > 1 && f.applyTogether(ctx, g, lanes, b) {
+		return nil
+	}
 	errs := make([]error, len(lanes))
 	var wg sync.WaitGroup
 	for i, l := range lanes {
@@ -453,6 +456,46 @@ func (f *follower) applyAll(ctx context.Context, lanes []lane, b decodedBatch) e
 		return f.split(ctx, lanes, b.pending)
 	}
 	return err
+}
+
+// applyTogether writes every lane's share of b in one ApplyGroup, and
+// reports whether it did. On any failure it has written nothing (ApplyGroup
+// is all or none) and moved no lane, and applyAll writes the lanes one by
+// one instead: that path retries, splits a batch too slow to write and
+// tells a stale version or a lost lease from a failing store, per lane.
+func (f *follower) applyTogether(ctx context.Context, g views.GroupWriter, lanes []lane, b decodedBatch) bool {
+	start := time.Now()
+	sctx, cancel := f.storeContext(ctx)
+	defer cancel()
+	var due []lane
+	var nexts []uint64
+	for _, l := range lanes {
+		if next, ok := l.due(b.lanes[l.target().View], b.checkpoint); ok {
+			due, nexts = append(due, l), append(nexts, next)
+		}
+	}
+	writes := make([]views.Write, len(due))
+	errs := make([]error, len(due))
+	var wg sync.WaitGroup
+	for i, l := range due {
+		wg.Go(func() {
+			batch, err := l.fold(sctx, b.lanes[l.target().View], nexts[i])
+			writes[i], errs[i] = views.Write{Target: l.target(), Batch: batch}, err
+		})
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if err == nil && len(writes) > 0 {
+		err = g.ApplyGroup(sctx, writes)
+	}
+	if err != nil {
+		f.log.Debug("writing the views together failed; writing them one by one", "err", err, "events", len(b.events))
+		return false
+	}
+	for i, l := range due {
+		l.applied(b.lanes[l.target().View], writes[i].Batch, start)
+	}
+	return true
 }
 
 // errTooSlow is a lane's batch of more than one event that the view store

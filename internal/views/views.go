@@ -332,3 +332,21 @@ type Store interface {
 	lease.Store
 	Close() error
 }
+
+// GroupWriter is a Writer that can write the batches of several views in
+// one transaction. A store whose writes queue behind one writer (SQLite)
+// then pays one commit for a projector's batch, not one per view, and
+// readers see every view at the same checkpoint.
+type GroupWriter interface {
+	Writer
+	// ApplyGroup writes each batch to its target as Apply does, all or
+	// none: on an error (ErrStale for any target, lease.ErrLost for any
+	// fence, a failed commit) nothing of any batch is written.
+	ApplyGroup(ctx context.Context, writes []Write) error
+}
+
+// Write is one batch of ApplyGroup and the version it goes to.
+type Write struct {
+	Target Target
+	Batch  Batch
+}

@@ -27,6 +27,8 @@ func Run(t *testing.T, open func(t *testing.T) views.Store) {
 		{"RoundTrip", testRoundTrip},
 		{"Guards", testGuards},
 		{"GuardsInBulk", testGuardsInBulk},
+		{"Recreated", testRecreated},
+		{"ApplyGroup", testApplyGroup},
 		{"Load", testLoad},
 		{"ListOrders", testListOrders},
 		{"ListCustomers", testListCustomers},
@@ -229,6 +231,109 @@ func testGuardsInBulk(t *testing.T, s views.Store) {
 		if d, ok := got[id]; !ok || d.Revision != want[id] {
 			t.Errorf("order %s: revision %d (stored: %v), want %d", id, d.Revision, ok, want[id])
 		}
+	}
+}
+
+// testRecreated: a document whose stream was deleted and created anew comes
+// back at a newer revision with what never changes otherwise changed (an
+// order's customer and creation time, a customer's registration). Every
+// lookup then finds it as it is now, also when its batch mixes it with an
+// ordinary update and a refused one.
+func testRecreated(t *testing.T, s views.Store) {
+	orders, customers := live(t, s, views.Orders), live(t, s, views.Customers)
+	apply(t, s, orders, views.Batch{Orders: []views.OrderDoc{
+		Order("o1", "c1", base, domain.StatusPending, 0),
+		Order("o2", "c1", base, domain.StatusPending, 0),
+		Order("o3", "c1", base, domain.StatusApproved, 5),
+	}})
+	moved := Order("o1", "c2", base.Add(time.Hour), domain.StatusPending, 3)
+	updated := Order("o2", "c1", base, domain.StatusApproved, 1)
+	apply(t, s, orders, views.Batch{Orders: []views.OrderDoc{moved, updated, Order("o3", "c1", base, domain.StatusCancelled, 4)}})
+	same(t, "recreated order", getOrder(t, s, "o1"), moved)
+	same(t, "updated order", getOrder(t, s, "o2"), updated)
+	same(t, "order refused beside them", getOrder(t, s, "o3").Status, domain.StatusApproved)
+	for _, tc := range []struct {
+		q    views.OrderQuery
+		want []string
+	}{
+		{views.OrderQuery{CustomerID: "c2", Limit: 10}, []string{"o1"}},
+		{views.OrderQuery{CustomerID: "c2", Status: domain.StatusPending, Limit: 10}, []string{"o1"}},
+		{views.OrderQuery{CustomerID: "c1", Status: domain.StatusPending, Limit: 10}, nil},
+		{views.OrderQuery{CustomerID: "c1", Limit: 10}, []string{"o3", "o2"}},
+		{views.OrderQuery{Status: domain.StatusPending, Limit: 10}, []string{"o1"}},
+		{views.OrderQuery{Limit: 1}, []string{"o1"}}, // the newest now
+	} {
+		docs, err := s.ListOrders(ctxFor(t), tc.q)
+		if err != nil {
+			t.Fatalf("ListOrders(%+v): %v", tc.q, err)
+		}
+		if got := ids(docs); !slices.Equal(got, tc.want) {
+			t.Errorf("ListOrders(%+v) = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+
+	apply(t, s, customers, views.Batch{Customers: []views.CustomerDoc{Customer("c1", 5, 1), Customer("c2", 7, 1)}})
+	again := Customer("c1", 9, 4)
+	apply(t, s, customers, views.Batch{Customers: []views.CustomerDoc{again, Customer("c2", 7, 2)}})
+	for _, tc := range []struct {
+		after uint64
+		want  []string
+	}{{0, []string{"c2", "c1"}}, {7, []string{"c1"}}, {9, nil}} {
+		docs, err := s.ListCustomers(ctxFor(t), views.CustomerQuery{Limit: 10, After: tc.after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range docs {
+			got = append(got, d.CustomerID)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("ListCustomers after %d = %v, want %v", tc.after, got, tc.want)
+		}
+	}
+	if got := getCustomer(t, s, "c1"); got.RegisteredPosition != 9 || got.Revision != 4 {
+		t.Errorf("re-registered customer = %+v, want registered at 9, revision 4", got)
+	}
+}
+
+// testApplyGroup: a store that writes several views' batches at once writes
+// all of them or, when any fails, none.
+func testApplyGroup(t *testing.T, s views.Store) {
+	g, ok := s.(views.GroupWriter)
+	if !ok {
+		t.Skip("the store writes one view's batch at a time")
+	}
+	ctx := ctxFor(t)
+	orders, customers := live(t, s, views.Orders), live(t, s, views.Customers)
+	if err := g.ApplyGroup(ctx, []views.Write{
+		{Target: orders, Batch: views.Batch{Orders: []views.OrderDoc{Order("o1", "c1", base, domain.StatusPending, 0)}, Checkpoint: 10}},
+		{Target: customers, Batch: views.Batch{Customers: []views.CustomerDoc{Customer("c1", 1, 0)}, Checkpoint: 10}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	getOrder(t, s, "o1")
+	getCustomer(t, s, "c1")
+	checkpoint(t, s, 10)
+
+	// The failing write comes last: what the first wrote is taken back.
+	gone := views.Target{View: views.Orders, Version: orders.Version + 100}
+	err := g.ApplyGroup(ctx, []views.Write{
+		{Target: customers, Batch: views.Batch{Customers: []views.CustomerDoc{Customer("c2", 2, 0)}, Checkpoint: 20}},
+		{Target: orders, Batch: views.Batch{Orders: []views.OrderDoc{Order("o2", "c2", base, domain.StatusPending, 0)}, Checkpoint: 20}},
+		{Target: gone, Batch: views.Batch{Checkpoint: 20}},
+	})
+	if !errors.Is(err, views.ErrStale) {
+		t.Fatalf("ApplyGroup with a version that is not there = %v, want ErrStale", err)
+	}
+	if _, err := s.GetCustomer(ctx, "c2"); !errors.Is(err, views.ErrNotFound) {
+		t.Errorf("customer of the refused group: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetOrder(ctx, "o2"); !errors.Is(err, views.ErrNotFound) {
+		t.Errorf("order of the refused group: %v, want ErrNotFound", err)
+	}
+	checkpoint(t, s, 10)
+	if err := g.ApplyGroup(ctx, []views.Write{{Target: orders, Batch: views.Batch{Customers: []views.CustomerDoc{Customer("c3", 3, 0)}}}}); err == nil {
+		t.Error("ApplyGroup of customers to the orders view: no error")
 	}
 }
 
