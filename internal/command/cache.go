@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderly/orderly/internal/domain"
+	"github.com/orderly/orderly/internal/eventcodec"
 )
 
 // entry is one aggregate as this process last saw it: its state folded up
@@ -29,6 +30,11 @@ type entry struct {
 	rev         int64 // revision of the last event folded; -1 while the stream has none
 	pos         uint64
 	lastID      uuid.UUID // the event at rev, to tell a recreated stream from this one
+	// lastMeta is the command of the event at rev (its ID, name and
+	// fingerprint only): a resend of the command that last changed the
+	// aggregate, as the saga sends when an event's delivery overtakes the
+	// step it started, is answered without reading that event back.
+	lastMeta eventcodec.Metadata
 	// ids maps a hash of each command ID in the stream to the revision of
 	// its last event. A hash, not the ID, because a customer with a million
 	// orders holds a million of them; a hit is confirmed by reading that one

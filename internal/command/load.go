@@ -27,7 +27,7 @@ var errStale = errors.New("the stream is not the one cached")
 // reset empties e onto agg, an aggregate with no events.
 func (s *Service) reset(e *entry, agg aggregate) {
 	e.loaded, e.agg, e.rev, e.pos = false, agg, -1, 0
-	e.lastID = [16]byte{}
+	e.lastID, e.lastMeta = [16]byte{}, eventcodec.Metadata{}
 	e.ids = newCmdIndex()
 	e.snap = nil
 	e.profile.Store(nil)
@@ -132,6 +132,7 @@ func (s *Service) fold(e *entry, r eventlog.Recorded) {
 		e.ids.set(idHash(r.Meta.CommandID), r.Revision)
 	}
 	e.rev, e.pos, e.lastID = int64(r.Revision), r.Position, r.EventID
+	e.lastMeta = eventcodec.Metadata{CommandID: r.Meta.CommandID, Command: r.Meta.Command, Fingerprint: r.Meta.Fingerprint}
 	if e.snap != nil {
 		s.track(e, r)
 	}
@@ -167,7 +168,8 @@ func (s *Service) foldAppended(e *entry, appended []eventlog.Recorded) {
 }
 
 // recordedIn looks meta's command ID up in e's index and confirms a hit by
-// reading the one event it points to. If that event belongs to another
+// reading the one event it points to — or, when that is the last event e
+// folded, by the command ID e kept of it. If that event belongs to another
 // command ID (two IDs share a hash), the stream is scanned as before the
 // index existed.
 func (s *Service) recordedIn(ctx context.Context, e *entry, meta eventcodec.Metadata) (Result, bool, error) {
@@ -175,12 +177,15 @@ func (s *Service) recordedIn(ctx context.Context, e *entry, meta eventcodec.Meta
 	if !ok {
 		return Result{}, false, nil
 	}
+	if int64(rev) == e.rev && e.lastMeta.CommandID == meta.CommandID {
+		return s.replayed("cache")(recorded([]eventlog.Recorded{{Revision: rev, Position: e.pos, Meta: e.lastMeta}}, meta))
+	}
 	recs, err := s.read(ctx, e.stream, rev, 1)
 	if err != nil {
 		return Result{}, false, err
 	}
 	if len(recs) == 1 && recs[0].Revision == rev && recs[0].Meta.CommandID == meta.CommandID {
-		return recorded(recs, meta)
+		return s.replayed("store")(recorded(recs, meta))
 	}
 	s.log.Warn("command ID hash collision; scanning the stream", "stream", e.stream, "revision", rev)
 	var (
@@ -199,8 +204,19 @@ func (s *Service) recordedIn(ctx context.Context, e *entry, meta eventcodec.Meta
 			res, found = r, true
 		}
 		if len(recs) < readChunk {
-			return res, found, nil
+			return s.replayed("store")(res, found, nil)
 		}
+	}
+}
+
+// replayed passes recordedIn's answer on, counting a replay confirmed as
+// named.
+func (s *Service) replayed(confirmed string) func(Result, bool, error) (Result, bool, error) {
+	return func(res Result, ok bool, err error) (Result, bool, error) {
+		if ok && err == nil {
+			s.metrics.replays.WithLabelValues(confirmed).Inc()
+		}
+		return res, ok, err
 	}
 }
 

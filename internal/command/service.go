@@ -89,6 +89,7 @@ func (s *Service) PaceOrders(p Pacer) { s.pacer.Store(&p) }
 // metrics are recorded on the single path every command takes.
 type metrics struct {
 	conflicts                                 *prometheus.CounterVec
+	replays                                   *prometheus.CounterVec
 	cacheHits, cacheMisses, cacheEvictions    prometheus.Counter
 	cacheBytes                                prometheus.Gauge
 	pagesWritten, pagesLoaded, pagesDiscarded prometheus.Counter
@@ -104,6 +105,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "orderly_command_conflicts_total",
 			Help: "Appends refused because another writer changed the stream first; each is followed by a new attempt or, after MaxAttempts, ABORTED.",
 		}, []string{"aggregate"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderly_command_replays_total",
+			Help: "Commands answered with the result of the request first sent under their command ID (writing nothing), confirmed by the cached aggregate (cache: its last event is that command's) or by reading the command's event from the store (store).",
+		}, []string{"confirmed"}),
 		cacheHits:      counter("orderly_command_cache_hits_total", "Commands that found their aggregate cached."),
 		cacheMisses:    counter("orderly_command_cache_misses_total", "Commands that had to load their aggregate."),
 		cacheEvictions: counter("orderly_command_cache_evictions_total", "Aggregates evicted from the cache to keep it within its bytes."),
@@ -116,7 +121,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		pagesDropped:   counter("orderly_command_snapshot_pages_dropped_total", "Snapshot pages not written: queue full, too large, or the append failed."),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.conflicts, m.cacheHits, m.cacheMisses, m.cacheEvictions, m.cacheBytes,
+		for _, c := range []prometheus.Collector{m.conflicts, m.replays, m.cacheHits, m.cacheMisses, m.cacheEvictions, m.cacheBytes,
 			m.pagesWritten, m.pagesLoaded, m.pagesDiscarded, m.pagesDropped} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("command metrics: %w", err)
