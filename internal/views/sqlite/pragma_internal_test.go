@@ -75,9 +75,11 @@ func TestCheckpointerCopiesWrites(t *testing.T) {
 	}
 }
 
-// Every connection maps the database file: readers, whose page cache each
-// commit elsewhere empties, then read pages without a system call each.
-func TestConnectionsMapTheFile(t *testing.T) {
+// No connection maps the database file: SQLite unmaps it whole at each
+// read transaction after a commit elsewhere, which stalls the process on
+// every core (see open). The setting is pinned here, as a build's default
+// could change it.
+func TestConnectionsDoNotMapTheFile(t *testing.T) {
 	ctx := context.Background()
 	s := openAt(t, filepath.Join(t.TempDir(), "views.db"))
 	for name, db := range map[string]interface {
@@ -87,8 +89,8 @@ func TestConnectionsMapTheFile(t *testing.T) {
 		if err := db.QueryRowContext(ctx, `PRAGMA mmap_size`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n != mmapBytes {
-			t.Errorf("%s mmap_size = %d, want %d", name, n, mmapBytes)
+		if n != 0 {
+			t.Errorf("%s mmap_size = %d, want 0", name, n)
 		}
 	}
 }

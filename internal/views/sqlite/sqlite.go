@@ -78,13 +78,17 @@ func open(ctx context.Context, path string, restartAt int) (*Store, error) {
 	q.Set("_busy_timeout", "10000")
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "NORMAL")
-	// Every connection maps the database file (up to mmapBytes): a reader's
-	// page cache is dropped whenever another connection has committed,
-	// which under a steady load is before nearly every read, and without
-	// the map each page it then needs is a pread into that cache — a
-	// tenth of the whole system's CPU at 1,000 orders/s. Pages still in
-	// the WAL are read as before.
-	q.Add("_pragma", "mmap_size("+strconv.Itoa(mmapBytes)+")")
+	// No connection maps the database file. A reader's page cache is
+	// dropped whenever another connection has committed, which under a
+	// steady load is before nearly every read, and SQLite then unmaps a
+	// mapped file whole, to map it again at its new size: a munmap per read
+	// transaction, each interrupting every core the process runs on to
+	// flush its address translations. Reading the few pages a lookup needs
+	// with a pread each costs less CPU and, above all, stalls no one: with
+	// the map, write-to-visible at 1,000 orders/s had twice the median and
+	// 1.4× the p99 (BENCHMARKS.md, "Reading the views without a mapped
+	// file"). Set explicitly, whatever the build's default.
+	q.Add("_pragma", "mmap_size(0)")
 	// The writer's page cache (256 MiB at most, taken as pages are used)
 	// keeps a large view's B-tree interior in memory while a rebuild
 	// inserts into it; readers keep SQLite's small default.
@@ -135,9 +139,6 @@ func (s *Store) Close() error {
 	s.rStmts.close()
 	return errors.Join(s.c.Close(), s.r.Close(), s.w.Close())
 }
-
-// mmapBytes is how much of the database file each connection maps.
-const mmapBytes = 1 << 30
 
 // restartFrames is the WAL length, in frames (pages: 32 MiB), past which
 // the checkpointer restarts the WAL from its start. SQLite reuses the WAL
