@@ -82,11 +82,11 @@ func open(ctx context.Context, path string, restartAt int) (*Store, error) {
 	// dropped whenever another connection has committed, which under a
 	// steady load is before nearly every read, and SQLite then unmaps a
 	// mapped file whole, to map it again at its new size: a munmap per read
-	// transaction, each interrupting every core the process runs on to
-	// flush its address translations. Reading the few pages a lookup needs
-	// with a pread each costs less CPU and, above all, stalls no one: with
-	// the map, write-to-visible at 1,000 orders/s had twice the median and
-	// 1.4× the p99 (BENCHMARKS.md, "Reading the views without a mapped
+	// transaction, for which the kernel also interrupts the other cores
+	// running the process to flush their address translations. Reading the
+	// few pages a lookup needs with a pread each costs less: with the map,
+	// write-to-visible at 1,000 orders/s had about twice the median and up
+	// to 1.5× the p99 (BENCHMARKS.md, "Reading the views without a mapped
 	// file"). Set explicitly, whatever the build's default.
 	q.Add("_pragma", "mmap_size(0)")
 	// The writer's page cache (256 MiB at most, taken as pages are used)
