@@ -15,7 +15,7 @@ import (
 	"github.com/orderly/orderly/internal/views"
 )
 
-// groupWrites is a real view store that counts its writes by kind, and
+// groupWrites wraps a real view store: it counts the writes by kind, and
 // fails every group write carrying order failOrder, as a store whose
 // commit fails would.
 type groupWrites struct {
