@@ -661,10 +661,11 @@ func upsertRows(ctx context.Context, tx *dbTx, head string, tail upsertTail, wid
 		if tail.all == "" {
 			continue
 		}
-		if changed, err := res.RowsAffected(); err != nil || changed == int64(k) {
-			if err != nil {
-				return err
-			}
+		changed, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if changed == int64(k) {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, values+tail.all, vals...); err != nil {
