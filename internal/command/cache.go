@@ -41,6 +41,9 @@ type entry struct {
 	// event, so a collision costs a scan, never a wrong answer.
 	ids  *cmdIndex
 	snap *pageTracker // nil when the aggregate is not snapshotted
+	// lazy are the snapshot pages whose credit lines and index entries a
+	// lazy load left in the store; nil when it left none (see pagekeys.go).
+	lazy *lazyPages
 
 	// profile is set, once, when a customer is seen registered: what
 	// PlaceOrder needs of it, which never changes afterwards.
@@ -67,6 +70,9 @@ func (e *entry) estimate() int64 {
 	n := int64(entryBytes) + e.ids.bytes()
 	if c, ok := e.agg.(*domain.Customer); ok {
 		n += c.CreditBytes()
+	}
+	if e.lazy != nil {
+		n += e.lazy.size()
 	}
 	return n
 }

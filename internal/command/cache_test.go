@@ -168,15 +168,23 @@ func keysOf(histories ...[]stored) (orders, commands []string) {
 	return orders, commands
 }
 
-func answersOf(c *domain.Customer, ids *cmdIndex, orders, commands []string) answers {
-	a := answers{Head: c.Head(), Lines: map[string]domain.Credit{}, IDs: map[string]uint64{}}
+// ledger is what a customer answers, however it is held: its head, the
+// credit line of an order and the revision a command ID is indexed at.
+type ledger struct {
+	head  domain.CustomerHead
+	line  func(orderID string) (domain.Credit, bool)
+	index func(commandID string) (uint64, bool)
+}
+
+func answersOf(l ledger, orders, commands []string) answers {
+	a := answers{Head: l.head, Lines: map[string]domain.Credit{}, IDs: map[string]uint64{}}
 	for _, o := range orders {
-		if l, ok := c.CreditLine(o); ok {
-			a.Lines[o] = l
+		if c, ok := l.line(o); ok {
+			a.Lines[o] = c
 		}
 	}
 	for _, cmd := range commands {
-		if rev, ok := ids.get(idHash(cmd)); ok {
+		if rev, ok := l.index(cmd); ok {
 			a.IDs[cmd] = rev
 		}
 	}
@@ -185,10 +193,10 @@ func answersOf(c *domain.Customer, ids *cmdIndex, orders, commands []string) ans
 
 // sameAnswers fails t unless got and want answer alike about the keys of
 // histories.
-func sameAnswers(t *testing.T, what string, got, want *domain.Customer, gotIDs, wantIDs *cmdIndex, histories ...[]stored) {
+func sameAnswers(t *testing.T, what string, got, want ledger, histories ...[]stored) {
 	t.Helper()
 	orders, commands := keysOf(histories...)
-	g, w := answersOf(got, gotIDs, orders, commands), answersOf(want, wantIDs, orders, commands)
+	g, w := answersOf(got, orders, commands), answersOf(want, orders, commands)
 	if !reflect.DeepEqual(g.Head, w.Head) {
 		t.Fatalf("%s: head %+v; folded from zero %+v", what, g.Head, w.Head)
 	}
@@ -222,20 +230,64 @@ func foldFromZero(t *testing.T, c *esdb.Client, id string) (*domain.Customer, *c
 	return cust, ids
 }
 
-// loaded loads customer id into s's cache as a command would, and returns
-// its state and index.
-func loaded(t testing.TB, s *Service, id string) (*domain.Customer, *cmdIndex) {
+// fromZero is foldFromZero's ledger.
+func fromZero(t *testing.T, c *esdb.Client, id string) ledger {
+	t.Helper()
+	cust, ids := foldFromZero(t, c, id)
+	return ledger{head: cust.Head(), line: cust.CreditLine, index: func(cmd string) (uint64, bool) { return ids.get(idHash(cmd)) }}
+}
+
+// loaded loads customer id into s's cache as a command would, or catches
+// it up, and returns its ledger: lines and command IDs are looked up as a
+// command looks them up (in the pages a lazy load left in the store, too).
+func loaded(t testing.TB, s *Service, id string) ledger {
+	t.Helper()
+	return loadedWith(t, s, id, true)
+}
+
+// loadedWith is loaded; without lazy, a load reads the pages in full.
+func loadedWith(t testing.TB, s *Service, id string, lazy bool) ledger {
 	t.Helper()
 	e := acquire(s, customers, id)
 	defer s.cache.release(e)
 	if !e.loaded {
-		if err := s.load(testCtx(t), e); err != nil {
+		if err := s.loadWith(testCtx(t), e, lazy); err != nil {
 			t.Fatal(err)
 		}
 	} else if _, err := s.refresh(testCtx(t), e); err != nil {
 		t.Fatal(err)
 	}
-	return e.agg.(*domain.Customer), e.ids
+	in := func(f func(e *entry)) {
+		e := acquire(s, customers, id)
+		defer s.cache.release(e)
+		if !e.loaded { // evicted meanwhile
+			if err := s.load(testCtx(t), e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f(e)
+	}
+	return ledger{
+		head: e.agg.(*domain.Customer).Head(),
+		line: func(orderID string) (l domain.Credit, ok bool) {
+			in(func(e *entry) {
+				if err := s.resolveCredit(testCtx(t), e, orderID); err != nil {
+					t.Fatal(err)
+				}
+				l, ok = e.agg.(*domain.Customer).CreditLine(orderID)
+			})
+			return l, ok
+		},
+		index: func(cmd string) (rev uint64, ok bool) {
+			in(func(e *entry) {
+				var err error
+				if rev, ok, err = s.indexed(testCtx(t), e, idHash(cmd)); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return rev, ok
+		},
+	}
 }
 
 // TestSnapshotFoldEqualsFoldFromZero: for random histories and random page
@@ -244,13 +296,21 @@ func loaded(t testing.TB, s *Service, id string) (*domain.Customer, *cmdIndex) {
 // does one cached and caught up. Events keep coming, and the service
 // restarts at random points (with its pages written, or some still queued),
 // so later loads read pages of several writers, runs of several sizes, some
-// compacting in the background while the answers are read.
+// compacting in the background while the answers are read. Loads use the
+// pages' keys, leaving lines and index entries in the store, or read the
+// pages in full; now and then the keys are deleted, as a store written
+// before keys existed has none, and the next full load writes them again.
 func TestSnapshotFoldEqualsFoldFromZero(t *testing.T) {
 	t.Parallel()
 	connString := estest.Start(t)
 	client := estest.Client(t, connString)
 	rng := rand.New(rand.NewPCG(14, 2))
-	var pagesLoaded float64
+	var pagesLoaded, pagesDeferred, pagesFetched float64
+	count := func(s *Service) {
+		pagesLoaded += value(s.metrics.pagesLoaded)
+		pagesDeferred += value(s.metrics.pagesDeferred)
+		pagesFetched += value(s.metrics.pagesFetched)
+	}
 	for round := range 10 {
 		id := uuid.NewString()
 		pageEvents := 1 + rng.IntN(40)
@@ -271,21 +331,25 @@ func TestSnapshotFoldEqualsFoldFromZero(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				pagesLoaded += value(s.metrics.pagesLoaded)
+				count(s)
 				s = serviceOn(t, connString, opts)
+				if rng.IntN(4) == 0 {
+					_, _ = client.DeleteStream(testCtx(t), keysStream(eventlog.CustomerStream(id)), esdb.DeleteStreamOptions{})
+				}
 			}
 			if rng.IntN(2) == 0 { // else compactions may be under way
-				s.pages.waitCompactions()
+				s.pages.waitBackground()
 			}
-			got, gotIDs := loaded(t, s, id)
-			want, wantIDs := foldFromZero(t, client, id)
-			sameAnswers(t, fmt.Sprintf("round %d step %d (pages of %d, restarted %v)", round, step, pageEvents, restart),
-				got, want, gotIDs, wantIDs, history)
+			lazy := rng.IntN(3) > 0
+			got := loadedWith(t, s, id, lazy)
+			want := fromZero(t, client, id)
+			sameAnswers(t, fmt.Sprintf("round %d step %d (pages of %d, restarted %v, lazy %v)", round, step, pageEvents, restart, lazy),
+				got, want, history)
 		}
-		pagesLoaded += value(s.metrics.pagesLoaded)
+		count(s)
 	}
-	if pagesLoaded == 0 {
-		t.Fatal("no load used a snapshot page")
+	if pagesLoaded == 0 || pagesDeferred == 0 || pagesFetched == 0 {
+		t.Fatalf("pages loaded %v, deferred to their keys %v, fetched for a lookup %v: some way of loading went untried", pagesLoaded, pagesDeferred, pagesFetched)
 	}
 }
 
@@ -306,9 +370,9 @@ func TestSnapshotOfAnotherFoldVersionIsDiscarded(t *testing.T) {
 	}
 
 	cur := serviceOn(t, connString, opts)
-	got, gotIDs := loaded(t, cur, id)
-	want, wantIDs := foldFromZero(t, client, id)
-	sameAnswers(t, "loaded by this build", got, want, gotIDs, wantIDs, history)
+	got := loaded(t, cur, id)
+	want := fromZero(t, client, id)
+	sameAnswers(t, "loaded by this build", got, want, history)
 	wantPages(t, "this build", cur, 0, 10)
 	if err := cur.WaitSnapshots(testCtx(t)); err != nil {
 		t.Fatal(err)
@@ -328,9 +392,9 @@ func TestPagesLoadAcrossChunks(t *testing.T) {
 	opts := Options{SnapshotEvents: 1}
 	check := func(what string, s *Service, discarded float64) {
 		t.Helper()
-		got, gotIDs := loaded(t, s, id)
-		want, wantIDs := foldFromZero(t, client, id)
-		sameAnswers(t, what, got, want, gotIDs, wantIDs, history)
+		got := loaded(t, s, id)
+		want := fromZero(t, client, id)
+		sameAnswers(t, what, got, want, history)
 		wantPages(t, what, s, pages, discarded)
 	}
 
@@ -372,16 +436,16 @@ func TestSnapshotOfARecreatedStreamIsNotUsed(t *testing.T) {
 	appendAll(t, client, stream, recreated)
 
 	r := serviceOn(t, connString, opts)
-	got, gotIDs := loaded(t, r, id)
-	want, wantIDs := foldFromZero(t, client, id)
+	got := loaded(t, r, id)
+	want := fromZero(t, client, id)
 	// The old history's orders and commands too: none may be found.
-	sameAnswers(t, "recreated stream", got, want, gotIDs, wantIDs, old, recreated)
+	sameAnswers(t, "recreated stream", got, want, old, recreated)
 	if d := value(r.metrics.pagesDiscarded); d == 0 {
 		t.Fatal("no page discarded")
 	}
 	// The writer's own cache, folded from the old stream, is caught too.
-	got, gotIDs = loaded(t, w, id)
-	sameAnswers(t, "stale cache caught up", got, want, gotIDs, wantIDs, old, recreated)
+	got = loaded(t, w, id)
+	sameAnswers(t, "stale cache caught up", got, want, old, recreated)
 }
 
 // TestReplicasShareAStore: two services on one store, each with its own
@@ -533,8 +597,8 @@ func TestReplayAfter100kEvents(t *testing.T) {
 		}
 	}
 	if !raceEnabled {
-		if got, _ := loaded(t, restarted, id); got.CreditLimit.Minor != 500 {
-			t.Fatalf("limit %d; want 500", got.CreditLimit.Minor)
+		if got := loaded(t, restarted, id); got.head.CreditLimit.Minor != 500 {
+			t.Fatalf("limit %d; want 500", got.head.CreditLimit.Minor)
 		}
 	}
 	recs, err := eventlog.Read(ctx, client, eventcodec.Default(), eventlog.CustomerStream(id), last, 0)
@@ -644,7 +708,7 @@ func TestSoftDeletedCustomerLoads(t *testing.T) {
 	}
 	_, err = s.ReserveCredit(ctx, domain.ReserveCredit{CustomerID: id, OrderID: uuid.NewString(), Amount: usd(300)}, eventcodec.Metadata{CommandID: uuid.NewString()})
 	t.Logf("reservation on the cached, soft-deleted customer: %v", err)
-	if c, _ := loaded(t, serviceOn(t, connString, Options{}), id); c.Registered || c.Reserved.Minor != 0 {
+	if c := loaded(t, serviceOn(t, connString, Options{}), id).head; c.Registered || c.Reserved.Minor != 0 {
 		t.Fatalf("customer loaded after its soft delete = %+v; want unregistered", c)
 	}
 }
@@ -665,7 +729,7 @@ func TestPageQueueLetsWrittenPagesGo(t *testing.T) {
 	s, _ := newTestService(t, Options{})
 	jobs := make([]pageJob, 3)
 	for i := range jobs {
-		jobs[i] = pageJob{stream: snapshotStream("customer-" + uuid.NewString()), id: uuid.New(), data: []byte("page")}
+		jobs[i] = pageJob{stream: "customer-" + uuid.NewString(), id: uuid.New(), data: []byte("page"), page: &page{}}
 	}
 	w := s.pages
 	w.mu.Lock()
@@ -716,9 +780,9 @@ func TestPagesOfAnOlderFormatAreDiscarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := serviceOn(t, connString, Options{SnapshotEvents: 10})
-	got, gotIDs := loaded(t, s, id)
-	want, wantIDs := foldFromZero(t, client, id)
-	sameAnswers(t, "loaded past an old page", got, want, gotIDs, wantIDs, history)
+	got := loaded(t, s, id)
+	want := fromZero(t, client, id)
+	sameAnswers(t, "loaded past an old page", got, want, history)
 	wantPages(t, "past an old page", s, 0, 1)
 }
 
@@ -734,11 +798,12 @@ func storeWithCustomer(t *testing.T, seed uint64, n int) (connString string, cli
 	return connString, client, id, history
 }
 
-// wantPages fails t unless s loaded and discarded so many snapshot pages.
-func wantPages(t *testing.T, what string, s *Service, loaded, discarded float64) {
+// wantPages fails t unless s used (loaded, or deferred to their keys) and
+// discarded so many snapshot pages.
+func wantPages(t *testing.T, what string, s *Service, used, discarded float64) {
 	t.Helper()
-	if l, d := value(s.metrics.pagesLoaded), value(s.metrics.pagesDiscarded); l != loaded || d != discarded {
-		t.Fatalf("%s: pages loaded %v, discarded %v; want %v and %v", what, l, d, loaded, discarded)
+	if u, d := value(s.metrics.pagesLoaded)+value(s.metrics.pagesDeferred), value(s.metrics.pagesDiscarded); u != used || d != discarded {
+		t.Fatalf("%s: pages used %v, discarded %v; want %v and %v", what, u, d, used, discarded)
 	}
 }
 
@@ -763,7 +828,7 @@ func TestCacheCountsRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	reader := serviceOn(t, connString, opts)
-	loaded(t, reader, id)
+	loadedWith(t, reader, id, false)
 	if value(reader.metrics.pagesLoaded) == 0 {
 		t.Fatal("no page loaded")
 	}
@@ -772,6 +837,19 @@ func TestCacheCountsRuns(t *testing.T) {
 		if b := value(s.metrics.cacheBytes); b < least || b > 4*least+entryBytes {
 			t.Errorf("%s: cache holds %v bytes by its estimate; the runs alone hold %v", name, b, least)
 		}
+	}
+	// Loaded from the pages' keys, it holds their fingerprints, and once
+	// merged, the merged arrays (twice as many bytes): less than the runs.
+	lazy := serviceOn(t, connString, opts)
+	loaded(t, lazy, id)
+	lazy.pages.waitBackground()
+	loaded(t, lazy, id) // released again, with the merge counted
+	if value(lazy.metrics.pagesDeferred) == 0 {
+		t.Fatal("no page deferred")
+	}
+	keys := float64(orders * 2 * fpLen)
+	if b := value(lazy.metrics.cacheBytes); b < 3*keys || b > least {
+		t.Errorf("loaded from page keys: cache holds %v bytes by its estimate; their fingerprints, merged too, hold %v, the runs %v", b, 3*keys, least)
 	}
 }
 

@@ -88,7 +88,13 @@ type decision[A aggregate] func(ctx context.Context, agg A) ([]domain.Event, err
 // again, after a jittered pause, up to MaxAttempts times, then fails with
 // ErrConflict.
 func execute[A aggregate](ctx context.Context, s *Service, k kind[A], id string, meta eventcodec.Metadata, decide decision[A]) (Result, error) {
-	return run(ctx, s, k, id, meta, decide, false)
+	return run(ctx, s, k, id, meta, decide, false, "")
+}
+
+// executeOnLine is execute for a decision on the credit line of orderID of
+// customer id: each attempt resolves that line first (see resolveCredit).
+func executeOnLine(ctx context.Context, s *Service, id, orderID string, meta eventcodec.Metadata, decide decision[*domain.Customer]) (Result, error) {
+	return run(ctx, s, customers, id, meta, decide, false, orderID)
 }
 
 // create is execute for a command that opens its aggregate's stream. That
@@ -100,10 +106,10 @@ func execute[A aggregate](ctx context.Context, s *Service, k kind[A], id string,
 // such a failure, or a refusal, the command runs as execute would, finding a
 // replay or refusing the clash.
 func create[A aggregate](ctx context.Context, s *Service, k kind[A], id string, meta eventcodec.Metadata, decide decision[A]) (Result, error) {
-	return run(ctx, s, k, id, meta, decide, true)
+	return run(ctx, s, k, id, meta, decide, true, "")
 }
 
-func run[A aggregate](ctx context.Context, s *Service, k kind[A], id string, meta eventcodec.Metadata, decide decision[A], assumeNew bool) (Result, error) {
+func run[A aggregate](ctx context.Context, s *Service, k kind[A], id string, meta eventcodec.Metadata, decide decision[A], assumeNew bool, line string) (Result, error) {
 	if meta.CommandID == "" {
 		return Result{}, errors.New("command without a command ID")
 	}
@@ -120,7 +126,7 @@ func run[A aggregate](ctx context.Context, s *Service, k kind[A], id string, met
 		}
 	}
 	for attempt := 1; ; attempt++ {
-		res, err := attemptOnce(ctx, s, k, e, meta, decide)
+		res, err := attemptOnce(ctx, s, k, e, meta, decide, line)
 		if !errors.Is(err, errMoved) {
 			return res, err
 		}
@@ -188,10 +194,16 @@ func createNew[A aggregate](ctx context.Context, s *Service, k kind[A], id strin
 }
 
 // attemptOnce decides once against e and appends. It returns errMoved (with
-// the cause) when e turned out stale and has caught up.
-func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], e *entry, meta eventcodec.Metadata, decide decision[A]) (Result, error) {
+// the cause) when e turned out stale and has caught up. line, unless empty,
+// is the order whose credit line the decision reads.
+func attemptOnce[A aggregate](ctx context.Context, s *Service, k kind[A], e *entry, meta eventcodec.Metadata, decide decision[A], line string) (Result, error) {
 	if res, ok, err := s.recordedIn(ctx, e, meta); ok || err != nil {
 		return res, err
+	}
+	if line != "" {
+		if err := s.resolveCredit(ctx, e, line); err != nil {
+			return Result{}, err
+		}
 	}
 	events, err := decide(ctx, e.agg.(A))
 	if err != nil || len(events) == 0 {

@@ -29,22 +29,26 @@ func (s *Service) reset(e *entry, agg aggregate) {
 	e.loaded, e.agg, e.rev, e.pos = false, agg, -1, 0
 	e.lastID, e.lastMeta = [16]byte{}, eventcodec.Metadata{}
 	e.ids = newCmdIndex()
-	e.snap = nil
+	e.snap, e.lazy = nil, nil
 	e.profile.Store(nil)
 	if e.snapshotted && s.opts.SnapshotEvents > 0 {
 		e.snap = &pageTracker{}
 	}
 }
 
-// load builds e from its snapshot pages, if any, and the events after them.
-// Pages that do not lead to the stream as it is now are discarded, and e is
-// folded from the first event.
-func (s *Service) load(ctx context.Context, e *entry) error {
+// load builds e from its snapshot, if any, and the events after it. A
+// snapshot that does not lead to the stream as it is now is discarded, and
+// e is folded from the first event.
+func (s *Service) load(ctx context.Context, e *entry) error { return s.loadWith(ctx, e, true) }
+
+// loadWith is load; with lazy, from the keys of the pages when they reach
+// far enough (see pagekeys.go), else from the pages in full.
+func (s *Service) loadWith(ctx context.Context, e *entry, lazy bool) error {
 	s.reset(e, e.fresh())
 	var pages pageLog
 	if e.snap != nil {
 		var err error
-		if pages, err = s.loadPages(ctx, e); err != nil {
+		if pages, err = s.loadSnapshot(ctx, e, lazy); err != nil {
 			return err
 		}
 	}
@@ -52,7 +56,8 @@ func (s *Service) load(ctx context.Context, e *entry) error {
 	if errors.Is(err, errStale) && pages.used > 0 {
 		s.metrics.pagesDiscarded.Add(float64(pages.used))
 		s.log.Warn("snapshot pages do not match their stream; folding it from the start", "stream", e.stream, "pages", pages.used)
-		s.dropPages(ctx, e.stream, pages.lastRev)
+		s.dropSnapshot(ctx, snapshotStream(e.stream), pages.lastRev)
+		s.dropSnapshot(ctx, keysStream(e.stream), pages.keysRev)
 		s.reset(e, e.fresh())
 		_, err = s.catchUp(ctx, e)
 	}
@@ -65,6 +70,34 @@ func (s *Service) load(ctx context.Context, e *entry) error {
 	e.noteProfile()
 	e.loaded = true
 	return nil
+}
+
+// loadSnapshot sets e, fresh from reset, from its page keys (with lazy,
+// when they reach the pages written) or else from its pages, whose missing
+// keys it then has written.
+func (s *Service) loadSnapshot(ctx context.Context, e *entry, lazy bool) (pageLog, error) {
+	keys := keyChain{lastRev: -1}
+	if lazy {
+		var err error
+		if keys, err = s.readKeys(ctx, e); err != nil {
+			return pageLog{}, err
+		}
+		lastRev, reach, err := s.keysReach(ctx, e, keys)
+		if err != nil {
+			return pageLog{}, err
+		}
+		if reach {
+			s.loadLazily(e, keys)
+			return pageLog{used: len(keys.keys), lastRev: lastRev, keysRev: keys.lastRev}, nil
+		}
+	}
+	found, applied, err := s.loadPages(ctx, e)
+	if err != nil {
+		return found, err
+	}
+	found.keysRev = keys.lastRev
+	s.healKeys(e.stream, applied, keys.end())
+	return found, nil
 }
 
 // refresh folds into e whatever was appended since it was folded (reloading
@@ -173,9 +206,9 @@ func (s *Service) foldAppended(e *entry, appended []eventlog.Recorded) {
 // command ID (two IDs share a hash), the stream is scanned as before the
 // index existed.
 func (s *Service) recordedIn(ctx context.Context, e *entry, meta eventcodec.Metadata) (Result, bool, error) {
-	rev, ok := e.ids.get(idHash(meta.CommandID))
-	if !ok {
-		return Result{}, false, nil
+	rev, ok, err := s.indexed(ctx, e, idHash(meta.CommandID))
+	if !ok || err != nil {
+		return Result{}, false, err
 	}
 	if int64(rev) == e.rev && e.lastMeta.CommandID == meta.CommandID {
 		return s.replayed("cache")(recorded([]eventlog.Recorded{{Revision: rev, Position: e.pos, Meta: e.lastMeta}}, meta))

@@ -93,7 +93,7 @@ type metrics struct {
 	cacheHits, cacheMisses, cacheEvictions    prometheus.Counter
 	cacheBytes                                prometheus.Gauge
 	pagesWritten, pagesLoaded, pagesDiscarded prometheus.Counter
-	pagesDropped                              prometheus.Counter
+	pagesDropped, pagesDeferred, pagesFetched prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -118,11 +118,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		pagesWritten:   counter("orderly_command_snapshot_pages_written_total", "Snapshot pages appended."),
 		pagesLoaded:    counter("orderly_command_snapshot_pages_loaded_total", "Snapshot pages applied while loading aggregates."),
 		pagesDiscarded: counter("orderly_command_snapshot_pages_discarded_total", "Snapshot pages not used: another fold version, or a stream that was recreated."),
-		pagesDropped:   counter("orderly_command_snapshot_pages_dropped_total", "Snapshot pages not written: queue full, too large, or the append failed."),
+		pagesDropped:   counter("orderly_command_snapshot_pages_dropped_total", "Snapshot pages, or their keys, not written: queue full, too large, or the append failed."),
+		pagesDeferred:  counter("orderly_command_snapshot_pages_deferred_total", "Snapshot pages a load left in the store, reading only their keys."),
+		pagesFetched:   counter("orderly_command_snapshot_pages_fetched_total", "Snapshot pages read one at a time, to look up an order or a command ID of a customer loaded from page keys."),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.conflicts, m.replays, m.cacheHits, m.cacheMisses, m.cacheEvictions, m.cacheBytes,
-			m.pagesWritten, m.pagesLoaded, m.pagesDiscarded, m.pagesDropped} {
+			m.pagesWritten, m.pagesLoaded, m.pagesDiscarded, m.pagesDropped, m.pagesDeferred, m.pagesFetched} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("command metrics: %w", err)
 			}
@@ -194,7 +196,7 @@ func (s *Service) Close() {
 // ReserveCredit holds an order's amount on its customer, or records that it
 // does not fit (CreditLimitExceeded).
 func (s *Service) ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ReserveCredit", cmd), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return executeOnLine(ctx, s, cmd.CustomerID, cmd.OrderID, as(meta, "ReserveCredit", cmd), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.ReserveCredit(cmd)
 	})
 }
@@ -202,7 +204,7 @@ func (s *Service) ReserveCredit(ctx context.Context, cmd domain.ReserveCredit, m
 // ReleaseCredit gives an order's reservation back; without one it does
 // nothing.
 func (s *Service) ReleaseCredit(ctx context.Context, cmd domain.ReleaseCredit, meta eventcodec.Metadata) (Result, error) {
-	return execute(ctx, s, customers, cmd.CustomerID, as(meta, "ReleaseCredit", cmd), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
+	return executeOnLine(ctx, s, cmd.CustomerID, cmd.OrderID, as(meta, "ReleaseCredit", cmd), func(_ context.Context, c *domain.Customer) ([]domain.Event, error) {
 		return c.ReleaseCredit(cmd)
 	})
 }

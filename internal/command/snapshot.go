@@ -85,14 +85,20 @@ type pageTracker struct {
 	broken bool
 }
 
-// page is one decoded snapshot page.
-type page struct {
+// pageHeader says what a page covers, under which fold key: the revisions
+// from and to, and the ID of the event at to. A page's keys carry it too.
+type pageHeader struct {
 	foldKey  uint64
 	from, to uint64
 	lastID   uuid.UUID
-	head     domain.CustomerHead
-	credits  domain.CreditSeal
-	ids      string // the index run (cmdIndex)
+}
+
+// page is one decoded snapshot page.
+type page struct {
+	pageHeader
+	head    domain.CustomerHead
+	credits domain.CreditSeal
+	ids     string // the index run (cmdIndex)
 }
 
 // track, at the end of a page's run, seals the changes of the run (the
@@ -107,8 +113,8 @@ func (s *Service) track(e *entry, r eventlog.Recorded) {
 	}
 	c := e.agg.(*domain.Customer)
 	p := page{
-		foldKey: s.foldKey, from: t.from, to: r.Revision, lastID: r.EventID,
-		head: c.Head(), credits: c.SealCredits(), ids: e.ids.seal(),
+		pageHeader: pageHeader{foldKey: s.foldKey, from: t.from, to: r.Revision, lastID: r.EventID},
+		head:       c.Head(), credits: c.SealCredits(), ids: e.ids.seal(),
 	}
 	t.from = r.Revision + 1
 	s.compact(e)
@@ -116,7 +122,7 @@ func (s *Service) track(e *entry, r eventlog.Recorded) {
 		return
 	}
 	data := p.encode()
-	if len(data) > maxPageBytes || !s.pages.enqueue(pageJob{stream: snapshotStream(e.stream), id: pageID(e.stream, p), data: data}) {
+	if len(data) > maxPageBytes || !s.pages.enqueue(pageJob{stream: e.stream, id: pageID(e.stream, p), data: data, page: &p}) {
 		t.broken = true
 		s.metrics.pagesDropped.Inc()
 		s.log.Warn("snapshot page not queued; this aggregate writes no more pages until it is loaded again",
@@ -137,9 +143,9 @@ func (s *Service) compact(e *entry) {
 	if len(stacks) == 0 {
 		return
 	}
-	s.pages.compactions.Add(1)
+	s.pages.background.Add(1)
 	go func() {
-		defer s.pages.compactions.Done()
+		defer s.pages.background.Done()
 		for _, st := range stacks {
 			st.Compact()
 		}
@@ -151,18 +157,26 @@ func pageID(stream string, p page) uuid.UUID {
 	return derive("snapshot", stream, strconv.FormatUint(p.from, 10), strconv.FormatUint(p.to, 10), strconv.FormatUint(p.foldKey, 16))
 }
 
-// pageLog is what loadPages found.
+// pageLog is what a load found of e's snapshot.
 type pageLog struct {
-	used    int   // pages applied
+	used    int   // pages applied, or deferred to their keys
 	lastRev int64 // revision of the last page read, -1 if none
+	keysRev int64 // revision of the last page keys read, -1 if none
+}
+
+// storedPage is a page applied by a load, and its revision.
+type storedPage struct {
+	p   page
+	rev uint64
 }
 
 // loadPages applies e's snapshot pages to e (fresh from reset), leaving it
-// at the last revision they cover.
-func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, error) {
+// at the last revision they cover. It returns the pages applied.
+func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, []storedPage, error) {
 	stream := snapshotStream(e.stream)
-	found := pageLog{lastRev: -1}
+	found := pageLog{lastRev: -1, keysRev: -1}
 	var chain []string // the pages to apply, as read
+	var revs []uint64  // their revisions
 	var last page      // the last page's header
 	next, stale := uint64(0), 0
 	err := s.readPages(ctx, stream, func(raw []*esdb.RecordedEvent) {
@@ -180,39 +194,41 @@ func (s *Service) loadPages(ctx context.Context, e *entry) (pageLog, error) {
 			if h.from != next {
 				continue // a repeat, or past a gap
 			}
-			chain, last, next = append(chain, data), h, h.to+1
+			chain, revs, last, next = append(chain, data), append(revs, re.EventNumber), h, h.to+1
 		}
 	})
 	if err != nil {
-		return found, err
+		return found, nil, err
 	}
 	if stale > 0 {
 		s.metrics.pagesDiscarded.Add(float64(stale))
 		if len(chain) == 0 {
 			s.log.Info("snapshot pages of another fold version discarded", "stream", e.stream, "pages", stale)
-			s.dropPages(ctx, e.stream, found.lastRev)
+			s.dropSnapshot(ctx, stream, found.lastRev)
 		}
 	}
 	if len(chain) == 0 {
-		return found, nil
+		return found, nil, nil
 	}
 	c := e.agg.(*domain.Customer)
-	for _, data := range chain {
-		var p page
+	applied := make([]storedPage, len(chain))
+	for i, data := range chain {
+		p := &applied[i].p
+		applied[i].rev = revs[i]
 		err := p.decode(data, true)
 		if err == nil {
 			c.Restore(p.head)
 			err = errors.Join(c.RestoreCredits(p.credits), e.ids.restore(p.ids))
 		}
 		if err != nil {
-			return found, fmt.Errorf("snapshot page %d-%d of %s: %w", p.from, p.to, e.stream, err)
+			return found, nil, fmt.Errorf("snapshot page %d-%d of %s: %w", p.from, p.to, e.stream, err)
 		}
 	}
 	e.rev, e.lastID = int64(last.to), last.lastID
 	e.snap.from = last.to + 1
 	found.used = len(chain)
 	s.metrics.pagesLoaded.Add(float64(len(chain)))
-	return found, nil
+	return found, applied, nil
 }
 
 // readPages hands each event of a snapshot stream to use, in order. A
@@ -287,26 +303,28 @@ func (s *Service) readPages(ctx context.Context, stream string, use func([]*esdb
 	}
 }
 
-// dropPages deletes a snapshot stream whose pages are of no use, so loads stop
-// reading them; new pages recreate it. Expecting the revision read keeps a
-// page another replica wrote meanwhile.
-func (s *Service) dropPages(ctx context.Context, stream string, lastRev int64) {
+// dropSnapshot deletes a snapshot stream (of pages or of their keys) whose
+// events are of no use, so loads stop reading them; new pages recreate it.
+// Expecting the revision read keeps an event another replica wrote
+// meanwhile.
+func (s *Service) dropSnapshot(ctx context.Context, stream string, lastRev int64) {
 	if lastRev < 0 {
 		return
 	}
-	_, err := storeCall(ctx, s, eventlog.Op{Method: "DeleteStream", Stream: snapshotStream(stream)}, func(ctx context.Context, c *esdb.Client) (*esdb.DeleteResult, error) {
-		return c.DeleteStream(ctx, snapshotStream(stream), esdb.DeleteStreamOptions{ExpectedRevision: esdb.Revision(uint64(lastRev))})
+	_, err := storeCall(ctx, s, eventlog.Op{Method: "DeleteStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) (*esdb.DeleteResult, error) {
+		return c.DeleteStream(ctx, stream, esdb.DeleteStreamOptions{ExpectedRevision: esdb.Revision(uint64(lastRev))})
 	})
 	if err != nil {
-		s.log.Warn("snapshot pages not deleted", "stream", stream, "err", err)
+		s.log.Warn("snapshot stream not deleted", "stream", stream, "err", err)
 	}
 }
 
-// pageJob is a page waiting to be written.
+// pageJob is a page waiting to be written, then its keys; or keys alone.
 type pageJob struct {
-	stream string
-	id     uuid.UUID
-	data   []byte
+	stream string    // the customer's stream
+	id     uuid.UUID // of the page, or of the keys when page is nil
+	data   []byte    // the encoded page, or keys
+	page   *page     // the page data encodes; nil for keys alone
 }
 
 // pageWriter appends pages in the order queued, from one goroutine that runs
@@ -314,8 +332,9 @@ type pageJob struct {
 type pageWriter struct {
 	s        *Service
 	maxBytes int
-	// compactions counts the merges of runs under way (see compact).
-	compactions sync.WaitGroup
+	// background counts the work on loaded state under way: merges of runs
+	// (see compact), keys of pages loaded without them (see healKeys).
+	background sync.WaitGroup
 
 	mu    sync.Mutex
 	queue []pageJob
@@ -355,24 +374,43 @@ func (w *pageWriter) drain(done chan struct{}) {
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
 
-		_, err := storeCall(context.Background(), w.s, eventlog.Op{Method: "AppendToStream", Stream: j.stream}, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
-			return c.AppendToStream(ctx, j.stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}},
-				esdb.EventData{EventID: j.id, EventType: pageEventType, ContentType: esdb.ContentTypeBinary, Data: j.data})
-		})
+		w.write(j)
 		w.mu.Lock()
 		w.bytes -= len(j.data)
 		w.mu.Unlock()
-		if err != nil {
-			w.s.metrics.pagesDropped.Inc()
-			w.s.log.Warn("snapshot page not written", "stream", j.stream, "err", err)
-			continue
-		}
-		w.s.metrics.pagesWritten.Inc()
 	}
 }
 
-// waitCompactions returns once the merges of runs under way are done.
-func (w *pageWriter) waitCompactions() { w.compactions.Wait() }
+// write appends j's page, if any, then its keys, which name the revision
+// the store gave the page.
+func (w *pageWriter) write(j pageJob) {
+	data, id := j.data, j.id
+	if j.page != nil {
+		wr, err := w.append(snapshotStream(j.stream), pageEventType, id, data)
+		if err != nil {
+			w.s.metrics.pagesDropped.Inc()
+			w.s.log.Warn("snapshot page not written", "stream", j.stream, "err", err)
+			return
+		}
+		w.s.metrics.pagesWritten.Inc()
+		k := pageKeysOf(j.page, wr.NextExpectedVersion)
+		data, id = k.encode(), keysID(j.stream, k)
+	}
+	if _, err := w.append(keysStream(j.stream), keysEventType, id, data); err != nil {
+		w.s.metrics.pagesDropped.Inc()
+		w.s.log.Warn("snapshot page keys not written; loads read the pages in full until they are", "stream", j.stream, "err", err)
+	}
+}
+
+func (w *pageWriter) append(stream, eventType string, id uuid.UUID, data []byte) (*esdb.WriteResult, error) {
+	return storeCall(context.Background(), w.s, eventlog.Op{Method: "AppendToStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) (*esdb.WriteResult, error) {
+		return c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}},
+			esdb.EventData{EventID: id, EventType: eventType, ContentType: esdb.ContentTypeBinary, Data: data})
+	})
+}
+
+// waitBackground returns once the work on loaded state under way is done.
+func (w *pageWriter) waitBackground() { w.background.Wait() }
 
 // wait returns once the queued pages are written (or failed).
 func (w *pageWriter) wait(ctx context.Context) error {
@@ -396,16 +434,8 @@ func (w *pageWriter) wait(ctx context.Context) error {
 func (p *page) encode() []byte {
 	c := &p.credits
 	b := make([]byte, 0, 128+len(c.Run)+len(c.Odd)*64+len(p.ids))
-	b = append(b, pageFormat)
-	b = binary.LittleEndian.AppendUint64(b, p.foldKey)
-	b = binary.AppendUvarint(b, p.from)
-	b = binary.AppendUvarint(b, p.to)
-	b = append(b, p.lastID[:]...)
-	b = appendBool(b, p.head.Registered)
-	b = appendString(b, p.head.Name)
-	b = appendString(b, p.head.Email)
-	b = appendMoney(b, p.head.CreditLimit)
-	b = appendMoney(b, p.head.Reserved)
+	b = p.pageHeader.append(b, pageFormat)
+	b = appendHead(b, p.head)
 	b = appendBool(b, c.Reset)
 	b = appendString(b, c.Run)
 	b = binary.AppendUvarint(b, uint64(len(c.Odd)))
@@ -415,6 +445,23 @@ func (p *page) encode() []byte {
 		b = appendMoney(b, l.Credit.Amount)
 	}
 	return appendString(b, p.ids)
+}
+
+// append encodes h after the format byte of what it heads.
+func (h *pageHeader) append(b []byte, format byte) []byte {
+	b = append(b, format)
+	b = binary.LittleEndian.AppendUint64(b, h.foldKey)
+	b = binary.AppendUvarint(b, h.from)
+	b = binary.AppendUvarint(b, h.to)
+	return append(b, h.lastID[:]...)
+}
+
+func appendHead(b []byte, h domain.CustomerHead) []byte {
+	b = appendBool(b, h.Registered)
+	b = appendString(b, h.Name)
+	b = appendString(b, h.Email)
+	b = appendMoney(b, h.CreditLimit)
+	return appendMoney(b, h.Reserved)
 }
 
 func appendBool(b []byte, v bool) []byte {
@@ -438,19 +485,13 @@ var errBadPage = errors.New("malformed snapshot page")
 // Strings and runs are slices of data: decoding copies no entry.
 func (p *page) decode(data string, body bool) error {
 	r := pageReader{s: data}
-	if r.byte() != pageFormat {
-		return errBadPage
-	}
-	p.foldKey = r.fixed64()
-	p.from, p.to = r.uvarint(), r.uvarint()
-	copy(p.lastID[:], r.take(16))
-	if r.err != nil || p.to < p.from {
-		return errBadPage
+	if err := r.header(&p.pageHeader, pageFormat); err != nil {
+		return err
 	}
 	if !body {
 		return nil
 	}
-	p.head = domain.CustomerHead{Registered: r.byte() == 1, Name: r.string(), Email: r.string(), CreditLimit: r.money(), Reserved: r.money()}
+	p.head = r.head()
 	c := &p.credits
 	c.Reset, c.Run = r.byte() == 1, r.string()
 	c.Odd = make([]domain.CreditLine, r.count())
@@ -526,6 +567,24 @@ func (r *pageReader) count() int {
 }
 
 func (r *pageReader) string() string { return r.take(r.count()) }
+
+// header reads a page header after the format byte, which must be format.
+func (r *pageReader) header(h *pageHeader, format byte) error {
+	if r.byte() != format {
+		return errBadPage
+	}
+	h.foldKey = r.fixed64()
+	h.from, h.to = r.uvarint(), r.uvarint()
+	copy(h.lastID[:], r.take(16))
+	if r.err != nil || h.to < h.from {
+		return errBadPage
+	}
+	return nil
+}
+
+func (r *pageReader) head() domain.CustomerHead {
+	return domain.CustomerHead{Registered: r.byte() == 1, Name: r.string(), Email: r.string(), CreditLimit: r.money(), Reserved: r.money()}
+}
 
 func (r *pageReader) money() domain.Money {
 	return domain.Money{Currency: r.string(), Minor: r.varint()}

@@ -30,6 +30,15 @@ type creditBook struct {
 	// the book was emptied (a registration) since then.
 	oddTouched []string
 	reset      bool
+	// deferred: the lines sealed before the customer was loaded were left
+	// where they are stored (see DeferCredits). An order in none of recent,
+	// odd and runs then has a line only if resolved says so, and none is
+	// known until it is resolved.
+	deferred bool
+	// resolved are the lines looked up for a deferred book since its last
+	// seal (the zero state: none); a seal clears them, as the lines they
+	// stand for are still where they were found.
+	resolved map[string]orderCredit
 }
 
 type bookEntry struct {
@@ -94,33 +103,50 @@ func (b *creditBook) set(orderID string, oc orderCredit) {
 	b.oddTouched = append(b.oddTouched, orderID)
 }
 
+// get is orderID's line, if it has one; an order a deferred book has not
+// resolved has none as far as get says (see lookup).
 func (b *creditBook) get(orderID string) (orderCredit, bool) {
+	oc, found, _ := b.lookup(orderID)
+	return oc, found
+}
+
+// lookup finds orderID's line: found, or known to be absent, or neither (an
+// order of a deferred book not resolved yet). Newer parts shadow older ones:
+// recent and odd, then runs, then what was resolved of the lines below.
+func (b *creditBook) lookup(orderID string) (oc orderCredit, found, known bool) {
 	if b == nil { // not registered
-		return orderCredit{}, false
+		return orderCredit{}, false, true
 	}
-	k, ok := bookKey(orderID)
-	if ok {
+	k, canonical := bookKey(orderID)
+	if canonical {
 		if l, ok := b.recent[k]; ok {
-			return orderCredit{l.state, Money{b.currency, l.minor}}, true
+			return orderCredit{l.state, Money{b.currency, l.minor}}, true, true
 		}
 	}
 	if oc, ok := b.odd[orderID]; ok {
-		return oc, true
+		return oc, true, true
 	}
-	if !ok {
-		return orderCredit{}, false
+	if canonical {
+		if v, ok := b.runs.Get(string(k[:])); ok {
+			return b.entryCredit(v), true, true
+		}
 	}
-	v, ok := b.runs.Get(string(k[:]))
-	if !ok {
-		return orderCredit{}, false
+	if !b.deferred {
+		return orderCredit{}, false, true
 	}
-	return orderCredit{creditState(v[0]), Money{b.currency, int64(binary.BigEndian.Uint64([]byte(v[1:])))}}, true
+	oc, known = b.resolved[orderID]
+	return oc, known && oc.state != 0, known
+}
+
+// entryCredit is the line of a run entry's value (state, then amount).
+func (b *creditBook) entryCredit(v string) orderCredit {
+	return orderCredit{creditState(v[0]), Money{b.currency, int64(binary.BigEndian.Uint64([]byte(v[1:])))}}
 }
 
 // bytes estimates the book's memory: run bytes, and map slots with their
 // keys and values.
 func (b *creditBook) bytes() int64 {
-	return int64(b.runs.Bytes()) + int64(len(b.recent))*48 + int64(len(b.odd))*128
+	return int64(b.runs.Bytes()) + int64(len(b.recent))*48 + int64(len(b.odd)+len(b.resolved))*128
 }
 
 // CreditSeal is what a customer's credit book changed since the previous
@@ -169,6 +195,7 @@ func (c *Customer) SealCredits() CreditSeal {
 		}
 	}
 	clear(b.recent)
+	clear(b.resolved)
 	b.oddTouched, b.reset = nil, false
 	return seal
 }
@@ -201,6 +228,102 @@ func (c *Customer) RestoreCredits(s CreditSeal) error {
 	b.oddTouched, b.reset = nil, false
 	return nil
 }
+
+// Line is orderID's line in s, if s holds one: a lookup in one sealed page,
+// for ResolveCredit. A line of the run has its amount's currency left empty:
+// it is the book's, which ResolveCredit fills in.
+func (s CreditSeal) Line(orderID string) (Credit, bool) {
+	if k, ok := bookKey(orderID); ok {
+		if v, ok := runs.Find(s.Run, string(k[:]), bookKeyLen, bookEntryLen); ok {
+			return Credit{v[0], Money{"", int64(binary.BigEndian.Uint64([]byte(v[1:])))}}, true
+		}
+	}
+	for _, l := range s.Odd {
+		if l.OrderID == orderID {
+			return l.Credit, true
+		}
+	}
+	return Credit{}, false
+}
+
+// Fingerprints are the CreditFingerprint of every order s holds a line of,
+// in no particular order.
+func (s CreditSeal) Fingerprints() []uint32 {
+	fps := make([]uint32, 0, len(s.Run)/bookEntryLen+len(s.Odd))
+	for off := 0; off < len(s.Run); off += bookEntryLen {
+		fps = append(fps, fnv32(s.Run[off:off+bookKeyLen]))
+	}
+	for _, l := range s.Odd {
+		fps = append(fps, CreditFingerprint(l.OrderID))
+	}
+	return fps
+}
+
+// CreditFingerprint is a 32-bit hash of an order ID, as a filter of the
+// lines a sealed page holds stores it: stable across processes and releases
+// (stored filters keep it), and computed from the run key of a canonical ID.
+// A shared fingerprint costs a look at a page, never a wrong answer.
+func CreditFingerprint(orderID string) uint32 {
+	if k, ok := bookKey(orderID); ok {
+		return fnv32(string(k[:]))
+	}
+	return fnv32(orderID)
+}
+
+// fnv32 is FNV-1a, 32 bits.
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// DeferCredits gives c, restored from a snapshot head (Restore), a credit
+// book whose sealed lines are left in the store: c then loads at the cost
+// of its head, however many orders it has decided. Until an order's line is
+// resolved (ResolveCredit), a decision on it fails with ErrCreditUnresolved,
+// and CreditLine and HasReservation report none.
+func (c *Customer) DeferCredits() {
+	if !c.Registered {
+		return
+	}
+	c.credits = newCreditBook(c.Reserved.Currency)
+	c.credits.reset, c.credits.deferred = false, true
+	c.credits.resolved = map[string]orderCredit{}
+}
+
+// CreditResolved reports whether c can decide on orderID's line as it
+// stands: always, unless its book is deferred and the line is neither set
+// since nor resolved.
+func (c *Customer) CreditResolved(orderID string) bool {
+	_, _, known := c.credits.lookup(orderID)
+	return known
+}
+
+// ResolveCredit records orderID's line as the newest sealed page holding it
+// has it (found false: no page does), for a deferred book. Lines set or
+// sealed since DeferCredits shadow it, as they are newer.
+func (c *Customer) ResolveCredit(orderID string, l Credit, found bool) {
+	b := c.credits
+	if b == nil || !b.deferred {
+		return
+	}
+	if !found {
+		b.resolved[orderID] = orderCredit{}
+		return
+	}
+	if l.Amount.Currency == "" { // a run entry: in the book's currency
+		l.Amount.Currency = b.currency
+	}
+	b.resolved[orderID] = orderCredit{creditState(l.State), l.Amount}
+}
+
+// ErrCreditUnresolved reports a decision on a deferred credit book's line
+// that was not resolved first: a bug of the caller, refused rather than
+// decided as if the order had no line.
+var ErrCreditUnresolved = errors.New("credit line not resolved before the decision")
 
 // errBadSeal reports a seal that cannot have come from a credit book.
 var errBadSeal = errors.New("malformed credit seal")

@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -45,6 +46,14 @@ func TestSealedBookEqualsPlainFold(t *testing.T) {
 		plain, sealing := domain.NewCustomer(custID), domain.NewCustomer(custID)
 		restored := domain.NewCustomer(custID)
 		var tail []domain.Event // folded by sealing since its last seal
+		// deferred is restored from a seal's head alone (DeferCredits) and
+		// folds on from there, sealing as sealing does; its older lines are
+		// looked up in the seals made before, as a lazy load does.
+		var (
+			seals      []domain.CreditSeal
+			deferred   *domain.Customer
+			deferredAt int // how many seals deferred left to lookups
+		)
 		for range rng.IntN(600) {
 			var ev domain.Event
 			switch k := rng.IntN(40); {
@@ -63,6 +72,9 @@ func TestSealedBookEqualsPlainFold(t *testing.T) {
 			}
 			plain.Apply(ev)
 			sealing.Apply(ev)
+			if deferred != nil {
+				deferred.Apply(ev)
+			}
 			tail = append(tail, ev)
 			switch rng.IntN(25) {
 			case 0:
@@ -76,13 +88,38 @@ func TestSealedBookEqualsPlainFold(t *testing.T) {
 					t.Fatalf("round %d: %v", round, err)
 				}
 				tail = tail[:0]
+				seals = append(seals, seal)
+				if deferred != nil {
+					deferred.SealCredits()
+				}
+				if deferred == nil || rng.IntN(4) == 0 {
+					deferred, deferredAt = domain.NewCustomer(custID), len(seals)
+					deferred.Restore(sealing.Head())
+					deferred.DeferCredits()
+				}
 			}
 		}
 		for _, ev := range tail {
 			restored.Apply(ev)
 		}
 		orders = append(orders, "never-decided", "44444444-4444-5444-8444-444444444444")
-		for name, c := range map[string]*domain.Customer{"sealing": sealing, "restored": restored} {
+		for i, seal := range seals {
+			fps := map[uint32]bool{}
+			for _, fp := range seal.Fingerprints() {
+				fps[fp] = true
+			}
+			for _, o := range orders {
+				if _, ok := seal.Line(o); ok && !fps[domain.CreditFingerprint(o)] {
+					t.Fatalf("round %d: seal %d holds order %s, but not its fingerprint", round, i, o)
+				}
+			}
+		}
+		all := map[string]*domain.Customer{"sealing": sealing, "restored": restored}
+		if deferred != nil {
+			resolveAll(t, deferred, seals[:deferredAt], orders)
+			all["deferred"] = deferred
+		}
+		for name, c := range all {
 			if c.Head() != plain.Head() {
 				t.Fatalf("round %d, %s: head %+v; folded %+v", round, name, c.Head(), plain.Head())
 			}
@@ -93,6 +130,38 @@ func TestSealedBookEqualsPlainFold(t *testing.T) {
 					t.Fatalf("round %d, %s: order %s: line %+v, %v; folded %+v, %v", round, name, o, got, gotOK, want, wantOK)
 				}
 			}
+		}
+	}
+}
+
+// resolveAll resolves every order's line in c, a deferred customer, from
+// seals (oldest first) as a lazy load looks lines up: newest first, down to
+// the newest that emptied the book. Before that, a decision on a line is
+// refused.
+func resolveAll(t *testing.T, c *domain.Customer, seals []domain.CreditSeal, orders []string) {
+	t.Helper()
+	for _, o := range orders {
+		if c.CreditResolved(o) {
+			continue
+		}
+		if _, err := c.ReserveCredit(domain.ReserveCredit{CustomerID: custID, OrderID: o, Amount: usd(1)}); !errors.Is(err, domain.ErrCreditUnresolved) {
+			t.Fatalf("reservation of order %s, not resolved: %v; want %v", o, err, domain.ErrCreditUnresolved)
+		}
+		if _, err := c.ReleaseCredit(domain.ReleaseCredit{CustomerID: custID, OrderID: o}); !errors.Is(err, domain.ErrCreditUnresolved) {
+			t.Fatalf("release of order %s, not resolved: %v; want %v", o, err, domain.ErrCreditUnresolved)
+		}
+		found := false
+		for i := len(seals) - 1; i >= 0 && !found; i-- {
+			var l domain.Credit
+			if l, found = seals[i].Line(o); found {
+				c.ResolveCredit(o, l, true)
+			}
+			if seals[i].Reset {
+				break
+			}
+		}
+		if !found {
+			c.ResolveCredit(o, domain.Credit{}, false)
 		}
 	}
 }

@@ -1,5 +1,7 @@
 package domain
 
+import "fmt"
+
 // RegisterCustomer creates a customer. CustomerID is minted by the caller
 // (derived from the command ID, so a retry names the same customer).
 type RegisterCustomer struct {
@@ -83,7 +85,8 @@ func (c *Customer) Available() Money {
 	return Money{Currency: c.CreditLimit.Currency, Minor: c.CreditLimit.Minor - c.Reserved.Minor}
 }
 
-// HasReservation reports whether credit is currently held for orderID.
+// HasReservation reports whether credit is currently held for orderID (of
+// a deferred book, as far as it has resolved: see DeferCredits).
 func (c *Customer) HasReservation(orderID string) bool {
 	oc, _ := c.credits.get(orderID)
 	return oc.state == creditReserved
@@ -171,7 +174,11 @@ func (c *Customer) ReserveCredit(cmd ReserveCredit) ([]Event, error) {
 	if err := c.mustExist(); err != nil {
 		return nil, err
 	}
-	if _, decided := c.credits.get(cmd.OrderID); decided {
+	_, decided, known := c.credits.lookup(cmd.OrderID)
+	if !known {
+		return nil, fmt.Errorf("order %s: %w", cmd.OrderID, ErrCreditUnresolved)
+	}
+	if decided {
 		return nil, rejected(ReasonCreditAlreadyDecided, "credit for order %s was already decided", cmd.OrderID)
 	}
 	if cmd.Amount.Currency != c.CreditLimit.Currency {
@@ -193,7 +200,10 @@ func (c *Customer) ReleaseCredit(cmd ReleaseCredit) ([]Event, error) {
 	if err := c.mustExist(); err != nil {
 		return nil, err
 	}
-	oc, _ := c.credits.get(cmd.OrderID)
+	oc, _, known := c.credits.lookup(cmd.OrderID)
+	if !known {
+		return nil, fmt.Errorf("order %s: %w", cmd.OrderID, ErrCreditUnresolved)
+	}
 	if oc.state != creditReserved {
 		return nil, nil
 	}

@@ -27,7 +27,8 @@ func (c *Customer) Head() CustomerHead {
 	return CustomerHead{Registered: c.Registered, Name: c.Name, Email: c.Email, CreditLimit: c.CreditLimit, Reserved: c.Reserved}
 }
 
-// CreditLine returns the credit line of orderID.
+// CreditLine returns the credit line of orderID (of a deferred book, as far
+// as it has resolved: see DeferCredits).
 func (c *Customer) CreditLine(orderID string) (Credit, bool) {
 	oc, ok := c.credits.get(orderID)
 	return Credit{State: uint8(oc.state), Amount: oc.amount}, ok

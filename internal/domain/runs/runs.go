@@ -77,11 +77,16 @@ func (s *Stack) Get(key string) (string, bool) {
 	return "", false
 }
 
-func (s *Stack) find(run, key string) (string, bool) {
-	n := len(run) / s.width
-	j := sort.Search(n, func(j int) bool { return run[j*s.width:j*s.width+s.keyLen] >= key })
-	if j < n && run[j*s.width:j*s.width+s.keyLen] == key {
-		return run[j*s.width+s.keyLen : (j+1)*s.width], true
+func (s *Stack) find(run, key string) (string, bool) { return Find(run, key, s.keyLen, s.width) }
+
+// Find returns the value of key in one sorted run of entries of width bytes,
+// the first keyLen of which are the key: a run a snapshot page holds, looked
+// up without pushing it on a Stack.
+func Find(run, key string, keyLen, width int) (string, bool) {
+	n := len(run) / width
+	j := sort.Search(n, func(j int) bool { return run[j*width:j*width+keyLen] >= key })
+	if j < n && run[j*width:j*width+keyLen] == key {
+		return run[j*width+keyLen : (j+1)*width], true
 	}
 	return "", false
 }
