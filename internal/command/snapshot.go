@@ -34,7 +34,9 @@ import (
 // "snapshot-<stream>", as binary events of a type outside "orderly.", so
 // the projector's and the saga's type filters never see them.
 //
-// Loading reads the pages forwards and applies each that continues the chain
+// A load first tries the pages' keys, which spare it reading the pages (see
+// pagekeys.go); without keys that reach the last page, it reads the pages
+// forwards and applies each that continues the chain
 // (a page starting where the last applied one ended): repeats written by
 // another replica, and pages past a gap left by a failed write, are passed
 // over. Then the stream is read from the last covered revision on: the event
