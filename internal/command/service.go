@@ -117,7 +117,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		pagesWritten:   counter("orderly_command_snapshot_pages_written_total", "Snapshot pages appended."),
 		pagesLoaded:    counter("orderly_command_snapshot_pages_loaded_total", "Snapshot pages applied while loading aggregates."),
-		pagesDiscarded: counter("orderly_command_snapshot_pages_discarded_total", "Snapshot pages not used: another fold version, or a stream that was recreated."),
+		pagesDiscarded: counter("orderly_command_snapshot_pages_discarded_total", "Snapshot pages, or their keys, not used: another fold version, a stream that was recreated, or keys naming a page that is not where they say."),
 		pagesDropped:   counter("orderly_command_snapshot_pages_dropped_total", "Snapshot pages, or their keys, not written: queue full, too large, or the append failed."),
 		pagesDeferred:  counter("orderly_command_snapshot_pages_deferred_total", "Snapshot pages a load left in the store, reading only their keys."),
 		pagesFetched:   counter("orderly_command_snapshot_pages_fetched_total", "Snapshot pages read one at a time, to look up an order or a command ID of a customer loaded from page keys."),
