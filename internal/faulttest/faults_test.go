@@ -97,11 +97,17 @@ func TestProjectorKilledAndPaused(t *testing.T) {
 }
 
 // TestSagaKilled kills the process running the credit saga repeatedly
-// while orders come in, so kills land in the middle of reservations.
+// while orders come in, so kills land in the middle of reservations, and
+// of snapshot page writes; each restart loads its customers lazily, from
+// the keys of their pages.
 func TestSagaKilled(t *testing.T) {
 	t.Parallel()
 	scenario(t, faulttest.Config{}, faulttest.LoadConfig{}, func(s *faulttest.System, l *faulttest.Load) {
 		killRestarts(s.Saga, rounds(4))
+		l.WaitProgress(20, time.Minute)
+		if n, err := s.Saga.Metric("orderly_command_snapshot_pages_deferred_total", ""); err != nil || n == 0 {
+			t.Errorf("the restarted saga loaded no customer from page keys (%v pages, %v)", n, err)
+		}
 	})
 }
 

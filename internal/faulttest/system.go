@@ -100,6 +100,11 @@ func Start(t testing.TB, cfg Config) *System {
 	}
 	orderly, commandSvc, projector := Binary(t, "cmd/orderly"), Binary(t, "command-svc"), Binary(t, "projector")
 	timeout := "-store-timeout=" + cfg.StoreTimeout.String()
+	// Customer snapshot pages of a few events, so that a customer has
+	// several within a run: kills land amid page and page-key writes, and
+	// a restarted process loads its customers from the keys of the pages
+	// and looks old orders up in them.
+	pages := "-snapshot-page-events=7"
 	// Both processors lease their partitions in the view store; a short
 	// TTL lets a restarted one take over from the one killed soon.
 	viewFlags := []string{"-views", cfg.Views, "-data", dir, "-mongo-uri", cfg.MongoURI, "-mongo-db", s.ViewStore.MongoDatabase,
@@ -117,7 +122,7 @@ func Start(t testing.TB, cfg Config) *System {
 	for i := range cfg.Instances {
 		name, grpcAddr, httpAddr := fmt.Sprintf("saga-%d", i+1), loopback.FreeAddr(t), loopback.FreeAddr(t)
 		s.Sagas = append(s.Sagas, startProc(t, s.Faults, name, commandSvc, grpcAddr, slices.Concat([]string{
-			"-eventstore", s.ConnString, "-grpc-listen", grpcAddr, "-http-listen", httpAddr, timeout, "-log-level", "warn",
+			"-eventstore", s.ConnString, "-grpc-listen", grpcAddr, "-http-listen", httpAddr, timeout, pages, "-log-level", "warn",
 			"-saga=true", "-saga-workers", "16", "-instance", name}, viewFlags)...))
 		s.Sagas[i].HTTP = httpAddr
 	}
@@ -125,7 +130,7 @@ func Start(t testing.TB, cfg Config) *System {
 
 	cmdAddr := loopback.FreeAddr(t)
 	s.Commands = startProc(t, s.Faults, "command-svc", commandSvc, cmdAddr,
-		"-eventstore", s.ConnString, "-grpc-listen", cmdAddr, "-http-listen", "", timeout, "-log-level", "warn",
+		"-eventstore", s.ConnString, "-grpc-listen", cmdAddr, "-http-listen", "", timeout, pages, "-log-level", "warn",
 		"-saga=false")
 
 	cc, err := grpc.NewClient(cmdAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
