@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
@@ -26,9 +27,10 @@ import (
 // on-disk store (fsync on). It reports p50/p99 of the first command after a
 // restart (a new Service: cold cache, snapshot pages present) — a limit
 // change, a reservation of a new order, and a resend of the customer's
-// second command (a replay answered from the index) —, the live heap a
-// loaded customer adds, and p50/p99 of ChangeCreditLimit and the saga's
-// ReserveCredit on the cached customer.
+// second command (a replay answered from the index), and a release of an
+// old order (looked up in the page that holds it) —, the live heap a loaded
+// customer adds, and p50/p99 of ChangeCreditLimit, the saga's ReserveCredit
+// and a release of an old order on the cached customer.
 //
 //	go test -run '^$' -bench HugeCustomer -benchtime 20x -timeout 30m ./internal/command/
 //	ORDERLY_BENCH_EVENTS=100000 go test -run '^$' -bench HugeCustomer -benchtime 20x ./internal/command/
@@ -87,6 +89,12 @@ func BenchmarkHugeCustomer(b *testing.B) {
 	t0 := time.Now()
 	appendAll(b, client, eventlog.CustomerStream(id), history)
 	b.Logf("%d events appended in %v", n, time.Since(t0))
+	// Old orders to release, spread over the history: each is looked up
+	// in the page that holds it.
+	var old []string
+	for i := 0; i < len(history); i += max(1, len(history)/1000) {
+		old = append(old, history[i].ev.(domain.CreditLimitExceeded).OrderID)
+	}
 	history = nil
 
 	first, closeFirst := replica()
@@ -116,6 +124,11 @@ func BenchmarkHugeCustomer(b *testing.B) {
 			eventcodec.Metadata{CommandID: uuid.NewString()})
 		return err
 	}
+	releaseOld := func(s *Service) error {
+		_, err := s.ReleaseCredit(testCtx(b), domain.ReleaseCredit{CustomerID: id, OrderID: old[rand.IntN(len(old))]},
+			eventcodec.Metadata{CommandID: uuid.NewString()})
+		return err
+	}
 	replay := func(s *Service) error {
 		res, err := s.ReserveCredit(testCtx(b), oldReserve, oldMeta)
 		if err == nil && !replayOf(res, oldResult) {
@@ -126,7 +139,7 @@ func BenchmarkHugeCustomer(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		op   func(*Service) error
-	}{{"ChangeCreditLimit", changeLimit}, {"ReserveCredit", reserve}, {"replay", replay}} {
+	}{{"ChangeCreditLimit", changeLimit}, {"ReserveCredit", reserve}, {"replay", replay}, {"ReleaseCredit-old", releaseOld}} {
 		b.Run("first-after-restart/"+c.name, func(b *testing.B) {
 			all := make([]time.Duration, 0, b.N)
 			for range b.N {
@@ -169,6 +182,9 @@ func BenchmarkHugeCustomer(b *testing.B) {
 	})
 	b.Run("ReserveCredit", func(b *testing.B) {
 		latencies(b, func() error { return reserve(s) })
+	})
+	b.Run("ReleaseCredit-old", func(b *testing.B) {
+		latencies(b, func() error { return releaseOld(s) })
 	})
 }
 
