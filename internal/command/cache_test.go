@@ -378,8 +378,21 @@ func TestSnapshotOfAnotherFoldVersionIsDiscarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := serviceOn(t, connString, opts)
-	loaded(t, next, id)
+	sameAnswers(t, "after rewrite", loaded(t, next, id), want, history)
 	wantPages(t, "after rewrite", next, 10, 0)
+	// Loaded from keys, and only from this build's: the old build's were
+	// deleted with its pages.
+	e := acquire(next, customers, id)
+	lz := e.lazy
+	next.cache.release(e)
+	if lz == nil {
+		t.Fatal("after rewrite: not loaded from page keys")
+	}
+	for _, k := range lz.keys {
+		if k.foldKey != next.foldKey {
+			t.Fatalf("after rewrite: loaded from keys of fold key %x", k.foldKey)
+		}
+	}
 }
 
 // TestPagesLoadAcrossChunks: a snapshot stream longer than the chunks a load
