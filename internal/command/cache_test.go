@@ -382,9 +382,7 @@ func TestSnapshotOfAnotherFoldVersionIsDiscarded(t *testing.T) {
 	wantPages(t, "after rewrite", next, 10, 0)
 	// Loaded from keys, and only from this build's: the old build's were
 	// deleted with its pages.
-	e := acquire(next, customers, id)
-	lz := e.lazy
-	next.cache.release(e)
+	lz := lazyOf(next, id)
 	if lz == nil {
 		t.Fatal("after rewrite: not loaded from page keys")
 	}

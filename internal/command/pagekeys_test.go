@@ -123,6 +123,14 @@ func TestLazyLoadDecidesAsAFullLoad(t *testing.T) {
 	}
 }
 
+// lazyOf is what a lazy load of customer id into s's cache left in the
+// store; nil if it was loaded otherwise.
+func lazyOf(s *Service, id string) *lazyPages {
+	e := acquire(s, customers, id)
+	defer s.cache.release(e)
+	return e.lazy
+}
+
 // streamBytes is the data a stream holds.
 func streamBytes(t *testing.T, c *esdb.Client, stream string) int {
 	t.Helper()
@@ -322,9 +330,7 @@ func TestMergedKeysAnswerAsPages(t *testing.T) {
 	s := serviceOn(t, connString, opts)
 	loaded(t, s, id)
 	s.pages.waitBackground()
-	e := acquire(s, customers, id)
-	lz := e.lazy
-	s.cache.release(e)
+	lz := lazyOf(s, id)
 	if lz == nil || lz.merged.Load() == nil {
 		t.Fatal("no merged keys after a lazy load of many pages")
 	}
