@@ -178,10 +178,6 @@ func withPebble(t *testing.T, dir string, fn func(*pebble.DB) error) {
 	}
 }
 
-// BlocksRead reports how many blocks s has read from its files, not found
-// in its block cache, so far.
-func BlocksRead(s *Server) int64 { return s.db.Metrics().BlockCache.Misses }
-
 // FlushToTables writes what s holds in memory to its tables, so that reads
 // read blocks.
 func FlushToTables(s *Server) error { return s.db.Flush() }

@@ -2,10 +2,12 @@ package eventstore_test
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
@@ -22,7 +24,8 @@ func TestReadLoadsOnlyTheBlocksOfItsEvents(t *testing.T) {
 }
 
 func readSparse(t *testing.T, dir esdb.Direction) {
-	srv, addr := estest.Serve(t)
+	reg := prometheus.NewRegistry()
+	srv, addr := estest.Serve(t, estest.WithConfig(func(c *eventstore.Config) { c.Registerer = reg }))
 	c := estest.Client(t, addr)
 	const n = 100
 	large := func(typ string) esdb.EventData { // larger than a block: a block of its own
@@ -45,12 +48,12 @@ func readSparse(t *testing.T, dir esdb.Direction) {
 	if dir == esdb.Backwards {
 		from = esdb.End{}
 	}
-	before := eventstore.BlocksRead(srv)
+	before := metric(t, reg, "orderly_eventstore_block_cache_misses_total")
 	evs, err := readStream(t, c, sparse, esdb.ReadStreamOptions{Direction: dir, From: from}, n+9)
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := eventstore.BlocksRead(srv) - before
+	read := metric(t, reg, "orderly_eventstore_block_cache_misses_total") - before
 	if len(evs) != n+9 {
 		t.Fatalf("read %d events, want %d", len(evs), n+9)
 	}
@@ -65,8 +68,43 @@ func readSparse(t *testing.T, dir esdb.Direction) {
 	}
 	// One block per event, and a few of the tables' index and filter
 	// blocks and the blocks of the stream's index entries.
-	t.Logf("%d blocks read", read)
+	t.Logf("%v blocks read", read)
 	if read > n+9+12 {
-		t.Errorf("reading %d events read %d blocks from files", n+9, read)
+		t.Errorf("reading %d events read %v blocks from files", n+9, read)
 	}
+	if hits := metric(t, reg, "orderly_eventstore_block_cache_hits_total"); hits == 0 {
+		t.Error("no block cache hits reported")
+	}
+
+	// A scrape once the store has closed reports nothing of its cache,
+	// and does not touch the closed storage.
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if strings.HasPrefix(f.GetName(), "orderly_eventstore_block_cache") {
+			t.Errorf("%s reported after the store closed", f.GetName())
+		}
+	}
+}
+
+// metric is the value of the unlabelled metric name in reg, 0 when absent.
+func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		m := f.GetMetric()[0]
+		return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return 0
 }

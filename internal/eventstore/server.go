@@ -26,11 +26,12 @@ import (
 type Server struct {
 	streams.UnimplementedStreamsServer
 
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	db      *pebble.DB
-	seq     *sequencer
+	cfg        Config
+	log        *slog.Logger
+	metrics    *metrics
+	db         *pebble.DB
+	blockCache *blockCache
+	seq        *sequencer
 	// durable is what plain reads see: only synced groups.
 	durable   *durable
 	broker    *broker
@@ -79,7 +80,12 @@ func Open(cfg Config) (*Server, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, db: db, admission: newAdmission(cfg.MaxPendingAppendBytes, m.heldBytes)}
+	cache := newBlockCache(db)
+	if err := cfg.Registerer.Register(cache); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("register event store metrics: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, db: db, blockCache: cache, admission: newAdmission(cfg.MaxPendingAppendBytes, m.heldBytes)}
 	s.seq, err = newSequencer(db, cfg.Logger, m, cfg.StreamCacheBytes, func(entries []*entry, head uint64) {
 		s.durable.advance(db)
 		if len(entries) > 0 { // a scavenge's group changes no head
@@ -87,6 +93,7 @@ func Open(cfg Config) (*Server, error) {
 		}
 	})
 	if err != nil {
+		cache.close()
 		_ = db.Close()
 		return nil, fmt.Errorf("recover event store state: %w", err)
 	}
@@ -160,6 +167,7 @@ func (s *Server) Close() error {
 		s.scavenges.close() // before the sequencer: a stopped scavenge records that
 		s.seq.stop()
 		s.durable.close()
+		s.blockCache.close()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close event store storage: %w", err)
 		}
