@@ -11,6 +11,7 @@ import (
 
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
+	"github.com/orderly/orderly/internal/metrictest"
 )
 
 // A stream whose events lie among another's large events, as snapshot page
@@ -48,12 +49,12 @@ func readSparse(t *testing.T, dir esdb.Direction) {
 	if dir == esdb.Backwards {
 		from = esdb.End{}
 	}
-	before := metric(t, reg, "orderly_eventstore_block_cache_misses_total")
+	before := metrictest.Sum(t, reg, "orderly_eventstore_block_cache_misses_total")
 	evs, err := readStream(t, c, sparse, esdb.ReadStreamOptions{Direction: dir, From: from}, n+9)
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := metric(t, reg, "orderly_eventstore_block_cache_misses_total") - before
+	read := metrictest.Sum(t, reg, "orderly_eventstore_block_cache_misses_total") - before
 	if len(evs) != n+9 {
 		t.Fatalf("read %d events, want %d", len(evs), n+9)
 	}
@@ -72,7 +73,7 @@ func readSparse(t *testing.T, dir esdb.Direction) {
 	if read > n+9+12 {
 		t.Errorf("reading %d events read %v blocks from files", n+9, read)
 	}
-	if hits := metric(t, reg, "orderly_eventstore_block_cache_hits_total"); hits == 0 {
+	if hits := metrictest.Sum(t, reg, "orderly_eventstore_block_cache_hits_total"); hits == 0 {
 		t.Error("no block cache hits reported")
 	}
 
@@ -90,21 +91,4 @@ func readSparse(t *testing.T, dir esdb.Direction) {
 			t.Errorf("%s reported after the store closed", f.GetName())
 		}
 	}
-}
-
-// metric is the value of the unlabelled metric name in reg, 0 when absent.
-func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		m := f.GetMetric()[0]
-		return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-	}
-	return 0
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/orderly/orderly/internal/command/commandtest"
 	"github.com/orderly/orderly/internal/domain"
 	"github.com/orderly/orderly/internal/eventlog"
+	"github.com/orderly/orderly/internal/metrictest"
 	"github.com/orderly/orderly/internal/saga"
 	"github.com/orderly/orderly/internal/views/sqlite"
 )
@@ -143,19 +144,7 @@ func savedCheckpoint(t testing.TB, env *commandtest.Env) uint64 {
 // metric sums a counter's or a gauge's values over all its labels.
 func (r *running) metric(t testing.TB, name string) float64 {
 	t.Helper()
-	families, err := r.metrics.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, f := range families {
-		if f.GetName() == name {
-			for _, m := range f.GetMetric() {
-				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
+	return metrictest.Sum(t, r.metrics, name)
 }
 
 // eventually polls cond until it holds or timeout passes; cond explains
