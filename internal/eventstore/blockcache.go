@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -25,7 +26,7 @@ func newBlockCache(db *pebble.DB) *blockCache {
 		db:     db,
 		hits:   prometheus.NewDesc("orderly_eventstore_block_cache_hits_total", "Blocks reads found in the block cache.", nil, nil),
 		misses: prometheus.NewDesc("orderly_eventstore_block_cache_misses_total", "Blocks reads took from the files, not found in the block cache.", nil, nil),
-		bytes:  prometheus.NewDesc("orderly_eventstore_block_cache_bytes", "Bytes the block cache holds (at most 32 MiB).", nil, nil),
+		bytes:  prometheus.NewDesc("orderly_eventstore_block_cache_bytes", fmt.Sprintf("Bytes the block cache holds (at most %d MiB).", blockCacheBytes>>20), nil, nil),
 	}
 }
 
