@@ -110,27 +110,22 @@ func TestSagaKilled(t *testing.T) {
 		// the customers had pages, no later load would be from keys. A CI
 		// run on a starved machine most likely failed so: its restarted
 		// saga loaded nothing from keys nor pages in a minute.
-		written := func() float64 {
-			n, _ := s.Saga.Metric("orderly_command_snapshot_pages_written_total", "")
-			return n
+		// reach waits until the saga's counter name reaches want, or within
+		// passes, and returns its value then.
+		reach := func(name string, want float64, within time.Duration) float64 {
+			for end := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+				if n, _ := s.Saga.Metric(name, ""); n >= want || time.Now().After(end) {
+					return n
+				}
+			}
 		}
-		for end := time.Now().Add(2 * time.Minute); written() < 10 && time.Now().Before(end); {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if written() < 10 {
-			t.Fatalf("the saga wrote %v snapshot pages in two minutes, want 10 before the kills", written())
+		if n := reach("orderly_command_snapshot_pages_written_total", 10, 2*time.Minute); n < 10 {
+			t.Fatalf("the saga wrote %v snapshot pages in two minutes, want 10 before the kills", n)
 		}
 		killRestarts(s.Saga, rounds(4))
 		// The restarted saga takes over once the killed one's leases
 		// expire, and loads its customers as their events come.
-		deferred := func() float64 {
-			n, _ := s.Saga.Metric("orderly_command_snapshot_pages_deferred_total", "")
-			return n
-		}
-		for end := time.Now().Add(time.Minute); deferred() == 0 && time.Now().Before(end); {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if deferred() == 0 {
+		if reach("orderly_command_snapshot_pages_deferred_total", 1, time.Minute) == 0 {
 			// What it did instead, to tell a saga that loaded nothing
 			// (starved, or never took over) from one that loaded in full.
 			var got []string
