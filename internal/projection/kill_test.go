@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,11 +88,18 @@ func startChild(t *testing.T, conn, spec string) *child {
 }
 
 // kill sends SIGKILL: no deferred function, no graceful shutdown.
-func (c *child) kill(t *testing.T) {
+func (c *child) kill(t *testing.T) { c.stop(t, os.Kill) }
+
+// dump stops the child with SIGQUIT, on which the Go runtime prints every
+// goroutine's stack to the stderr that stop logs: a child that stalls
+// shows where.
+func (c *child) dump(t *testing.T) { c.stop(t, syscall.SIGQUIT) }
+
+func (c *child) stop(t *testing.T, sig os.Signal) {
 	if c.cmd.ProcessState != nil {
 		return
 	}
-	_ = c.cmd.Process.Kill()
+	_ = c.cmd.Process.Signal(sig)
 	_ = c.cmd.Wait()
 	if c.stderr.Len() > 0 {
 		t.Logf("child projector stderr:\n%s", c.stderr.String())
@@ -136,9 +144,10 @@ func kill9(t *testing.T, store views.Store, spec string, scale int) {
 
 	appendMore("c") // while no projector runs
 	wg.Wait()
-	startChild(t, conn, spec)
+	second := startChild(t, conn, spec)
 	final := headPosition(t, client)
 	if _, err := views.WaitCheckpoint(testCtx(t, time.Minute), store, nil, final); err != nil {
+		second.dump(t)
 		t.Fatalf("restarted projector never reached %d: %v", final, err)
 	}
 	afterRestart := snap(t, store)
