@@ -197,6 +197,11 @@ func TestMetadata_TruncateBeforeOnReads_LikeEventStoreDB(t *testing.T) {
 	setMeta(t, c, "tb", esdb.NoStream{}, m)
 	wantRevisions(t, c, "tb", false, 3, 4)
 	wantRevisions(t, c, "tb", true, 4, 3)
+	// Backwards from the start is backwards from revision 0, which $tb
+	// hides: nothing, not the first event kept.
+	if evs, err := readStream(t, c, "tb", esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.Start{}}, 10); err != nil || len(evs) != 0 {
+		t.Fatalf("backwards from the start = %v, %v; want nothing", revisions(evs), err)
+	}
 
 	m.SetTruncateBefore(10)
 	setMeta(t, c, "tb", esdb.Revision(0), m)

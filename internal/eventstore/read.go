@@ -71,8 +71,10 @@ func (s *Server) readStream(o *streams.ReadReq_Options, w *eventWriter) error {
 	lo, hi := first, last
 	switch v := so.GetRevisionOption().(type) {
 	case *streams.ReadReq_Options_StreamOptions_Start:
+		// Backwards from the start is backwards from revision 0, as in
+		// EventStoreDB: event 0 if it is kept, else nothing (lo > hi).
 		if backwards {
-			hi = first
+			hi = 0
 		}
 	case *streams.ReadReq_Options_StreamOptions_End:
 		if !backwards {
