@@ -1,0 +1,153 @@
+package eventstore_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
+
+	"github.com/orderly/orderly/internal/eventstore/estest"
+)
+
+// A filtered $all subscription, the projector's and the saga's, against the
+// log it subscribes to, while writers append: started from the start or
+// from an event's position, it delivers every matching event after its
+// start once, in order, through the switch from catching up to live that
+// the appends race; and no checkpoint passes a matching event not yet
+// delivered, since a subscriber resuming from a checkpoint would never see
+// that event.
+func TestFilteredSubscriptionMatchesLog(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 4} {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) { subscribeModel(t, seed) })
+	}
+}
+
+func subscribeModel(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	_, addr := estest.Serve(t)
+	c := estest.Client(t, addr)
+	prefix := fmt.Sprintf("s%d-", seed)
+	appendSome := func(rng *rand.Rand, n int) {
+		for range n {
+			batch := make([]esdb.EventData, 1+rng.IntN(5))
+			for i := range batch {
+				typ := "noise"
+				if rng.IntN(3) == 0 {
+					typ = "match"
+				}
+				batch[i] = esdb.EventData{EventID: uuid.New(), EventType: typ, ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)}
+			}
+			mustAppend(t, c, fmt.Sprintf("%s%d", prefix, rng.IntN(8)), esdb.Any{}, batch...)
+		}
+	}
+	appendSome(rng, 40)
+
+	// Writers append before, while and after the subscription catches up
+	// and goes live; the last event, appended once they are done, ends the
+	// subscriber's read.
+	var writers sync.WaitGroup
+	var batches atomic.Int64
+	for w := range 4 {
+		wrng := rand.New(rand.NewPCG(seed, uint64(100+w)))
+		writers.Go(func() {
+			for range 80 {
+				appendSome(wrng, 1)
+				batches.Add(1)
+			}
+		})
+	}
+	for batches.Load() < 40 {
+		time.Sleep(time.Millisecond)
+	}
+
+	// Start from the start, or just after a random event of the log so far.
+	var from esdb.AllPosition = esdb.Start{}
+	var fromPos uint64
+	if seed%2 == 0 {
+		before := readAll(t, c, esdb.ReadAllOptions{}, 10_000)
+		fromPos = before[rng.IntN(len(before))].OriginalEvent().Position.Commit
+		from = esdb.Position{Commit: fromPos, Prepare: fromPos}
+	}
+	filter := &esdb.SubscriptionFilter{Type: esdb.EventFilterType, Prefixes: []string{"match"}}
+	sub, err := c.SubscribeToAll(testCtx(t), esdb.SubscribeToAllOptions{From: from, Filter: filter, MaxSearchWindow: 3, CheckpointInterval: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got := make(chan received, 1)
+	var caughtUpBatches int64 // written by the reader before it sends on got
+	last := uuid.New()
+	go func() {
+		r := received{caughtUpAt: -1}
+		timer := time.AfterFunc(30*time.Second, func() { _ = sub.Close() })
+		defer timer.Stop()
+		for {
+			ev := sub.Recv()
+			timer.Reset(30 * time.Second)
+			switch {
+			case ev.EventAppeared != nil:
+				e := ev.EventAppeared.Event
+				r.events = append(r.events, e)
+				if e.EventID == last {
+					got <- r
+					return
+				}
+			case ev.CheckPointReached != nil:
+				// Kept with the number of events delivered before it.
+				r.checkpoints = append(r.checkpoints, esdb.Position{Commit: ev.CheckPointReached.Commit, Prepare: uint64(len(r.events))})
+			case ev.CaughtUp != nil:
+				if r.caughtUpAt >= 0 {
+					t.Errorf("caught up twice")
+				}
+				r.caughtUpAt = len(r.events)
+				caughtUpBatches = batches.Load()
+			case ev.SubscriptionDropped != nil:
+				r.dropped = ev.SubscriptionDropped.Error
+				got <- r
+				return
+			}
+		}
+	}()
+	writers.Wait()
+	mustAppend(t, c, prefix+"end", esdb.Any{}, esdb.EventData{EventID: last, EventType: "match", ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)})
+	r := <-got
+	if r.dropped != nil {
+		t.Fatalf("dropped after %d events: %v", len(r.events), r.dropped)
+	}
+
+	var want []*esdb.RecordedEvent
+	for _, e := range readAll(t, c, esdb.ReadAllOptions{}, 100_000) {
+		if ev := e.OriginalEvent(); ev.EventType == "match" && ev.Position.Commit > fromPos {
+			want = append(want, ev)
+		}
+	}
+	t.Logf("from %d: %d matching events, %d checkpoints, caught up after %d, %d batches written by then", fromPos, len(want), len(r.checkpoints), r.caughtUpAt, caughtUpBatches)
+	if len(r.events) != len(want) {
+		t.Fatalf("delivered %d events, want %d", len(r.events), len(want))
+	}
+	for i, e := range r.events {
+		if e.EventID != want[i].EventID || e.Position != want[i].Position {
+			t.Fatalf("event %d is %s at %d, want %s at %d", i, e.EventID, e.Position.Commit, want[i].EventID, want[i].Position.Commit)
+		}
+	}
+	if r.caughtUpAt < 0 {
+		t.Error("never caught up")
+	}
+	var prev uint64
+	for _, cp := range r.checkpoints {
+		delivered := int(cp.Prepare)
+		if cp.Commit < prev {
+			t.Fatalf("checkpoint %d after %d", cp.Commit, prev)
+		}
+		prev = cp.Commit
+		// Every matching event at or before the checkpoint came before it.
+		if delivered < len(want) && want[delivered].Position.Commit <= cp.Commit {
+			t.Fatalf("checkpoint %d after %d events passes undelivered event %d", cp.Commit, delivered, want[delivered].Position.Commit)
+		}
+	}
+}
