@@ -16,7 +16,7 @@ import (
 // Stream reads against a model, over random histories: streams appended to
 // in turn, in batches of random sizes, with events smaller and larger than a
 // block, part flushed to tables and part in the memtable, some streams with
-// a $maxCount or a $tb. A read takes a stream's index entries in batches and
+// a $maxCount or a $tb, one soft-deleted and written on. A read takes a stream's index entries in batches and
 // reads each run of consecutive positions on its own, backward runs in parts
 // (scan.go), so every way a batch can cut a run, and a run a part, has to
 // give the events the stream holds, and only those, in order.
@@ -67,6 +67,16 @@ func readModel(t *testing.T, seed uint64) {
 			if err := eventstore.FlushToTables(srv); err != nil {
 				t.Fatal(err)
 			}
+			// A soft delete: the stream goes on from its next revision,
+			// its earlier events hidden.
+			s := streams[2]
+			if _, err := c.DeleteStream(testCtx(t), s.name, esdb.DeleteStreamOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			s.visible = uint64(len(s.events))
+			batch := []esdb.EventData{event(s)}
+			mustAppend(t, c, s.name, esdb.Any{}, batch...)
+			s.events = append(s.events, batch...)
 		}
 	}
 	// Retention: one stream keeps its last 40 events, one is truncated
