@@ -20,7 +20,7 @@ import (
 	"github.com/orderly/orderly/internal/eventstore/estest"
 )
 
-// benchWorkers is the concurrency of both sub-benchmarks.
+// benchWorkers is the concurrency of BenchmarkPlaceOrder's sub-benchmarks.
 const benchWorkers = 16
 
 // BenchmarkPlaceOrder compares PlaceOrder through gRPC (validate, read the
@@ -36,7 +36,7 @@ func BenchmarkPlaceOrder(b *testing.B) {
 	reg := eventcodec.Default()
 
 	b.Run("raw-append", func(b *testing.B) {
-		runParallel(b, func(ctx context.Context) error {
+		runParallel(b, benchWorkers, func(ctx context.Context) error {
 			id := uuid.NewString()
 			ev, err := eventlog.Encode(reg, uuid.New(), domain.OrderPlaced{
 				OrderID: id, CustomerID: cust, Total: domain.Money{Currency: "USD", Minor: 3_998},
@@ -50,24 +50,47 @@ func BenchmarkPlaceOrder(b *testing.B) {
 		})
 	})
 	b.Run("command-svc", func(b *testing.B) {
-		runParallel(b, func(ctx context.Context) error {
+		runParallel(b, benchWorkers, func(ctx context.Context) error {
 			_, err := env.API.PlaceOrder(ctx, &orderlyv1.PlaceOrderRequest{CommandId: uuid.NewString(), CustomerId: cust, Lines: lines})
 			return err
 		})
 	})
 }
 
-// runParallel spreads b.N calls of op over benchWorkers goroutines and
-// reports throughput and latency percentiles.
-func runParallel(b *testing.B, op func(context.Context) error) {
+// BenchmarkColdCustomer measures a command on a customer not in the cache,
+// as every first command after a restart is, and every command of a
+// deployment whose customers outnumber its cache: ChangeCreditLimit, one
+// at a time, in turn on 1,000 customers of a few events each (no snapshot
+// pages), with a cache too small to keep any.
+//
+//	go test -run '^$' -bench ColdCustomer -benchtime 2000x ./internal/command/
+func BenchmarkColdCustomer(b *testing.B) {
+	env := commandtest.Start(b, command.Options{CacheBytes: 1}, estest.OnDisk())
+	customers := make([]string, 1000)
+	for i := range customers {
+		customers[i] = env.RegisterCustomer(b, 100_000)
+	}
+	var n atomic.Int64
+	runParallel(b, 1, func(ctx context.Context) error {
+		i := n.Add(1)
+		_, err := env.API.ChangeCreditLimit(ctx, &orderlyv1.ChangeCreditLimitRequest{
+			CommandId: uuid.NewString(), CustomerId: customers[i%int64(len(customers))], CreditLimit: commandtest.USD(100_000 + i),
+		})
+		return err
+	})
+}
+
+// runParallel spreads b.N calls of op over workers goroutines and reports
+// throughput and latency percentiles.
+func runParallel(b *testing.B, workers int, op func(context.Context) error) {
 	ctx := context.Background()
 	var next atomic.Int64
-	latencies := make([][]time.Duration, benchWorkers)
-	errs := make(chan error, benchWorkers)
+	latencies := make([][]time.Duration, workers)
+	errs := make(chan error, workers)
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	start := time.Now()
-	for w := range benchWorkers {
+	for w := range workers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {
 				t0 := time.Now()

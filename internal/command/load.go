@@ -75,20 +75,24 @@ func (s *Service) loadWith(ctx context.Context, e *entry, lazy bool) error {
 // loadSnapshot sets e, fresh from reset, from its page keys (with lazy,
 // when they reach the pages written) or else from its pages, whose missing
 // keys it then has written.
+//
+// A lazy load reads the last page first, as it needs it to tell whether the
+// keys reach the pages: a customer with no pages — every customer until
+// its history fills one, most of them — then costs no read of its keys or
+// its pages, one store call where it took two.
 func (s *Service) loadSnapshot(ctx context.Context, e *entry, lazy bool) (pageLog, error) {
 	keys := keyChain{lastRev: -1}
 	if lazy {
-		var err error
+		last, err := s.lastPage(ctx, e)
+		if err != nil || last.rev < 0 {
+			return pageLog{lastRev: -1, keysRev: -1}, err
+		}
 		if keys, err = s.readKeys(ctx, e); err != nil {
 			return pageLog{}, err
 		}
-		lastRev, reach, err := s.keysReach(ctx, e, keys)
-		if err != nil {
-			return pageLog{}, err
-		}
-		if reach {
+		if last.reaches(keys, s.lazyReach()) {
 			s.loadLazily(e, keys)
-			return pageLog{used: len(keys.keys), lastRev: lastRev, keysRev: keys.lastRev}, nil
+			return pageLog{used: len(keys.keys), lastRev: last.rev, keysRev: keys.lastRev}, nil
 		}
 	}
 	found, applied, err := s.loadPages(ctx, e)

@@ -199,28 +199,40 @@ func (s *Service) readKeys(ctx context.Context, e *entry) (keyChain, error) {
 	return chain, nil
 }
 
-// keysReach reports whether chain reaches the pages written (see
-// lazyReach), and the revision of the last page.
-func (s *Service) keysReach(ctx context.Context, e *entry, chain keyChain) (lastRev int64, ok bool, err error) {
-	if len(chain.keys) == 0 {
-		return -1, false, nil
-	}
+// lastPageRead is the last snapshot page of a customer: rev is its
+// revision, -1 when there are no pages; to is where it ends, valid when
+// current (it decodes, under this build's fold key).
+type lastPageRead struct {
+	rev     int64
+	to      uint64
+	current bool
+}
+
+// lastPage reads the last snapshot page of e.
+func (s *Service) lastPage(ctx context.Context, e *entry) (lastPageRead, error) {
 	stream := snapshotStream(e.stream)
 	raw, err := storeCall(ctx, s, eventlog.Op{Method: "ReadStream", Stream: stream}, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
 		return eventlog.ReadRawBackwards(ctx, c, stream, 0, 1)
 	})
 	if errors.Is(err, eventlog.ErrStreamNotFound) || (err == nil && len(raw) == 0) {
-		return -1, false, nil
+		return lastPageRead{rev: -1}, nil
 	}
 	if err != nil {
-		return -1, false, err
+		return lastPageRead{rev: -1}, err
 	}
 	var last page
-	if last.decode(string(raw[0].Data), false) != nil || last.foldKey != s.foldKey {
-		return int64(raw[0].EventNumber), false, nil
+	current := last.decode(string(raw[0].Data), false) == nil && last.foldKey == s.foldKey
+	return lastPageRead{rev: int64(raw[0].EventNumber), to: last.to, current: current}, nil
+}
+
+// reaches reports whether chain reaches the last page, or comes within
+// reach events of it (see lazyReach).
+func (l lastPageRead) reaches(chain keyChain, reach uint64) bool {
+	if len(chain.keys) == 0 || !l.current {
+		return false
 	}
 	end := uint64(chain.end())
-	return int64(raw[0].EventNumber), last.to >= end && last.to-end <= s.lazyReach(), nil
+	return l.to >= end && l.to-end <= reach
 }
 
 // lazyPages are the snapshot pages a lazy load left in the store, by their
