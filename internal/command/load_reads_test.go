@@ -8,17 +8,23 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/orderly/orderly/internal/eventlog"
 )
 
-// storeReads records the store calls of every test from now on, each as
-// its client span (eventlog.Op), and returns the reads of a stream so far.
+// storeReads records the store calls made until t ends, each as its client
+// span (eventlog.Op), and returns the reads of a stream so far. The tracer
+// provider is the process's: t must not run in parallel with tests whose
+// calls it would record, or that count allocations.
 func storeReads(t *testing.T) func(stream string) int {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	t.Cleanup(func() {
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		_ = tp.Shutdown(context.Background())
+	})
 	return func(stream string) int {
 		n := 0
 		for _, s := range exp.GetSpans() {
