@@ -100,6 +100,10 @@ func (c *child) stop(t *testing.T, sig os.Signal) {
 		return
 	}
 	_ = c.cmd.Process.Signal(sig)
+	// SIGQUIT ends a Go process once it has printed its stacks; should it
+	// not, the kill that follows does.
+	killLater := time.AfterFunc(10*time.Second, func() { _ = c.cmd.Process.Kill() })
+	defer killLater.Stop()
 	_ = c.cmd.Wait()
 	if c.stderr.Len() > 0 {
 		t.Logf("child projector stderr:\n%s", c.stderr.String())
