@@ -42,7 +42,9 @@ func subscribeModel(t *testing.T, seed uint64) {
 				}
 				batch[i] = esdb.EventData{EventID: uuid.New(), EventType: typ, ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)}
 			}
-			mustAppend(t, c, fmt.Sprintf("%s%d", prefix, rng.IntN(8)), esdb.Any{}, batch...)
+			if !appendFrom(t, c, fmt.Sprintf("%s%d", prefix, rng.IntN(8)), batch...) {
+				return
+			}
 		}
 	}
 	appendSome(rng, 40)
@@ -159,4 +161,14 @@ func subscribeModel(t *testing.T, seed uint64) {
 			t.Fatalf("checkpoint %d after %d events passes undelivered event %d", cp.Commit, delivered, want[delivered].Position.Commit)
 		}
 	}
+}
+
+// appendFrom appends evs to stream from any goroutine: a failure fails t
+// without stopping the goroutine's caller, and is reported as false.
+func appendFrom(t *testing.T, c *esdb.Client, stream string, evs ...esdb.EventData) bool {
+	if _, err := c.AppendToStream(testCtx(t), stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, evs...); err != nil {
+		t.Errorf("append to %s: %v", stream, err)
+		return false
+	}
+	return true
 }
