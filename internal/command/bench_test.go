@@ -63,7 +63,7 @@ func BenchmarkPlaceOrder(b *testing.B) {
 // at a time, in turn on 1,000 customers of a few events each (no snapshot
 // pages), with a cache too small to keep any.
 //
-//	go test -run '^$' -bench ColdCustomer -benchtime 2000x ./internal/command/
+//	go test -run '^$' -bench ColdCustomer -benchtime 3000x ./internal/command/
 func BenchmarkColdCustomer(b *testing.B) {
 	env := commandtest.Start(b, command.Options{CacheBytes: 1}, estest.OnDisk())
 	customers := make([]string, 1000)
