@@ -92,6 +92,12 @@ func subscribeModel(t *testing.T, seed uint64) {
 	defer sub.Close()
 	got := make(chan received, 1)
 	var caughtUpBatches int64 // written by the reader before it sends on got
+	// A checkpoint, and how many events came before it.
+	type mark struct {
+		at    uint64
+		after int
+	}
+	var marks []mark // written by the reader before it sends on got
 	last := uuid.New()
 	go func() {
 		r := received{caughtUpAt: -1}
@@ -109,8 +115,7 @@ func subscribeModel(t *testing.T, seed uint64) {
 					return
 				}
 			case ev.CheckPointReached != nil:
-				// Kept with the number of events delivered before it.
-				r.checkpoints = append(r.checkpoints, esdb.Position{Commit: ev.CheckPointReached.Commit, Prepare: uint64(len(r.events))})
+				marks = append(marks, mark{at: ev.CheckPointReached.Commit, after: len(r.events)})
 			case ev.CaughtUp != nil:
 				if r.caughtUpAt >= 0 {
 					t.Errorf("caught up twice")
@@ -137,7 +142,7 @@ func subscribeModel(t *testing.T, seed uint64) {
 			want = append(want, ev)
 		}
 	}
-	t.Logf("from %d: %d matching events, %d checkpoints, caught up after %d, %d batches written by then", fromPos, len(want), len(r.checkpoints), r.caughtUpAt, caughtUpBatches)
+	t.Logf("from %d: %d matching events, %d checkpoints, caught up after %d, %d batches written by then", fromPos, len(want), len(marks), r.caughtUpAt, caughtUpBatches)
 	if len(r.events) != len(want) {
 		t.Fatalf("delivered %d events, want %d", len(r.events), len(want))
 	}
@@ -150,15 +155,14 @@ func subscribeModel(t *testing.T, seed uint64) {
 		t.Error("never caught up")
 	}
 	var prev uint64
-	for _, cp := range r.checkpoints {
-		delivered := int(cp.Prepare)
-		if cp.Commit < prev {
-			t.Fatalf("checkpoint %d after %d", cp.Commit, prev)
+	for _, m := range marks {
+		if m.at < prev {
+			t.Fatalf("checkpoint %d after %d", m.at, prev)
 		}
-		prev = cp.Commit
+		prev = m.at
 		// Every matching event at or before the checkpoint came before it.
-		if delivered < len(want) && want[delivered].Position.Commit <= cp.Commit {
-			t.Fatalf("checkpoint %d after %d events passes undelivered event %d", cp.Commit, delivered, want[delivered].Position.Commit)
+		if m.after < len(want) && want[m.after].Position.Commit <= m.at {
+			t.Fatalf("checkpoint %d after %d events passes undelivered event %d", m.at, m.after, want[m.after].Position.Commit)
 		}
 	}
 }
