@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
 	"github.com/orderly/orderly/internal/eventstore"
 	"github.com/orderly/orderly/internal/eventstore/estest"
 	"google.golang.org/grpc/codes"
@@ -17,10 +18,11 @@ import (
 
 // received is what a subscriber saw, in order.
 type received struct {
-	events      []*esdb.RecordedEvent
-	checkpoints []esdb.Position
-	caughtUpAt  int // number of events before caught-up; -1 if never
-	dropped     error
+	events          []*esdb.RecordedEvent
+	checkpoints     []esdb.Position
+	checkpointAfter []int // how many events came before each checkpoint
+	caughtUpAt      int   // number of events before caught-up; -1 if never
+	dropped         error
 }
 
 // collect reads sub until it has n events, or it is dropped, or timeout
@@ -28,10 +30,16 @@ type received struct {
 // long read on a loaded machine is not mistaken for a stall.
 func collect(t testing.TB, sub *esdb.Subscription, n int, timeout time.Duration) received {
 	t.Helper()
+	return collectUntil(t, sub, timeout, func(r received) bool { return len(r.events) >= n })
+}
+
+// collectUntil is collect, reading until done holds of what it has.
+func collectUntil(t testing.TB, sub *esdb.Subscription, timeout time.Duration, done func(received) bool) received {
+	t.Helper()
 	r := received{caughtUpAt: -1}
 	timer := time.AfterFunc(timeout, func() { _ = sub.Close() })
 	defer timer.Stop()
-	for len(r.events) < n {
+	for !done(r) {
 		ev := sub.Recv()
 		timer.Reset(timeout)
 		switch {
@@ -39,6 +47,7 @@ func collect(t testing.TB, sub *esdb.Subscription, n int, timeout time.Duration)
 			r.events = append(r.events, ev.EventAppeared.Event)
 		case ev.CheckPointReached != nil:
 			r.checkpoints = append(r.checkpoints, *ev.CheckPointReached)
+			r.checkpointAfter = append(r.checkpointAfter, len(r.events))
 		case ev.CaughtUp != nil:
 			if r.caughtUpAt >= 0 {
 				t.Errorf("caught up twice")
@@ -50,6 +59,11 @@ func collect(t testing.TB, sub *esdb.Subscription, n int, timeout time.Duration)
 		}
 	}
 	return r
+}
+
+// endsWith reports whether the last event r holds has ID id.
+func endsWith(id uuid.UUID) func(received) bool {
+	return func(r received) bool { return len(r.events) > 0 && r.events[len(r.events)-1].EventID == id }
 }
 
 // waitCaughtUp reads sub until caught-up, failing on anything else.

@@ -90,45 +90,9 @@ func subscribeModel(t *testing.T, seed uint64) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	got := make(chan received, 1)
-	var caughtUpBatches int64 // written by the reader before it sends on got
-	// A checkpoint, and how many events came before it.
-	type mark struct {
-		at    uint64
-		after int
-	}
-	var marks []mark // written by the reader before it sends on got
 	last := uuid.New()
-	go func() {
-		r := received{caughtUpAt: -1}
-		timer := time.AfterFunc(30*time.Second, func() { _ = sub.Close() })
-		defer timer.Stop()
-		for {
-			ev := sub.Recv()
-			timer.Reset(30 * time.Second)
-			switch {
-			case ev.EventAppeared != nil:
-				e := ev.EventAppeared.Event
-				r.events = append(r.events, e)
-				if e.EventID == last {
-					got <- r
-					return
-				}
-			case ev.CheckPointReached != nil:
-				marks = append(marks, mark{at: ev.CheckPointReached.Commit, after: len(r.events)})
-			case ev.CaughtUp != nil:
-				if r.caughtUpAt >= 0 {
-					t.Errorf("caught up twice")
-				}
-				r.caughtUpAt = len(r.events)
-				caughtUpBatches = batches.Load()
-			case ev.SubscriptionDropped != nil:
-				r.dropped = ev.SubscriptionDropped.Error
-				got <- r
-				return
-			}
-		}
-	}()
+	got := make(chan received, 1)
+	go func() { got <- collectUntil(t, sub, 30*time.Second, endsWith(last)) }()
 	writers.Wait()
 	mustAppend(t, c, prefix+"end", esdb.Any{}, esdb.EventData{EventID: last, EventType: "match", ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)})
 	r := <-got
@@ -142,7 +106,7 @@ func subscribeModel(t *testing.T, seed uint64) {
 			want = append(want, ev)
 		}
 	}
-	t.Logf("from %d: %d matching events, %d checkpoints, caught up after %d, %d batches written by then", fromPos, len(want), len(marks), r.caughtUpAt, caughtUpBatches)
+	t.Logf("from %d: %d matching events, %d checkpoints, caught up after %d", fromPos, len(want), len(r.checkpoints), r.caughtUpAt)
 	if len(r.events) != len(want) {
 		t.Fatalf("delivered %d events, want %d", len(r.events), len(want))
 	}
@@ -155,14 +119,15 @@ func subscribeModel(t *testing.T, seed uint64) {
 		t.Error("never caught up")
 	}
 	var prev uint64
-	for _, m := range marks {
-		if m.at < prev {
-			t.Fatalf("checkpoint %d after %d", m.at, prev)
+	for i, cp := range r.checkpoints {
+		after := r.checkpointAfter[i]
+		if cp.Commit < prev {
+			t.Fatalf("checkpoint %d after %d", cp.Commit, prev)
 		}
-		prev = m.at
+		prev = cp.Commit
 		// Every matching event at or before the checkpoint came before it.
-		if m.after < len(want) && want[m.after].Position.Commit <= m.at {
-			t.Fatalf("checkpoint %d after %d events passes undelivered event %d", m.at, m.after, want[m.after].Position.Commit)
+		if after < len(want) && want[after].Position.Commit <= cp.Commit {
+			t.Fatalf("checkpoint %d after %d events passes undelivered event %d", cp.Commit, after, want[after].Position.Commit)
 		}
 	}
 }

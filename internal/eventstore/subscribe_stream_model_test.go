@@ -84,35 +84,10 @@ func subscribeStreamModel(t *testing.T, seed uint64) {
 	defer sub.Close()
 	last := uuid.New()
 	got := make(chan received, 1)
-	go func() {
-		r := received{caughtUpAt: -1}
-		for {
-			ev := sub.Recv()
-			switch {
-			case ev.EventAppeared != nil:
-				e := ev.EventAppeared.Event
-				r.events = append(r.events, e)
-				if e.EventID == last {
-					got <- r
-					return
-				}
-			case ev.CaughtUp != nil:
-				r.caughtUpAt = len(r.events)
-			case ev.SubscriptionDropped != nil:
-				r.dropped = ev.SubscriptionDropped.Error
-				got <- r
-				return
-			}
-		}
-	}()
+	go func() { got <- collectUntil(t, sub, 30*time.Second, endsWith(last)) }()
 	writers.Wait()
 	mustAppend(t, c, stream, esdb.Any{}, esdb.EventData{EventID: last, EventType: "e", ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)})
-	var r received
-	select {
-	case r = <-got:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the last event never arrived")
-	}
+	r := <-got
 	if r.dropped != nil {
 		t.Fatalf("dropped after %d events: %v", len(r.events), r.dropped)
 	}
