@@ -46,15 +46,7 @@ func TestOrdersPaced(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	page, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, page := get(t, base+"/metrics")
 	m := regexp.MustCompile(`(?m)^orderly_saga_paced_orders_total (\d+)`).FindSubmatch(page)
 	if m == nil || string(m[1]) == "0" {
 		t.Fatalf("no order paced of 160 placed by 16 clients: %q", m)
@@ -65,7 +57,14 @@ func TestOrdersPaced(t *testing.T) {
 // caught up.
 func sagaCaughtUp(t *testing.T, base string) bool {
 	t.Helper()
-	resp, err := http.Get(base + "/v1/admin/processors")
+	code, b := get(t, base+"/v1/admin/processors")
+	return code == http.StatusOK && strings.Contains(string(b), `"PROCESSOR_STATE_CAUGHT_UP"`)
+}
+
+// get returns the status and body of a GET of url.
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +73,7 @@ func sagaCaughtUp(t *testing.T, base string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode == http.StatusOK && strings.Contains(string(b), `"PROCESSOR_STATE_CAUGHT_UP"`)
+	return resp.StatusCode, b
 }
 
 // post sends body to url and decodes the answer into out (if not nil),
