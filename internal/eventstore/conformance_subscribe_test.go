@@ -61,9 +61,24 @@ func collectUntil(t testing.TB, sub *esdb.Subscription, timeout time.Duration, d
 	return r
 }
 
-// endsWith reports whether the last event r holds has ID id.
-func endsWith(id uuid.UUID) func(received) bool {
-	return func(r received) bool { return len(r.events) > 0 && r.events[len(r.events)-1].EventID == id }
+// readToLast reads sub while writers append, then appends a last event of
+// type typ to stream and returns what sub received up to it; a drop fails t.
+func readToLast(t *testing.T, c *esdb.Client, sub *esdb.Subscription, writers *sync.WaitGroup, stream, typ string) received {
+	t.Helper()
+	last := uuid.New()
+	got := make(chan received, 1)
+	go func() {
+		got <- collectUntil(t, sub, 30*time.Second, func(r received) bool {
+			return len(r.events) > 0 && r.events[len(r.events)-1].EventID == last
+		})
+	}()
+	writers.Wait()
+	mustAppend(t, c, stream, esdb.Any{}, esdb.EventData{EventID: last, EventType: typ, ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)})
+	r := <-got
+	if r.dropped != nil {
+		t.Fatalf("dropped after %d events: %v", len(r.events), r.dropped)
+	}
+	return r
 }
 
 // waitCaughtUp reads sub until caught-up, failing on anything else.

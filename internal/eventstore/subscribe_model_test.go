@@ -90,15 +90,7 @@ func subscribeModel(t *testing.T, seed uint64) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	last := uuid.New()
-	got := make(chan received, 1)
-	go func() { got <- collectUntil(t, sub, 30*time.Second, endsWith(last)) }()
-	writers.Wait()
-	mustAppend(t, c, prefix+"end", esdb.Any{}, esdb.EventData{EventID: last, EventType: "match", ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)})
-	r := <-got
-	if r.dropped != nil {
-		t.Fatalf("dropped after %d events: %v", len(r.events), r.dropped)
-	}
+	r := readToLast(t, c, sub, &writers, prefix+"end", "match")
 
 	var want []*esdb.RecordedEvent
 	for _, e := range readAll(t, c, esdb.ReadAllOptions{}, 100_000) {

@@ -82,15 +82,7 @@ func subscribeStreamModel(t *testing.T, seed uint64) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	last := uuid.New()
-	got := make(chan received, 1)
-	go func() { got <- collectUntil(t, sub, 30*time.Second, endsWith(last)) }()
-	writers.Wait()
-	mustAppend(t, c, stream, esdb.Any{}, esdb.EventData{EventID: last, EventType: "e", ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)})
-	r := <-got
-	if r.dropped != nil {
-		t.Fatalf("dropped after %d events: %v", len(r.events), r.dropped)
-	}
+	r := readToLast(t, c, sub, &writers, stream, "e")
 
 	all, err := readStream(t, c, stream, esdb.ReadStreamOptions{From: esdb.Start{}}, 100_000)
 	if err != nil {
